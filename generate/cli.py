@@ -1,0 +1,172 @@
+"""`ptgen`: the generation stage's command line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from ptcommon.cli import Group, InputError
+
+from .distributed import rank_and_world
+from .models import DEFAULT_MODEL, DTYPES, list_builtins, load_generator
+from .store import check_writable
+from .writer import IMAGE_FORMATS
+
+DEFAULT_PER_CLASS = 10
+DEFAULT_BATCH = 128
+DEFAULT_SHARD_SIZE = 1000
+
+
+@click.group(cls=Group, name="ptgen", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ptgen", prog_name="ptgen")
+def main() -> None:
+    """Synthesize pseudo datasets from pre-trained class-conditional generators, as WebDataset shards.
+
+    \b
+    ptgen synth    class-conditional samples with their source labels (for pseudo pre-training)
+    ptgen inspect  what a shard folder holds; a contact sheet
+    ptgen models   the built-in models
+    """
+
+
+def parse_class_ids(text: str) -> list[int]:
+    """'3,7,10-12' -> [3, 7, 10, 11, 12]."""
+    ids: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise InputError(f"--class-ids {text}: '{part}' is not a class id or a range such as 10-19")
+        lo, hi = int(m[1]), int(m[2] or m[1])
+        if hi < lo:
+            raise InputError(f"--class-ids {text}: range '{part}' runs backwards")
+        ids.extend(range(lo, hi + 1))
+    if not ids:
+        raise InputError(f"--class-ids {text!r}: no class id given")
+    return ids
+
+
+def choose_classes(classes: int | None, class_ids: str | None, num_classes: int) -> list[int]:
+    if classes is not None and class_ids is not None:
+        raise InputError("--classes and --class-ids exclude each other: give one")
+    if class_ids is not None:
+        ids = parse_class_ids(class_ids)
+        bad = [i for i in ids if i >= num_classes]
+        if bad:
+            raise InputError(f"--class-ids {class_ids}: {bad[0]} is out of range; the model's ids are 0..{num_classes - 1}")
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise InputError(f"--class-ids {class_ids}: {repeated[0]} is repeated; list each class once")
+        return ids
+    if classes is None:
+        return list(range(num_classes))
+    if classes > num_classes:
+        raise InputError(f"--classes {classes}: the model has {num_classes} classes; give at most {num_classes}")
+    return list(range(classes))
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("shards"), show_default=True,
+              help="Folder for the shards; a rerun into it resumes, a different config there is refused.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="builtin:NAME, a diffusers folder (unet/ + scheduler/) or a hub id.")
+@click.option("--classes", type=click.IntRange(min=1), help="Use the first N source classes. [default: all]")
+@click.option("--class-ids", help="Source class ids to use, e.g. '3,7,100-199'.")
+@click.option("--per-class", type=click.IntRange(min=1), default=DEFAULT_PER_CLASS, show_default=True,
+              help="Images per class. The default finishes in minutes for 1000 classes of the built-in model "
+                   "on a laptop CPU; pre-training wants more (see docs/results.md).")
+@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]")
+@click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less turns it "
+              "off. [default: the model's own]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Base seed; sample i's noise is seeded by (seed, i).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
+              help="Images per generator call. Changes speed and memory, not which images come out.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
+              help="Images per shard.")
+@click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True)
+@click.option("--rank", type=click.IntRange(min=0), help="This process's rank. [default: torchrun's RANK, else 0]")
+@click.option("--world", type=click.IntRange(min=1), help="Number of processes. [default: torchrun's WORLD_SIZE, else 1]")
+@click.option("--overwrite", is_flag=True, help="Replace shards of another config in --out instead of refusing.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per_class: int, steps: int | None,
+          guidance: float | None, seed: int, batch_size: int, shard_size: int, image_format: str, device: str,
+          dtype: str, rank: int | None, world: int | None, overwrite: bool, quiet: bool) -> None:
+    """Write class-conditional samples with their labels as WebDataset shards.
+
+    Sample i has class ids[i mod n] and noise seeded by (--seed, i); shard k holds samples
+    [k*M, (k+1)*M) for M = --shard-size. So shards are byte-identical however the work is split
+    over ranks (--rank/--world, or torchrun) and however often it is interrupted and rerun: a
+    rerun skips finished shards. See docs/shards.md for the format.
+    """
+    from .synth import SynthSettings, run_synth
+
+    rank, world = rank_and_world(rank, world)
+    check_writable(out)
+    generator = load_generator(model, device=device, dtype=dtype)
+    ids = choose_classes(classes, class_ids, generator.num_classes)
+    steps = steps if steps is not None else generator.defaults.steps
+    guidance = guidance if guidance is not None else generator.defaults.guidance
+    if guidance > 1 and not generator.supports_guidance:
+        raise InputError(f"--guidance {guidance}: {model} has no null class, so guidance must be 1 or less")
+    settings = SynthSettings(model, tuple(ids), per_class, steps, guidance, seed, shard_size, image_format, dtype, batch_size)
+    if rank == 0:
+        click.echo(f"ptgen synth: {len(ids) * per_class} images ({len(ids)} classes x {per_class}) of {model} "
+                   f"-> {out} ({steps} steps, guidance {guidance}, {generator.image_size}px, world {world})", err=True)
+    stats = run_synth(settings, generator, out, rank=rank, world=world, overwrite=overwrite, progress=not quiet and rank == 0)
+    state = "folder complete" if stats.complete else "other ranks' shards still missing"
+    click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
+               f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
+               f"{stats.images_per_s:.1f} img/s; {state}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--grid", type=click.Path(path_type=Path), help="Write a contact sheet PNG: rows are classes, columns samples.")
+@click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Classes in the contact sheet.")
+@click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per class in the sheet.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool) -> None:
+    """Counts per class, bytes and config of a shard folder; optionally a contact sheet."""
+    from .report import contact_sheet, summarize
+
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    summary = summarize(folder)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1))
+    else:
+        cfg = summary["config"]
+        counts = list(summary["per_class"].values())
+        click.echo(f"{summary['folder']}: {summary['images']} of {summary['images_planned']} images, "
+                   f"{summary['shards'] - summary['shards_missing']}/{summary['shards']} shards, "
+                   f"{summary['bytes'] / 1e6:.1f} MB, {'complete' if summary['complete'] else 'INCOMPLETE'}")
+        click.echo(f"model {cfg.get('model')}  steps {cfg.get('steps')}  guidance {cfg.get('guidance')}  "
+                   f"seed {cfg.get('seed')}  {cfg.get('image_size')}px  {cfg.get('image_format')}  "
+                   f"config {cfg.get('config_hash')}  ptgen {cfg.get('version')}")
+        if counts:
+            click.echo(f"{len(counts)} classes, {min(counts)}..{max(counts)} images each")
+            for name, n in list(summary["per_class"].items())[:10]:
+                click.echo(f"  {n:6d}  {name}")
+            if len(counts) > 10:
+                click.echo(f"  ... {len(counts) - 10} more (--json lists all)")
+    if grid is not None:
+        click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols)}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, path, num_classes, image_size}.")
+def models(as_json: bool) -> None:
+    """The built-in models: name, folder, number of classes and image size."""
+    infos = list_builtins()
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in infos], indent=1))
+        return
+    for info in infos:
+        if info.installed:
+            click.echo(f"{info.name}  {info.num_classes} classes  {info.image_size}px  {info.path}")
+        else:
+            click.echo(f"{info.name}  (not installed in this build; expected at {info.path})")

@@ -1,0 +1,95 @@
+"""The interface every generator backend implements.
+
+The rest of the generation stage (the work plan, the shard writer, PCS) talks to generators only
+through this class, so a new backend (a DiT pipeline, a GAN) plugs in by implementing it.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """The settings a model was tuned for; the CLI uses them when a flag is left out."""
+
+    steps: int = 25
+    guidance: float = 1.0
+
+
+class Generator(abc.ABC):
+    """A class-conditional image generator over a fixed set of source classes."""
+
+    @property
+    @abc.abstractmethod
+    def num_classes(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def class_names(self) -> list[str]: ...
+
+    @property
+    @abc.abstractmethod
+    def image_size(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def channels(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def supports_guidance(self) -> bool:
+        """Whether classifier-free guidance is possible (the model knows an unconditional class)."""
+
+    @property
+    def defaults(self) -> SamplingDefaults:
+        return SamplingDefaults()
+
+    @abc.abstractmethod
+    def fingerprint(self) -> dict:
+        """What identifies the weights and sampler, independent of where the files lie.
+
+        It goes into a dataset's config hash, so moving a model folder does not invalidate its shards
+        while swapping the weights does.
+        """
+
+    @abc.abstractmethod
+    def sample(
+        self,
+        condition: torch.Tensor,
+        seeds: Sequence[int],
+        steps: int,
+        guidance: float,
+    ) -> np.ndarray:
+        """Draw one image per row of `condition`.
+
+        `condition` is either a LongTensor of class ids, shape (B,), or a float tensor of class
+        probabilities, shape (B, num_classes) (soft labels, used by pseudo conditional sampling).
+        Sample b uses only `seeds[b]` for all of its randomness, so an image does not depend on
+        which other images share its batch. Returns uint8 images shaped (B, H, W, C).
+        """
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Map model-space images in [-1, 1], shaped (B, C, H, W), to uint8 (B, H, W, C)."""
+    scaled = ((images.float().clamp(-1, 1) + 1) * 127.5).round()
+    return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def check_condition(condition: torch.Tensor, num_classes: int) -> None:
+    """Reject a condition tensor that is neither class ids nor a probability matrix over the classes."""
+    if condition.is_floating_point():
+        if condition.dim() != 2 or condition.shape[1] != num_classes:
+            raise ValueError(
+                f"soft labels must have shape (batch, {num_classes}); got {tuple(condition.shape)}"
+            )
+        return
+    if condition.dim() != 1:
+        raise ValueError(f"class ids must have shape (batch,); got {tuple(condition.shape)}")
+    if len(condition) and (int(condition.min()) < 0 or int(condition.max()) >= num_classes):
+        raise ValueError(f"class ids must lie in [0, {num_classes}); got {condition.tolist()}")

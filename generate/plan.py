@@ -1,0 +1,56 @@
+"""The work plan: which samples go to which shard, which rank writes which shard, and each sample's seed.
+
+Everything here is a pure function of the config, which is what makes shards byte-identical
+however the work is split over processes or interrupted: shard k always holds samples
+[k * shard_size, (k + 1) * shard_size), batched from the shard's own start, and sample i's noise
+comes from a seed derived from (seed, i) alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KEY_WIDTH = 9
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """A 63-bit seed for sample `index`, decorrelated from its neighbours' (no `seed + index` overlap
+    between runs whose base seeds differ by a small number)."""
+    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
+    return int(state >> np.uint64(1))
+
+
+def sample_key(index: int) -> str:
+    """The WebDataset key of sample `index`: digits only, since WebDataset splits names at the first dot."""
+    return f"{index:0{KEY_WIDTH}d}"
+
+
+@dataclass(frozen=True)
+class WorkPlan:
+    count: int
+    shard_size: int
+    prefix: str
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.count // self.shard_size)
+
+    def shard_name(self, shard: int) -> str:
+        return f"{self.prefix}-{shard:06d}.tar"
+
+    def shard_names(self) -> list[str]:
+        return [self.shard_name(k) for k in range(self.num_shards)]
+
+    def samples(self, shard: int) -> range:
+        start = shard * self.shard_size
+        return range(start, min(start + self.shard_size, self.count))
+
+    def shards_for_rank(self, rank: int, world: int) -> list[int]:
+        """Round-robin, so that ranks finish at about the same time whatever the shard count."""
+        return list(range(rank, self.num_shards, world))
+
+    def batches(self, shard: int, batch_size: int) -> list[range]:
+        samples = self.samples(shard)
+        return [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]

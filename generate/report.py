@@ -1,0 +1,117 @@
+"""`ptgen inspect`: what a shard folder holds, and a contact sheet a person can look at."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from ptcommon.cli import InputError
+
+from .plan import WorkPlan
+from .store import DATASET_FILE, MANIFEST_FILE, ShardFolder
+
+_IMAGE_EXTS = ("png", "jpg", "webp")
+
+
+def open_folder(root: Path) -> tuple[dict, ShardFolder]:
+    path = root / DATASET_FILE
+    if not path.exists():
+        raise InputError(f"{root}: no {DATASET_FILE}; is this a folder written by ptgen synth or ptgen pseudo?")
+    header = json.loads(path.read_text())
+    plan = WorkPlan(header["count"], header["shard_size"], header["prefix"])
+    return header, ShardFolder(root, plan)
+
+
+def summarize(root: Path) -> dict:
+    """Counts per class, bytes and config. Merges the manifest parts if every shard is there but
+    no rank merged them (a killed last rank, or ranks run by hand)."""
+    header, folder = open_folder(root)
+    missing = folder.missing_shards()
+    if not missing and not (root / MANIFEST_FILE).exists():
+        folder.merge(header.get("prefix") == "synth")
+    done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
+    parts = [folder.parts / f"{folder.plan.shard_name(k)[:-4]}.parquet" for k in done]
+    labels: Counter = Counter()
+    images = 0
+    for part in parts:
+        if part.exists():
+            table = pq.read_table(part, columns=["label"] if "label" in pq.read_schema(part).names else [])
+            images += table.num_rows
+            if table.num_columns:
+                labels.update(table.column("label").to_pylist())
+    names = dict(zip(header.get("class_ids", []), header.get("class_names", [])))
+    return {
+        "folder": str(root),
+        "complete": not missing,
+        "shards": folder.plan.num_shards,
+        "shards_missing": len(missing),
+        "images": images,
+        "images_planned": header["count"],
+        "bytes": sum(folder.shard_path(k).stat().st_size for k in done),
+        "per_class": {f"{c} {names.get(c, '')}".strip(): n for c, n in sorted(labels.items())},
+        "config": {k: v for k, v in header.items() if k not in ("class_names", "class_ids", "model_fingerprint")},
+    }
+
+
+def read_samples(shards: list[Path], want: int | None = None):
+    """Yield (key, image bytes, label or None, meta) from finished shards, in order."""
+    seen = 0
+    for shard in shards:
+        members: dict[str, dict] = defaultdict(dict)
+        with tarfile.open(shard) as tar:
+            for member in tar:
+                key, ext = member.name.split(".", 1)
+                members[key][ext] = tar.extractfile(member).read()
+        for key, files in members.items():
+            image = next(files[e] for e in _IMAGE_EXTS if e in files)
+            label = int(files["cls"]) if "cls" in files else None
+            yield key, image, label, json.loads(files.get("json", b"{}"))
+            seen += 1
+            if want is not None and seen >= want:
+                return
+
+
+def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8) -> Path:
+    """Rows are classes (or, for pseudo samples, target images), columns are samples of that row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    header, folder = open_folder(root)
+    done = [folder.shard_path(k) for k in range(folder.plan.num_shards) if folder.is_complete(k)]
+    if not done:
+        raise InputError(f"{root}: no finished shard yet, nothing to show")
+    grid: dict[str, list[Image.Image]] = {}
+    for _, data, label, meta in read_samples(done):
+        row = meta.get("class_name", str(label)) if label is not None else meta.get("target_key", "?")
+        if row not in grid and len(grid) >= rows:
+            continue
+        cells = grid.setdefault(row, [])
+        if len(cells) < cols:
+            cells.append(Image.open(io.BytesIO(data)).convert("RGB"))
+        if len(grid) >= rows and all(len(c) >= cols for c in grid.values()):
+            break
+    fig, axes = plt.subplots(len(grid), cols, figsize=(cols * 0.9 + 2.4, len(grid) * 0.9 + 0.3), squeeze=False)
+    for r, (name, cells) in enumerate(grid.items()):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(cells):
+                ax.imshow(cells[c], interpolation="nearest")
+        axes[r][0].set_ylabel(name[:28], rotation=0, ha="right", va="center", fontsize=7)
+    fig.suptitle(f"{root.name}: {header.get('model', '')}", fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

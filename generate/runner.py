@@ -1,0 +1,145 @@
+"""Runs a generation job's shards for one rank: batched sampling in the main thread, encoding and
+tar writing in a writer thread, so that the generator never waits on I/O."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .generator import Generator
+from .plan import WorkPlan
+from .store import ShardFolder
+from .writer import SampleRecord, ShardWriter, encode_image
+
+# Batches allowed in flight between sampler and writer: enough to hide an encode hiccup,
+# few enough that memory stays flat however many images a job makes.
+_QUEUE_DEPTH = 4
+
+
+class Job(Protocol):
+    """What the runner needs from a kind of generation job (class-conditional synthesis, PCS)."""
+
+    plan: WorkPlan
+    labeled: bool
+
+    def condition(self, indices: range) -> torch.Tensor: ...
+
+    def seed(self, index: int) -> int: ...
+
+    def record(self, index: int) -> SampleRecord: ...
+
+
+@dataclass
+class RunStats:
+    images: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    complete: bool = False
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+class _Writer(threading.Thread):
+    """Consumes (shard, indices, images) batches; a (shard, None, None) item commits the shard."""
+
+    def __init__(self, job: Job, folder: ShardFolder, image_format: str, bar: tqdm, stats: RunStats):
+        super().__init__(daemon=True, name="shard-writer")
+        self.job, self.folder, self.image_format = job, folder, image_format
+        self.bar, self.stats = bar, stats
+        self.inbox: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.error: BaseException | None = None
+        self._open: ShardWriter | None = None
+        self._rows: list[dict] = []
+
+    def run(self) -> None:
+        try:
+            while (item := self.inbox.get()) is not None:
+                self._handle(*item)
+        except BaseException as err:  # re-raised in the main thread
+            self.error = err
+            while self.inbox.get() is not None:  # unblock the producer until it sees the error
+                pass
+        finally:
+            if self._open is not None:
+                self._open.abort()
+
+    def _handle(self, shard: int, indices: range | None, images: np.ndarray | None) -> None:
+        if indices is None:
+            self._commit(shard)
+            return
+        if self._open is None:
+            self._open = ShardWriter(self.folder.shard_path(shard), self.image_format)
+        shard_name = self.folder.plan.shard_name(shard)
+        for index, pixels in zip(indices, images):
+            record = self.job.record(index)
+            data = encode_image(pixels, self.image_format)
+            self._open.write(record, data)
+            self._rows.append({"key": record.key, "shard": shard_name, "image_bytes": len(data), **record.meta})
+        self.bar.update(len(indices))
+
+    def _commit(self, shard: int) -> None:
+        # The manifest part lands before the shard, so a finished shard always has its part.
+        self.folder.write_part(shard, self._rows)
+        self._open.commit()
+        self.stats.bytes += self.folder.shard_path(shard).stat().st_size
+        self.stats.shards_written += 1
+        self._open, self._rows = None, []
+
+
+def run_job(
+    job: Job,
+    generator: Generator,
+    folder: ShardFolder,
+    *,
+    rank: int,
+    world: int,
+    batch_size: int,
+    steps: int,
+    guidance: float,
+    image_format: str,
+    progress: bool = True,
+) -> RunStats:
+    """Write this rank's unfinished shards, then merge the manifest if the folder is complete."""
+    plan = job.plan
+    mine = plan.shards_for_rank(rank, world)
+    todo = [k for k in mine if not folder.is_complete(k)]
+    stats = RunStats(shards_skipped=len(mine) - len(todo))
+    total = sum(len(plan.samples(k)) for k in todo)
+    bar = tqdm(total=total, unit="img", disable=not progress, desc=f"rank {rank}" if world > 1 else "synth")
+    writer = _Writer(job, folder, image_format, bar, stats)
+    writer.start()
+    start = time.perf_counter()
+    try:
+        for shard in todo:
+            for indices in plan.batches(shard, batch_size):
+                seeds = [job.seed(i) for i in indices]
+                images = generator.sample(job.condition(indices), seeds, steps, guidance)
+                _put(writer, (shard, indices, images))
+            _put(writer, (shard, None, None))
+            stats.images += len(plan.samples(shard))
+    finally:
+        writer.inbox.put(None)
+        writer.join()
+        bar.close()
+    if writer.error is not None:
+        raise writer.error
+    stats.seconds = time.perf_counter() - start
+    stats.complete = folder.merge(job.labeled)
+    return stats
+
+
+def _put(writer: _Writer, item: tuple) -> None:
+    if writer.error is not None:
+        raise writer.error
+    writer.inbox.put(item)

@@ -1,0 +1,177 @@
+"""The output folder of a generation job: dataset.json, finished shards, manifest parts and their merge.
+
+Files:
+  dataset.json            the config (and its hash) every shard in the folder was made with
+  <prefix>-NNNNNN.tar     finished shards; `.<name>.tmp` while being written
+  _parts/<shard>.parquet  one manifest part per finished shard, written before the shard is renamed
+  manifest.parquet        all parts in shard order, written once the last shard lands
+  _info.json              split info in the form timm's WebDataset reader reads
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ptcommon.cli import InputError
+from .plan import WorkPlan
+
+DATASET_FILE = "dataset.json"
+MANIFEST_FILE = "manifest.parquet"
+INFO_FILE = "_info.json"
+PARTS_DIR = "_parts"
+# How long a rank other than 0 waits for rank 0 to clear a folder under --overwrite.
+_OVERWRITE_WAIT_S = 600
+
+
+def config_hash(config: dict) -> str:
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write through a per-process temporary name, so concurrent ranks writing the same file never tear it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _describe_difference(ours: dict, theirs: dict) -> str:
+    keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    shown = []
+    for k in keys[:4]:
+        a, b = json.dumps(ours.get(k)), json.dumps(theirs.get(k))
+        shown.append(f"{k} {a[:40]} here vs {b[:40]} there")
+    return "; ".join(shown) + (f" (and {len(keys) - 4} more)" if len(keys) > 4 else "")
+
+
+def check_writable(root: Path) -> None:
+    """Refuse an output folder that cannot be created or written, before anything is written."""
+    probe = root
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"--out {root}: cannot be created: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"--out {root}: cannot be written: no write permission on {probe}")
+
+
+class ShardFolder:
+    def __init__(self, root: Path, plan: WorkPlan):
+        self.root = root
+        self.plan = plan
+
+    @property
+    def parts(self) -> Path:
+        return self.root / PARTS_DIR
+
+    def read_header(self) -> dict | None:
+        path = self.root / DATASET_FILE
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise InputError(f"--out {self.root}: {DATASET_FILE} is not valid JSON; remove it or use --overwrite") from None
+
+    def check_compatible(self, header: dict, hashed: dict) -> None:
+        """Stop before mixing datasets: the folder must be empty of shards or hold this very config."""
+        existing = self.read_header()
+        if existing is None:
+            strays = sorted(p.name for p in self.root.glob(f"{self.plan.prefix}-*.tar"))
+            if strays:
+                raise InputError(
+                    f"--out {self.root}: holds shards ({strays[0]}, ...) but no {DATASET_FILE}; "
+                    "use an empty folder or --overwrite"
+                )
+            return
+        if existing.get("config_hash") != header["config_hash"]:
+            theirs = {k: existing.get(k) for k in hashed}
+            raise InputError(
+                f"--out {self.root}: holds shards of another config (differs in {_describe_difference(hashed, theirs)}); "
+                "use another folder, or --overwrite to replace them"
+            )
+
+    def clear(self) -> None:
+        """Remove what a generation job wrote, and nothing else the user keeps in the folder."""
+        for pattern in (f"{self.plan.prefix}-*.tar", f".{self.plan.prefix}-*.tar.tmp"):
+            for path in self.root.glob(pattern):
+                path.unlink()
+        shutil.rmtree(self.parts, ignore_errors=True)
+        for name in (MANIFEST_FILE, INFO_FILE, DATASET_FILE):
+            (self.root / name).unlink(missing_ok=True)
+
+    def prepare(self, header: dict, hashed: dict, rank: int, overwrite: bool) -> None:
+        """Make the folder ready for this config: create it, check or clear what it holds, write dataset.json.
+
+        Under --overwrite only rank 0 clears; the other ranks wait for its new dataset.json, so no
+        rank deletes a shard another has just written.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        if overwrite and rank > 0:
+            self._wait_for_header(header["config_hash"])
+        else:
+            if overwrite:
+                self.clear()
+            else:
+                self.check_compatible(header, hashed)
+            atomic_write(self.root / DATASET_FILE, (json.dumps(header, indent=1) + "\n").encode())
+        self.parts.mkdir(exist_ok=True)
+
+    def _wait_for_header(self, wanted_hash: str) -> None:
+        deadline = time.monotonic() + _OVERWRITE_WAIT_S
+        while time.monotonic() < deadline:
+            existing = self.read_header()
+            if existing is not None and existing.get("config_hash") == wanted_hash:
+                return
+            time.sleep(0.2)
+        raise InputError(f"--overwrite: rank 0 did not prepare {self.root} within {_OVERWRITE_WAIT_S} s; is it running?")
+
+    def is_complete(self, shard: int) -> bool:
+        return (self.root / self.plan.shard_name(shard)).exists()
+
+    def shard_path(self, shard: int) -> Path:
+        return self.root / self.plan.shard_name(shard)
+
+    def write_part(self, shard: int, rows: list[dict]) -> None:
+        buf = pa.BufferOutputStream()
+        pq.write_table(pa.Table.from_pylist(rows), buf)
+        atomic_write(self.parts / f"{self.plan.shard_name(shard)[:-4]}.parquet", buf.getvalue().to_pybytes())
+
+    def missing_shards(self) -> list[int]:
+        return [k for k in range(self.plan.num_shards) if not self.is_complete(k)]
+
+    def merge(self, labeled: bool) -> bool:
+        """Write manifest.parquet (and, for labeled data, _info.json) once every shard is there.
+
+        Returns whether the folder is complete. Any rank may call it; the ranks that find the
+        folder complete write identical files.
+        """
+        if self.missing_shards():
+            return False
+        tables = [pq.read_table(self.parts / f"{name[:-4]}.parquet") for name in self.plan.shard_names()]
+        manifest = pa.concat_tables(tables)
+        buf = pa.BufferOutputStream()
+        pq.write_table(manifest, buf)
+        atomic_write(self.root / MANIFEST_FILE, buf.getvalue().to_pybytes())
+        if labeled:
+            info = {
+                "name": self.root.name,
+                "splits": {
+                    "train": {
+                        "name": "train",
+                        "num_samples": self.plan.count,
+                        "filenames": self.plan.shard_names(),
+                        "shard_lengths": [len(self.plan.samples(k)) for k in range(self.plan.num_shards)],
+                    }
+                },
+            }
+            atomic_write(self.root / INFO_FILE, (json.dumps(info, indent=1) + "\n").encode())
+        return True

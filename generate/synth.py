@@ -1,0 +1,127 @@
+"""`ptgen synth`: a labeled pseudo source dataset, (G_s(z, y_s), y_s) with y_s balanced over the
+chosen source classes (METHOD.md, stage 1, step 1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .generator import Generator
+from .plan import WorkPlan, sample_key, sample_seed
+from .runner import RunStats, run_job
+from .store import ShardFolder, config_hash
+from .writer import SampleRecord
+
+PREFIX = "synth"
+FORMAT = "ptgen-shards/1"
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    model: str
+    class_ids: tuple[int, ...]
+    per_class: int
+    steps: int
+    guidance: float
+    seed: int
+    shard_size: int
+    image_format: str
+    dtype: str
+    batch_size: int
+
+
+class SynthJob:
+    """Sample i has class class_ids[i mod n]: labels interleave, so every shard is class-balanced."""
+
+    labeled = True
+
+    def __init__(self, settings: SynthSettings, generator: Generator):
+        self.settings = settings
+        self.generator = generator
+        self.plan = WorkPlan(len(settings.class_ids) * settings.per_class, settings.shard_size, PREFIX)
+
+    def label(self, index: int) -> int:
+        return self.settings.class_ids[index % len(self.settings.class_ids)]
+
+    def seed(self, index: int) -> int:
+        return sample_seed(self.settings.seed, index)
+
+    def condition(self, indices: range) -> torch.Tensor:
+        return torch.tensor([self.label(i) for i in indices], dtype=torch.long)
+
+    def record(self, index: int) -> SampleRecord:
+        label = self.label(index)
+        meta = {
+            "index": index,
+            "label": label,
+            "class_name": self.generator.class_names[label],
+            "seed": self.seed(index),
+        }
+        return SampleRecord(sample_key(index), label, meta)
+
+    def hashed_config(self) -> dict:
+        """What decides the shards' content. Batch size and device are left out: they change
+        how fast the images come, not which images they are (up to float rounding)."""
+        s = self.settings
+        return {
+            "format": FORMAT,
+            "kind": PREFIX,
+            "model_fingerprint": self.generator.fingerprint(),
+            "class_ids": list(s.class_ids),
+            "per_class": s.per_class,
+            "steps": s.steps,
+            "guidance": s.guidance,
+            "seed": s.seed,
+            "shard_size": s.shard_size,
+            "image_format": s.image_format,
+            "dtype": s.dtype,
+        }
+
+    def header(self) -> dict:
+        hashed = self.hashed_config()
+        g = self.generator
+        return {
+            **asdict(self.settings),
+            **hashed,
+            "class_ids": list(self.settings.class_ids),
+            "num_classes": len(self.settings.class_ids),
+            "class_names": [g.class_names[c] for c in self.settings.class_ids],
+            "model_num_classes": g.num_classes,
+            "image_size": g.image_size,
+            "channels": g.channels,
+            "count": self.plan.count,
+            "num_shards": self.plan.num_shards,
+            "prefix": PREFIX,
+            "config_hash": config_hash(hashed),
+            "version": __version__,
+        }
+
+
+def run_synth(
+    settings: SynthSettings,
+    generator: Generator,
+    out: Path,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunStats:
+    job = SynthJob(settings, generator)
+    folder = ShardFolder(out, job.plan)
+    folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
+    return run_job(
+        job,
+        generator,
+        folder,
+        rank=rank,
+        world=world,
+        batch_size=settings.batch_size,
+        steps=settings.steps,
+        guidance=settings.guidance,
+        image_format=settings.image_format,
+        progress=progress,
+    )

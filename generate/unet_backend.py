@@ -1,0 +1,171 @@
+"""Backend: a diffusers folder holding a class-conditional `UNet2DModel` and a scheduler.
+
+Layout (diffusers' own): `unet/` (config + weights), `scheduler/` (scheduler_config.json), and
+optionally `ptgen.json` with class names, whether the last embedding row is the null class
+used for classifier-free guidance, and the sampling defaults the model was tuned for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ptcommon.cli import InputError
+from .generator import Generator, SamplingDefaults, check_condition, to_uint8
+
+META_FILE = "ptgen.json"
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def _public_config(config: dict) -> dict:
+    """Drop diffusers' bookkeeping keys (paths, library version) that do not change the samples."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def _weights_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class UNetGenerator(Generator):
+    """Samples a class-conditional UNet2DModel with its scheduler.
+
+    Soft labels condition on the probability-weighted mixture of the class-embedding rows,
+    `p @ E`, computed as one matrix product. To feed that mixture through the UNet, the
+    embedding table is taken out of the model and replaced by an identity: the UNet then adds
+    whatever vector it is given to the timestep embedding, exactly as it would add a table row.
+    """
+
+    def __init__(self, folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        import diffusers
+        from diffusers import UNet2DModel
+
+        self.folder = Path(folder)
+        if not (self.folder / "unet").is_dir():
+            raise InputError(
+                f"--model {folder}: no unet/ subfolder; expected a diffusers folder with unet/ and scheduler/"
+            )
+        unet = UNet2DModel.from_pretrained(self.folder, subfolder="unet", low_cpu_mem_usage=False, torch_dtype=dtype)
+        table = unet.class_embedding
+        if unet.config.num_class_embeds is None or not isinstance(table, nn.Embedding):
+            raise InputError(
+                f"--model {folder}: the UNet is not class-conditional (its config sets no num_class_embeds); "
+                "ptgen needs a model with a class-embedding table"
+            )
+        sched_path = self.folder / "scheduler" / "scheduler_config.json"
+        if not sched_path.exists():
+            raise InputError(f"--model {folder}: no scheduler/scheduler_config.json; expected diffusers' folder layout")
+        sched_config = json.loads(sched_path.read_text())
+        scheduler_cls = getattr(diffusers, sched_config.get("_class_name", ""), None)
+        if scheduler_cls is None:
+            raise InputError(
+                f"--model {folder}: scheduler/ names an unknown scheduler class {sched_config.get('_class_name')!r}"
+            )
+        self._scheduler_config = sched_config
+        self._scheduler_cls = scheduler_cls
+
+        meta_path = self.folder / META_FILE
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        rows = unet.config.num_class_embeds
+        self._has_null = bool(meta.get("null_class", False))
+        n = rows - 1 if self._has_null else rows
+        self._num_classes = n
+        self._class_names = list(meta.get("class_names") or [f"class_{i}" for i in range(n)])
+        if len(self._class_names) != n:
+            raise InputError(
+                f"--model {folder}: {META_FILE} names {len(self._class_names)} classes but the UNet has {n}"
+            )
+        self._defaults = SamplingDefaults(**meta.get("defaults", {}))
+
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._table = table.weight.detach().to(self.device)
+        unet.class_embedding = nn.Identity()
+        self.unet = unet.to(self.device).eval()
+        self._fingerprint = {
+            "backend": "diffusers-unet2d",
+            "unet": _public_config(dict(unet.config)),
+            "scheduler": {"class": sched_config["_class_name"], **_public_config(sched_config)},
+            "weights_sha256": _weights_digest(self.folder / "unet"),
+            "null_class": self._has_null,
+        }
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._class_names
+
+    @property
+    def image_size(self) -> int:
+        size = self.unet.config.sample_size
+        return size if isinstance(size, int) else size[0]
+
+    @property
+    def channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def supports_guidance(self) -> bool:
+        return self._has_null
+
+    @property
+    def defaults(self) -> SamplingDefaults:
+        return self._defaults
+
+    def fingerprint(self) -> dict:
+        return self._fingerprint
+
+    def class_embedding(self, condition: torch.Tensor) -> torch.Tensor:
+        """Rows of the embedding table for class ids, or their mixture for soft labels."""
+        check_condition(condition, self._num_classes)
+        if condition.is_floating_point():
+            return condition.to(self.device, self.dtype) @ self._table[: self._num_classes]
+        return self._table[condition.to(self.device)]
+
+    @torch.inference_mode()
+    def sample(
+        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
+    ) -> np.ndarray:
+        from diffusers.utils.torch_utils import randn_tensor
+
+        if len(seeds) != len(condition):
+            raise ValueError(f"{len(seeds)} seeds for {len(condition)} conditions")
+        guided = guidance > 1.0
+        if guided and not self._has_null:
+            raise ValueError("classifier-free guidance needs a model trained with a null class")
+        # A fresh scheduler per batch: multistep solvers keep state between steps.
+        scheduler = self._scheduler_cls.from_config(self._scheduler_config)
+        scheduler.set_timesteps(steps, device=self.device)
+        # One CPU generator per sample makes each image a function of its own seed only,
+        # whatever the batch and whatever the device.
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        shape = (len(seeds), self.channels, self.image_size, self.image_size)
+        x = randn_tensor(shape, generator=generators, device=self.device, dtype=self.dtype)
+        x = x * scheduler.init_noise_sigma
+
+        emb = self.class_embedding(condition)
+        if guided:
+            emb = torch.cat([emb, self._table[-1].expand_as(emb)])
+        for t in scheduler.timesteps:
+            x_in = scheduler.scale_model_input(x, t)
+            if guided:
+                x_in = torch.cat([x_in, x_in])
+            out = self.unet(x_in, t, class_labels=emb).sample
+            if guided:
+                cond, uncond = out.chunk(2)
+                out = uncond + guidance * (cond - uncond)
+            x = scheduler.step(out, t, x, generator=generators).prev_sample
+        return to_uint8(x)

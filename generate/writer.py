@@ -1,0 +1,78 @@
+"""The shard writer: one WebDataset tar per shard, visible only once complete, equal bytes for equal content."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import webdataset as wds
+from PIL import Image
+
+IMAGE_FORMATS = ("png", "jpg", "webp")
+# Fixed encoder settings: the same pixels must give the same bytes on every run.
+_SAVE_ARGS = {
+    "png": {"format": "PNG", "compress_level": 6},
+    "jpg": {"format": "JPEG", "quality": 95},
+    "webp": {"format": "WEBP", "quality": 95, "method": 4},
+}
+
+
+def encode_image(pixels: np.ndarray, image_format: str) -> bytes:
+    """Encode one uint8 image shaped (H, W, C) with C = 1 (grayscale) or 3 (RGB)."""
+    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    buf = io.BytesIO()
+    image.save(buf, **_SAVE_ARGS[image_format])
+    return buf.getvalue()
+
+
+@dataclass
+class SampleRecord:
+    """What a shard stores beside a sample's image: its key, its label (None when unlabeled) and metadata."""
+
+    key: str
+    label: int | None
+    meta: dict = field(default_factory=dict)
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp")
+
+
+class ShardWriter:
+    """Writes one shard under a hidden temporary name; `commit` renames it into place.
+
+    Readers (and a rerun looking for finished shards) therefore never see half a shard, and a
+    process killed mid-shard leaves only a temporary file that the next run overwrites.
+    """
+
+    def __init__(self, path: Path, image_format: str):
+        self.path = path
+        self.image_format = image_format
+        self._tmp = temp_path(path)
+        self._file = open(self._tmp, "wb")
+        # Fixed owner, mode and mtime so that equal content gives equal bytes.
+        self._tar = wds.TarWriter(self._file, user="", group="", mode=0o444, mtime=0, encoder=False)
+        self.bytes_written = 0
+
+    def write(self, record: SampleRecord, image: bytes) -> None:
+        sample = {"__key__": record.key, self.image_format: image}
+        if record.label is not None:
+            sample["cls"] = str(record.label).encode()
+        sample["json"] = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
+        self.bytes_written += self._tar.write(sample)
+
+    def commit(self) -> None:
+        self._tar.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._tar.close()
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)

@@ -1,0 +1,42 @@
+"""One-line errors for both CLIs.
+
+Users see `ptgen: error: --per-class 0: ...` and a non-zero exit, never a traceback or a usage
+dump, for anything that is their input's fault.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+class InputError(click.ClickException):
+    """Bad input: the message names the flag or file, the value, and what would be right."""
+
+    exit_code = 2
+
+
+class Group(click.Group):
+    """A click group whose errors print as one line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        name = prog_name or self.name or "error"
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as err:
+            click.echo(err.ctx.get_help() if err.ctx else str(err))
+            code = 0
+        except click.ClickException as err:
+            click.echo(f"{name}: error: {err.format_message()}", err=True)
+            code = err.exit_code
+        except click.Abort:
+            click.echo(f"{name}: interrupted", err=True)
+            code = 130
+        else:
+            if not standalone_mode:
+                return result
+            code = result if isinstance(result, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
