@@ -113,10 +113,14 @@ def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per
     if guidance > 1 and not generator.supports_guidance:
         raise InputError(f"--guidance {guidance}: {model} has no null class, so guidance must be 1 or less")
     settings = SynthSettings(model, tuple(ids), per_class, steps, guidance, seed, shard_size, image_format, dtype, batch_size)
-    if rank == 0:
-        click.echo(f"ptgen synth: {len(ids) * per_class} images ({len(ids)} classes x {per_class}) of {model} "
-                   f"-> {out} ({steps} steps, guidance {guidance}, {generator.image_size}px, world {world})", err=True)
-    stats = run_synth(settings, generator, out, rank=rank, world=world, overwrite=overwrite, progress=not quiet and rank == 0)
+    def announce(job) -> None:
+        if rank == 0:
+            click.echo(f"ptgen synth: {job.plan.count} images ({len(ids)} classes x {per_class}) of {model} "
+                       f"-> {out} ({steps} steps, guidance {guidance}, {generator.image_size}px, "
+                       f"{job.plan.num_shards} shards, world {world})", err=True)
+
+    stats = run_synth(settings, generator, out, rank=rank, world=world, overwrite=overwrite,
+                      progress=not quiet and rank == 0, on_ready=announce)
     state = "folder complete" if stats.complete else "other ranks' shards still missing"
     click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
                f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "

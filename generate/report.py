@@ -34,7 +34,7 @@ def summarize(root: Path) -> dict:
     header, folder = open_folder(root)
     missing = folder.missing_shards()
     if not missing and not (root / MANIFEST_FILE).exists():
-        folder.merge(header.get("prefix") == "synth")
+        folder.merge(header)
     done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
     parts = [folder.parts / f"{folder.plan.shard_name(k)[:-4]}.parquet" for k in done]
     labels: Counter = Counter()
@@ -105,7 +105,7 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
             for spine in ax.spines.values():
-                spine.set_visible(False)
+                spine.set_color("0.6")  # a frame, so that white ink at the border stays visible
             if c < len(cells):
                 ax.imshow(cells[c], interpolation="nearest")
         axes[r][0].set_ylabel(name[:28], rotation=0, ha="right", va="center", fontsize=7)

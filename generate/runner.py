@@ -27,7 +27,6 @@ class Job(Protocol):
     """What the runner needs from a kind of generation job (class-conditional synthesis, PCS)."""
 
     plan: WorkPlan
-    labeled: bool
 
     def condition(self, indices: range) -> torch.Tensor: ...
 
@@ -135,7 +134,7 @@ def run_job(
     if writer.error is not None:
         raise writer.error
     stats.seconds = time.perf_counter() - start
-    stats.complete = folder.merge(job.labeled)
+    stats.complete = folder.merge(folder.read_header())
     return stats
 
 

@@ -148,7 +148,7 @@ class ShardFolder:
     def missing_shards(self) -> list[int]:
         return [k for k in range(self.plan.num_shards) if not self.is_complete(k)]
 
-    def merge(self, labeled: bool) -> bool:
+    def merge(self, header: dict) -> bool:
         """Write manifest.parquet (and, for labeled data, _info.json) once every shard is there.
 
         Returns whether the folder is complete. Any rank may call it; the ranks that find the
@@ -161,9 +161,9 @@ class ShardFolder:
         buf = pa.BufferOutputStream()
         pq.write_table(manifest, buf)
         atomic_write(self.root / MANIFEST_FILE, buf.getvalue().to_pybytes())
-        if labeled:
+        if header["labeled"]:
             info = {
-                "name": self.root.name,
+                "name": f"{header['prefix']}-{header['config_hash']}",
                 "splits": {
                     "train": {
                         "name": "train",

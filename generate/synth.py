@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -35,8 +36,6 @@ class SynthSettings:
 
 class SynthJob:
     """Sample i has class class_ids[i mod n]: labels interleave, so every shard is class-balanced."""
-
-    labeled = True
 
     def __init__(self, settings: SynthSettings, generator: Generator):
         self.settings = settings
@@ -95,6 +94,7 @@ class SynthJob:
             "count": self.plan.count,
             "num_shards": self.plan.num_shards,
             "prefix": PREFIX,
+            "labeled": True,
             "config_hash": config_hash(hashed),
             "version": __version__,
         }
@@ -109,10 +109,17 @@ def run_synth(
     world: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    on_ready: Callable[[SynthJob], None] | None = None,
 ) -> RunStats:
+    """Generate this rank's shards of the dataset `settings` describes into `out`.
+
+    `on_ready` is called once the folder is checked and prepared, before sampling starts.
+    """
     job = SynthJob(settings, generator)
     folder = ShardFolder(out, job.plan)
     folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
+    if on_ready is not None:
+        on_ready(job)
     return run_job(
         job,
         generator,
