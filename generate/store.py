@@ -122,7 +122,9 @@ class ShardFolder:
                 self.clear()
             else:
                 self.check_compatible(header, hashed)
-            atomic_write(self.root / DATASET_FILE, (json.dumps(header, indent=1) + "\n").encode())
+            # A resumed folder keeps the dataset.json it was started with.
+            if self.read_header() is None:
+                atomic_write(self.root / DATASET_FILE, (json.dumps(header, indent=1) + "\n").encode())
         self.parts.mkdir(exist_ok=True)
 
     def _wait_for_header(self, wanted_hash: str) -> None:

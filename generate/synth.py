@@ -82,6 +82,7 @@ class SynthJob:
     def header(self) -> dict:
         hashed = self.hashed_config()
         g = self.generator
+        fingerprint = hashed.pop("model_fingerprint")
         return {
             **asdict(self.settings),
             **hashed,
@@ -95,8 +96,9 @@ class SynthJob:
             "num_shards": self.plan.num_shards,
             "prefix": PREFIX,
             "labeled": True,
-            "config_hash": config_hash(hashed),
+            "config_hash": config_hash(self.hashed_config()),
             "version": __version__,
+            "model_fingerprint": fingerprint,  # last: long, and rarely what a reader looks for
         }
 
 

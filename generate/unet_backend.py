@@ -2,7 +2,9 @@
 
 Layout (diffusers' own): `unet/` (config + weights), `scheduler/` (scheduler_config.json), and
 optionally `ptgen.json` with class names, whether the last embedding row is the null class
-used for classifier-free guidance, and the sampling defaults the model was tuned for.
+used for classifier-free guidance, the sampling defaults the model was tuned for, and the name
+of a template file: a table of one image per class (same rows as the embedding table) that the
+UNet sees as extra input channels, a spatial class condition beside the embedding.
 """
 
 from __future__ import annotations
@@ -86,10 +88,13 @@ class UNetGenerator(Generator):
                 f"--model {folder}: {META_FILE} names {len(self._class_names)} classes but the UNet has {n}"
             )
         self._defaults = SamplingDefaults(**meta.get("defaults", {}))
+        self._templates = self._load_templates(meta.get("template"), rows, unet.config)
 
         self.device = torch.device(device)
         self.dtype = dtype
         self._table = table.weight.detach().to(self.device)
+        if self._templates is not None:
+            self._templates = self._templates.to(self.device, self._table.dtype)
         unet.class_embedding = nn.Identity()
         self.unet = unet.to(self.device).eval()
         self._fingerprint = {
@@ -97,6 +102,9 @@ class UNetGenerator(Generator):
             "unet": _public_config(dict(unet.config)),
             "scheduler": {"class": sched_config["_class_name"], **_public_config(sched_config)},
             "weights_sha256": _weights_digest(self.folder / "unet"),
+            "template": hashlib.sha256((self.folder / meta["template"]).read_bytes()).hexdigest()
+            if self._templates is not None
+            else None,
             "null_class": self._has_null,
         }
 
@@ -115,7 +123,7 @@ class UNetGenerator(Generator):
 
     @property
     def channels(self) -> int:
-        return self.unet.config.in_channels
+        return self.unet.config.out_channels
 
     @property
     def supports_guidance(self) -> bool:
@@ -128,12 +136,29 @@ class UNetGenerator(Generator):
     def fingerprint(self) -> dict:
         return self._fingerprint
 
+    def _load_templates(self, name: str | None, rows: int, config) -> torch.Tensor | None:
+        if name is None:
+            return None
+        from safetensors.torch import load_file
+
+        templates = load_file(self.folder / name)["templates"]
+        extra = config.in_channels - config.out_channels
+        if templates.shape[0] != rows or templates.shape[1] != extra:
+            raise InputError(
+                f"--model {self.folder}: {name} holds templates of shape {tuple(templates.shape)}; "
+                f"expected {rows} rows of {extra} channels"
+            )
+        return templates.flatten(1)
+
     def class_embedding(self, condition: torch.Tensor) -> torch.Tensor:
         """Rows of the embedding table for class ids, or their mixture for soft labels."""
+        return self._mix(self._table, condition)
+
+    def _mix(self, table: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         check_condition(condition, self._num_classes)
         if condition.is_floating_point():
-            return condition.to(self.device, self.dtype) @ self._table[: self._num_classes]
-        return self._table[condition.to(self.device)]
+            return condition.to(self.device, table.dtype) @ table[: self._num_classes]
+        return table[condition.to(self.device)]
 
     @torch.inference_mode()
     def sample(
@@ -159,10 +184,18 @@ class UNetGenerator(Generator):
         emb = self.class_embedding(condition)
         if guided:
             emb = torch.cat([emb, self._table[-1].expand_as(emb)])
+        template = None
+        if self._templates is not None:
+            template = self._mix(self._templates, condition)
+            if guided:
+                template = torch.cat([template, self._templates[-1].expand_as(template)])
+            template = template.view(len(emb), -1, self.image_size, self.image_size).to(self.dtype)
         for t in scheduler.timesteps:
             x_in = scheduler.scale_model_input(x, t)
             if guided:
                 x_in = torch.cat([x_in, x_in])
+            if template is not None:
+                x_in = torch.cat([x_in, template], dim=1)
             out = self.unet(x_in, t, class_labels=emb).sample
             if guided:
                 cond, uncond = out.chunk(2)

@@ -66,3 +66,15 @@ def test_ancestral_scheduler_is_seeded_per_sample(tmp_path):
     together = gen.sample(torch.tensor([0, 1]), [1, 2], steps=5, guidance=2.0)
     alone = gen.sample(torch.tensor([1]), [2], steps=5, guidance=2.0)
     np.testing.assert_array_equal(together[1], alone[0])
+
+
+def test_template_channel_follows_the_soft_label(tmp_path):
+    from tiny_models import save_tiny_unet
+
+    gen = load_generator(str(save_tiny_unet(tmp_path / "tpl", template=True)))
+    assert gen.channels == 1
+    hard = gen.sample(torch.tensor([2, 0]), [4, 4], steps=3, guidance=2.0)
+    soft = gen.sample(torch.eye(5)[[2, 0]], [4, 4], steps=3, guidance=2.0)
+    np.testing.assert_array_equal(hard, soft)
+    mix = gen.sample(torch.tensor([[0.5, 0, 0.5, 0, 0]]), [4], steps=3, guidance=2.0)[0]
+    assert not np.array_equal(mix, hard[0]) and not np.array_equal(mix, hard[1])

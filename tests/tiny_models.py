@@ -16,6 +16,7 @@ def save_tiny_unet(
     channels: int = 1,
     scheduler: str = "DPMSolverMultistepScheduler",
     class_conditional: bool = True,
+    template: bool = False,
     seed: int = 0,
 ) -> Path:
     """A diffusers folder (unet/, scheduler/, ptgen.json) small enough to sample in milliseconds."""
@@ -25,7 +26,7 @@ def save_tiny_unet(
     torch.manual_seed(seed)
     unet = UNet2DModel(
         sample_size=image_size,
-        in_channels=channels,
+        in_channels=channels * (2 if template else 1),
         out_channels=channels,
         block_out_channels=(8, 16),
         layers_per_block=1,
@@ -44,5 +45,14 @@ def save_tiny_unet(
         "class_names": [f"tiny class {i}" for i in range(num_classes)],
         "defaults": {"steps": 4, "guidance": 2.0 if null_class else 1.0},
     }
+    if template:
+        from safetensors.torch import save_file
+
+        rows = num_classes + int(null_class)
+        table = torch.rand(rows, channels, image_size, image_size) * 2 - 1
+        if null_class:
+            table[-1] = 0
+        save_file({"templates": table}, folder / "templates.safetensors")
+        meta["template"] = "templates.safetensors"
     (folder / "ptgen.json").write_text(json.dumps(meta))
     return folder
