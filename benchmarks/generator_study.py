@@ -1,0 +1,109 @@
+"""The design study behind the built-in generator's recipe (issue 8).
+
+Trains each candidate of `recipes/glyphs_1k/generator_recipe.py` for the same training
+wall-clock budget, measuring class consistency (the built-in classifier's top-1 on samples of
+every 5th class, 2 seeds each, at the candidate's sampling settings) at 10, 20 and 40 minutes,
+then writes the learning curves (table and plot) into docs/.
+
+    python benchmarks/generator_study.py run --out runs/study            # two candidates at a time,
+    python benchmarks/generator_study.py run --out runs/study --only small+template  # ... or one
+    python benchmarks/generator_study.py report --out runs/study         # docs/results.md + plot
+
+Runs are pinned one per core (`taskset`, one torch thread each) so that two candidates share
+the 2-core machine evenly; every run resumes from its checkpoint when the command is repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from recipes.glyphs_1k.generator_recipe import CANDIDATES  # noqa: E402
+from results_doc import table, write_section  # noqa: E402
+
+CLASSIFIER = ROOT / "train" / "builtin" / "glyphs-1k"
+
+
+def run(out: Path, names: list[str], minutes: float, eval_at: str) -> None:
+    procs = []
+    for core, name in enumerate(names):
+        folder = out / name.replace("+", "_")
+        folder.mkdir(parents=True, exist_ok=True)
+        cmd = ["taskset", "-c", str(core % 2), sys.executable, "-m", "recipes.glyphs_1k.train_generator",
+               "--recipe", name, "--out", str(folder), "--minutes", str(minutes), "--eval-at", eval_at,
+               "--classifier", str(CLASSIFIER), "--threads", "1"]
+        log = open(folder / "train.log", "a")
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+        print(f"started {name} on core {core % 2}: {folder}", flush=True)
+    for p in procs:
+        p.wait()
+
+
+def report(out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {}
+    for name in CANDIDATES:
+        path = out / name.replace("+", "_") / "evals.jsonl"
+        if path.exists():
+            curves[name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for name, evals in curves.items():
+        r = CANDIDATES[name]
+        for e in evals:
+            rows.append([name, f"{e['minutes']:g}", e["step"], f"{e['images_seen'] / 1000:.0f}k",
+                         f"{e.get('consistency', float('nan')):.3f}", f"{e.get('sample_images_per_s', 0):.1f}",
+                         f"{r.sample_steps} / {r.guidance:g}"])
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name, evals in curves.items():
+        ax.plot([e["minutes"] for e in evals], [e.get("consistency") for e in evals], marker="o", label=name)
+    ax.set_xlabel("training minutes (one core)")
+    ax.set_ylabel("class consistency (top-1)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs" / "generator_study.png", dpi=120)
+    md = (
+        "### Generator design study (issue 8)\n\n"
+        "Command: `python benchmarks/generator_study.py run --out runs/study` then `... report`. "
+        "Each candidate trains on one core with one torch thread (two candidates at a time on the 2-core "
+        "machine); the clock counts training steps only. Consistency: the built-in classifier's top-1 on "
+        "2 samples of every 5th class (400 images) at the candidate's sampling steps and guidance; "
+        "sampling speed on one core.\n\n"
+        + table(["candidate", "minutes", "steps", "images seen", "consistency", "sample img/s (1 core)",
+                 "steps / guidance"], rows)
+        + "\n\n![learning curves](generator_study.png)\n"
+    )
+    write_section("generator_study", md)
+    print(md)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["run", "report"])
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "study")
+    ap.add_argument("--only", help="comma-separated candidates (default: all, two at a time)")
+    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--eval-at", default="10,20,40")
+    args = ap.parse_args()
+    if args.action == "report":
+        report(args.out)
+        return
+    names = args.only.split(",") if args.only else list(CANDIDATES)
+    for i in range(0, len(names), 2):
+        run(args.out, names[i : i + 2], args.minutes, args.eval_at)
+
+
+if __name__ == "__main__":
+    main()
