@@ -64,9 +64,10 @@ def test_chosen_glyphs_have_ink_in_every_face(chosen):
     assert glyph_classes.ink_pixels(sample).min() >= glyph_classes.MIN_INK_PIXELS
 
 
-def test_farthest_point_order_starts_at_the_extremes():
+def test_farthest_point_order_picks_the_most_isolated_next():
     points = torch.tensor([[0.0], [1.0], [2.0], [10.0], [9.0]])
-    assert glyph_classes.farthest_point_order(points, 3) == [3, 0, 1]
+    # 10 is farthest from the centroid, then 0 from it; 2 is then 2 away from both, 1 and 9 only 1.
+    assert glyph_classes.farthest_point_order(points, 3) == [3, 0, 2]
 
 
 def test_render_shape_dtype_and_polarity(renderer):

@@ -1,0 +1,1 @@
+"""Recipes that rebuild the project's committed artefacts from nothing."""

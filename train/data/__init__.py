@@ -1,0 +1,1 @@
+"""Built-in target datasets that `pttrain data` exports."""
