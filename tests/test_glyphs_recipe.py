@@ -103,28 +103,21 @@ def test_batches_are_reproducible_and_resumable(renderer):
     assert derive_seed(9, 2, 1) != derive_seed(9, 1, 2)
 
 
-@pytest.mark.skipif(not (CLASSIFIER_DIR / "model.safetensors").exists(), reason="classifier not built")
 def test_packaged_classifier_recognises_fresh_renders(chosen):
-    import timm
-    from safetensors.torch import load_file
+    from train.models import load_run
 
-    config = json.loads((CLASSIFIER_DIR / "config.json").read_text(encoding="utf-8"))
-    assert config["class_names"] == [c.name for c in chosen]
-    assert config["source_ids"] == list(range(1000)) and config["in_chans"] == 1
-    assert config["arch"] != "resnet18"
+    model, config = load_run("builtin:glyphs-1k", "--classifier")
+    assert config.class_names == [c.name for c in chosen]
+    assert config.source_ids == list(range(1000)) and config.in_chans == 1
+    assert config.arch != "resnet18"
     assert (CLASSIFIER_DIR / "model.safetensors").stat().st_size < 3_000_000
-
-    model = timm.create_model(config["arch"], num_classes=config["num_classes"], in_chans=1, **config["timm_kwargs"])
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(CLASSIFIER_DIR / "model.safetensors")).items()}
-    model.load_state_dict(state)
-    model.eval()
 
     # 300 renders of 30 classes spread over the list, from a seed outside training's stream.
     ids = torch.arange(0, 1000, 1000 // 30)[:30]
-    subset = GlyphRenderer([chosen[i].codepoint for i in ids], size=config["image_size"])
+    subset = GlyphRenderer([chosen[i].codepoint for i in ids], size=config.image_size)
     local = torch.arange(30).repeat(10)
     images = subset.render(local, seed=derive_seed(12345, 0))
-    x = (images.float() / 255 - config["mean"][0]) / config["std"][0]
+    x = (images.float() / 255 - config.mean[0]) / config.std[0]
     with torch.no_grad():
         predicted = model(x).argmax(1)
     accuracy = (predicted == ids[local]).float().mean().item()

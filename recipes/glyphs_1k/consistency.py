@@ -12,24 +12,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 import torch
-from safetensors.torch import load_file
 
 from generate.generator import Generator
 from generate.models import load_generator
+from train.models import ModelConfig, load_run
 
 
-def load_classifier(run_dir: Path) -> tuple[torch.nn.Module, dict]:
+def load_classifier(run_dir: Path) -> tuple[torch.nn.Module, ModelConfig]:
     """A classifier run folder (config.json + model.safetensors) as an eval-mode timm model."""
-    config = json.loads((run_dir / "config.json").read_text())
-    model = timm.create_model(
-        config["arch"], pretrained=False, num_classes=config["num_classes"],
-        in_chans=config.get("in_chans", 1), **config.get("timm_kwargs", {}),
-    )
-    state = {k: v.float() for k, v in load_file(run_dir / "model.safetensors").items()}
-    model.load_state_dict(state)
-    return model.eval(), config
+    return load_run(str(run_dir), "--classifier")
 
 
 @dataclass
@@ -41,11 +33,11 @@ class Consistency:
 
 @torch.inference_mode()
 def class_consistency(
-    generator: Generator, classifier: torch.nn.Module, config: dict, class_ids: list[int],
+    generator: Generator, classifier: torch.nn.Module, config: ModelConfig, class_ids: list[int],
     per_class: int, steps: int, guidance: float, batch_size: int = 250, seed: int = 10_000,
 ) -> Consistency:
     labels = torch.tensor(class_ids).repeat(per_class)
-    mean, std = config["mean"], config["std"]
+    mean, std = config.mean, config.std
     correct, sample_s = 0, 0.0
     for i in range(0, len(labels), batch_size):
         batch = labels[i : i + batch_size]
