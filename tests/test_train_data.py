@@ -1,0 +1,108 @@
+"""Training-stage data: ptgen shards through WebDataset, ImageFolder trees, preprocessing."""
+
+import pytest
+import torch
+from PIL import Image
+
+from generate.cli import main as ptgen
+from ptcommon.cli import InputError
+from train.data.folder import UnlabeledImages, labeled_split
+from train.data.shards import CorruptCounter, ShardSet
+from train.data.transforms import Preprocess
+
+GRAY16 = Preprocess(image_size=16, in_chans=1, mean=(0.5,), std=(0.5,))
+
+
+@pytest.fixture(scope="module")
+def shards(tiny_model, tmp_path_factory):
+    from click.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("data") / "shards"
+    args = ["synth", "--model", tiny_model, "--out", out, "--class-ids", "1,3,4", "--per-class", 7,
+            "--shard-size", 5, "--quiet"]
+    assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
+    return out
+
+
+def test_eval_pipeline_reads_every_sample_once_with_mapped_labels(shards):
+    data = ShardSet(shards)
+    assert data.class_ids == [1, 3, 4] and data.count == 21 and len(data.paths) == 5
+    batches = list(data.pipeline(GRAY16.transform(False), 4, train=False, seed=0, with_labels=True,
+                                 corrupt=CorruptCounter(False)))
+    images = torch.cat([b[0] for b in batches])
+    labels = torch.cat([torch.as_tensor(b[1]) for b in batches])
+    assert images.shape == (21, 1, 16, 16)  # 8x8 samples resized to the run's 16x16
+    assert torch.bincount(labels).tolist() == [7, 7, 7]
+
+
+def test_train_pipeline_has_a_fixed_epoch_length(shards):
+    data = ShardSet(shards)
+    epoch = list(data.pipeline(GRAY16.transform(True), 4, train=True, seed=0, with_labels=True,
+                               corrupt=CorruptCounter(False), batches_per_worker=6))
+    assert len(epoch) == 6 and all(b[0].shape == (4, 1, 16, 16) for b in epoch)
+
+
+def test_corrupted_shard_is_named_or_skipped(shards, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(shards, broken)
+    damaged = broken / "synth-000002.tar"
+    damaged.write_bytes(damaged.read_bytes()[:1500])
+    data = ShardSet(broken)
+    run = lambda counter: list(data.pipeline(GRAY16.transform(False), 4, train=False, seed=0,  # noqa: E731
+                                             with_labels=True, corrupt=counter))
+    with pytest.raises(InputError, match=r"synth-000002.tar: corrupted or unreadable shard"):
+        run(CorruptCounter(False))
+    counter = CorruptCounter(True)
+    with pytest.warns(UserWarning, match="synth-000002.tar"):
+        batches = run(counter)
+    assert counter.count >= 1 and any("synth-000002.tar" in w for w in counter.where)
+    assert 16 <= sum(len(b[1]) for b in batches) < 21
+
+
+def test_shard_folder_errors(shards, tmp_path):
+    with pytest.raises(InputError, match="no dataset.json"):
+        ShardSet(tmp_path)
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(shards, partial)
+    (partial / "synth-000004.tar").unlink()
+    with pytest.raises(InputError, match="1 of 5 shards missing"):
+        ShardSet(partial)
+
+
+def write_png(path, mode="L", size=(8, 8)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, 128).save(path)
+
+
+def test_image_folder_and_its_errors(tmp_path):
+    root = tmp_path / "data"
+    write_png(root / "train" / "a" / "1.png")
+    write_png(root / "train" / "b" / "1.png", mode="RGB", size=(20, 12))
+    ds = labeled_split(root, "train", GRAY16.transform(False))
+    assert ds.classes == ["a", "b"] and ds[1][0].shape == (1, 16, 16)
+
+    with pytest.raises(InputError, match=r"--data .*: no test/ folder"):
+        labeled_split(root, "test")
+    (root / "train" / "c").mkdir()
+    with pytest.raises(InputError, match=r"class folder train/c is empty"):
+        labeled_split(root, "train")
+    (root / "train" / "c").rmdir()
+    (root / "train" / "a" / "2.png").write_bytes(b"not a png")
+    ds = labeled_split(root, "train")
+    with pytest.raises(InputError, match=r"2.png: cannot read this image"):
+        ds[1]
+
+
+def test_unlabeled_images_and_rgb_conversion(tmp_path):
+    write_png(tmp_path / "u" / "x" / "1.png")
+    write_png(tmp_path / "u" / "2.jpg", mode="RGB")
+    rgb = Preprocess(image_size=32, in_chans=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    ds = UnlabeledImages(tmp_path / "u", rgb.transform(False))
+    assert len(ds) == 2 and ds[0].shape == (3, 32, 32)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="--unlabeled .*empty: no images found"):
+        UnlabeledImages(tmp_path / "empty")

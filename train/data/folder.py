@@ -1,0 +1,53 @@
+"""Target data as an ImageFolder tree: `train/<class>/...`, `test/<class>/...`, optional `unlabeled/...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from ptcommon.cli import InputError
+
+
+def load_image(path: str) -> Image.Image:
+    """Open an image, or stop with a message that names the file."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path}: cannot read this image ({err.__class__.__name__}); fix or remove it") from None
+
+
+def labeled_split(root: Path, split: str, transform=None, flag: str = "--data") -> ImageFolder:
+    """`root/split/<class>/*` as an ImageFolder; classes sorted by folder name."""
+    folder = root / split
+    if not folder.is_dir():
+        raise InputError(f"{flag} {root}: no {split}/ folder; expected {split}/<class>/<image> (an ImageFolder tree)")
+    empty = sorted(p.name for p in folder.iterdir() if p.is_dir() and not any(f.is_file() for f in p.rglob("*")))
+    if empty:
+        raise InputError(f"{flag} {root}: class folder {split}/{empty[0]} is empty; every class needs images")
+    try:
+        return ImageFolder(str(folder), transform=transform, loader=load_image)
+    except FileNotFoundError as err:
+        raise InputError(f"{flag} {root}: {split}/ holds no class folders with images ({err})") from None
+
+
+class UnlabeledImages(Dataset):
+    """Every image below a folder, in sorted path order, labels ignored."""
+
+    def __init__(self, root: Path, transform=None, flag: str = "--unlabeled"):
+        self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+        if not self.paths:
+            raise InputError(f"{flag} {root}: no images found ({', '.join(IMG_EXTENSIONS[:4])}, ...)")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        image = load_image(str(self.paths[index]))
+        return self.transform(image) if self.transform else image
