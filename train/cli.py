@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -9,12 +10,159 @@ import click
 from ptcommon.cli import Group
 
 from .data import digits as digits_data
+from .trainer import TrainSettings
+
+DEFAULT_ARCH = "resnet18"
+PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), resized to --img-size "
+                   "square (bilinear, antialiased), scaled to [0, 1] and normalised; training adds a mild "
+                   "random affine jitter, no flips.")
 
 
 @click.group(cls=Group, name="pttrain", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ptgen", prog_name="pttrain")
 def main() -> None:
-    """Train target classifiers with pseudo pre-training and pseudo semi-supervised learning."""
+    """Train target classifiers with pseudo pre-training and pseudo semi-supervised learning.
+
+    \b
+    pttrain data digits  export the built-in target task
+    pttrain pp           pseudo pre-training on ptgen shards
+    pttrain finetune     a new target head on a pre-trained run (or --init none: scratch)
+    pttrain eval         top-1 / top-5 / per-class accuracy of a run
+    Runs work under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPUs).
+    """
+
+
+def training_options(epochs: int, batch_size: int, lr: float):
+    """The flags every training command shares; they build a TrainSettings."""
+
+    def decorate(command):
+        options = [
+            click.option("--out", type=click.Path(path_type=Path), help="Run folder. [default: runs/<command>-<UTC time>]"),
+            click.option("--epochs", type=click.IntRange(min=1), default=epochs, show_default=True),
+            click.option("--batch-size", type=click.IntRange(min=1), default=batch_size, show_default=True,
+                         help="Per process."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True,
+                         help="Peak AdamW learning rate; cosine decay after a linear warm-up."),
+            click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True),
+            click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
+            click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+                         help="EMA decay of the weights (0 = off); the run ships the EMA weights."),
+            click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True,
+                         help="Steps between checkpoints."),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+                         help="DataLoader worker processes per rank."),
+            click.option("--img-size", type=click.IntRange(min=8), help="Model input size. [default: the data's]"),
+            click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+            click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]
+        for option in reversed(options):
+            command = option(command)
+
+        @functools.wraps(command)
+        def wrapper(**kw):
+            names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "ema_decay", "checkpoint_every", "seed")
+            kw["settings"] = TrainSettings(**{n: kw.pop(n) for n in names})
+            return command(**kw)
+
+        return wrapper
+
+    return decorate
+
+
+def start_run(command: str, out: Path | None, resume: bool, device: str):
+    """Join torchrun's group if any, choose the run folder (rank 0 announces it)."""
+    from .distributed import setup
+    from .runs import prepare_run_dir
+
+    dist = setup(device)
+    run_dir = prepare_run_dir(out, command, resume)
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        click.echo(f"pttrain {command}: run folder {run_dir}", err=True)
+    dist.barrier()
+    return dist, run_dir
+
+
+@main.command(epilog=PREPROCESS_HELP)
+@click.option("--shards", type=click.Path(path_type=Path), required=True, help="Folder written by ptgen synth.")
+@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Any timm architecture name.")
+@click.option("--skip-corrupt", is_flag=True, help="Skip damaged shards or samples with a warning, instead of stopping.")
+@training_options(epochs=10, batch_size=128, lr=2e-3)
+def pp(shards: Path, arch: str, skip_corrupt: bool, out, settings: TrainSettings, workers: int, img_size, device: str,
+       resume: bool, quiet: bool) -> None:
+    """Pseudo pre-training: train ARCH on the shards' source labels.
+
+    Class count and names come from the shards' dataset.json. Every rank takes the same number
+    of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
+    """
+    from .commands import run_pp
+    from .data.shards import ShardSet
+    from .models import check_arch
+
+    check_arch(arch)
+    data = ShardSet(shards, "--shards", labeled=True)
+    dist, run_dir = start_run("pp", out, resume, device)
+    run_pp(data, arch, run_dir, settings, dist, img_size=img_size, workers=workers, skip_corrupt=skip_corrupt,
+           resume=resume, progress=not quiet)
+    if dist.main:
+        click.echo(f"pp done: {run_dir}")
+
+
+@main.command(epilog=PREPROCESS_HELP)
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
+@click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
+@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
+@training_options(epochs=30, batch_size=64, lr=1e-3)
+def finetune(data: Path, init: str, arch: str, out, settings: TrainSettings, workers: int, img_size, device: str,
+             resume: bool, quiet: bool) -> None:
+    """Fine-tune on the target task: the --init run's backbone with a fresh head for the target classes.
+
+    With --init none the model starts from random weights (the scratch baseline). Test
+    accuracy is logged after every epoch when DATA has test/.
+    """
+    from .commands import run_finetune
+    from .models import check_arch
+
+    from .data.folder import labeled_split
+
+    labeled_split(data, "train")
+    if init == "none":
+        check_arch(arch)
+    else:
+        from .models import resolve_run
+
+        resolve_run(init, "--init")
+    dist, run_dir = start_run("finetune", out, resume, device)
+    run_finetune(data, init, arch, run_dir, settings, dist, img_size=img_size, workers=workers, resume=resume,
+                 progress=not quiet)
+    if dist.main:
+        click.echo(f"finetune done: {run_dir}")
+
+
+@main.command("eval")
+@click.option("--run", "run_spec", required=True, help="A run folder or builtin:NAME.")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="An ImageFolder tree (its test/ is scored) or a folder of labeled ptgen shards.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write {top1, top5, n} here.")
+@click.option("--confusion", type=click.Path(path_type=Path), help="Confusion-matrix PNG. [default: RUN/confusion.png, "
+              "or ./confusion.png for a built-in run]")
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--skip-corrupt", is_flag=True)
+def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, skip_corrupt: bool) -> None:
+    """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
+    from .commands import run_eval, write_eval
+    from .models import BUILTIN_PREFIX
+
+    result, names = run_eval(run_spec, data, workers, skip_corrupt)
+    if confusion is None:
+        confusion = Path("confusion.png") if run_spec.startswith(BUILTIN_PREFIX) else Path(run_spec) / "confusion.png"
+    write_eval(result, names, json_path, confusion)
+    worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
+    click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))
+    click.echo(f"confusion matrix: {confusion}")
+    click.echo(f"top1={result.top1:.4f} top5={result.top5:.4f} n={result.n}")
 
 
 @main.group()

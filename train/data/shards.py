@@ -40,7 +40,8 @@ class CorruptCounter:
 class ShardSet:
     """A folder of ptgen shards: its dataset.json, its shard files and the label mapping."""
 
-    def __init__(self, root: Path, flag: str = "--shards"):
+    def __init__(self, root: Path, flag: str = "--shards", labeled: bool | None = None):
+        """`labeled` True or False refuses a folder of the other kind; None takes either."""
         self.root = root
         header_path = root / "dataset.json"
         if not header_path.exists():
@@ -54,6 +55,10 @@ class ShardSet:
                              "finish the generation first (rerun the same ptgen command)")
         self.count = count
         self.labeled = bool(self.header.get("labeled"))
+        if labeled is not None and labeled != self.labeled:
+            kind = "labeled (ptgen synth)" if self.labeled else "unlabeled (ptgen pseudo)"
+            want = "labeled shards from ptgen synth" if labeled else "unlabeled samples"
+            raise InputError(f"{flag} {root}: holds {kind} samples; this needs {want}")
         # Source ids in .cls map to contiguous head indices in the order of dataset.json's class_ids.
         self.class_ids: list[int] = list(self.header.get("class_ids", []))
         self.class_names: list[str] = list(self.header.get("class_names", []))
@@ -71,8 +76,6 @@ class ShardSet:
         Evaluation reads every shard once, split over ranks and workers.
         """
         urls = [str(p) for p in self.paths]
-        if with_labels and not self.labeled:
-            raise InputError(f"{self.root}: holds unlabeled (pseudo) samples; it cannot train a labeled head")
         stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)] if train else [
             wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
         stages += [wds.tarfile_to_samples(handler=corrupt)]

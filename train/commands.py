@@ -1,0 +1,148 @@
+"""What each pttrain command does, between its flags (cli.py) and the shared loop (trainer.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+
+from ptcommon.cli import InputError
+
+from .data.folder import labeled_split
+from .data.shards import CorruptCounter, ShardSet
+from .data.transforms import Preprocess
+from .distributed import Dist
+from .evaluate import Evaluation, evaluate, plot_confusion
+from .models import ModelConfig, create_model, load_run, save_run
+from .trainer import Supervised, Trainer, TrainSettings
+
+DEFAULT_MEAN_STD = (0.5, 0.5)
+
+
+def _preprocess(config: ModelConfig) -> Preprocess:
+    return Preprocess(config.image_size, config.in_chans, tuple(config.mean), tuple(config.std))
+
+
+def _loader(dataset, batch_size: int, workers: int, sampler=None, shuffle: bool = False) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=shuffle, num_workers=workers,
+                      persistent_workers=False, drop_last=False)
+
+
+def _finish(trainer: Trainer, run_dir: Path, config: ModelConfig, record: dict) -> None:
+    if trainer.dist.main:
+        save_run(run_dir, trainer.final_model, config)
+        (run_dir / "train.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+
+
+def run_pp(data: ShardSet, arch: str, run_dir: Path, settings: TrainSettings, dist: Dist, *, img_size: int | None,
+           workers: int, skip_corrupt: bool, resume: bool, progress: bool) -> Trainer:
+    """Supervised training on the shards' source labels (METHOD.md, PP step 2)."""
+    config = ModelConfig(arch=arch, num_classes=len(data.class_ids), class_names=data.class_names,
+                         image_size=img_size or data.image_size, in_chans=data.channels,
+                         mean=[DEFAULT_MEAN_STD[0]] * data.channels, std=[DEFAULT_MEAN_STD[1]] * data.channels,
+                         source_ids=data.class_ids)
+    model = create_model(config)
+    steps = max(1, data.count // (settings.batch_size * dist.world))
+    per_worker = math.ceil(steps / max(1, workers))
+    corrupt = CorruptCounter(skip_corrupt)
+    transform = _preprocess(config).transform(augment=True)
+
+    def batches(epoch: int):
+        seed = settings.seed * 100_003 + epoch
+        pipeline = data.pipeline(transform, settings.batch_size, train=True, seed=seed, with_labels=True,
+                                 corrupt=corrupt, batches_per_worker=per_worker)
+        return DataLoader(pipeline, batch_size=None, num_workers=workers)
+
+    trainer = Trainer(model, Supervised(), batches, steps, settings, run_dir, dist, progress=progress)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    _finish(trainer, run_dir, config, {"command": "pp", "shards": str(data.root), "settings": settings.__dict__,
+                                       "corrupt_skipped": corrupt.count})
+    if corrupt.count:
+        print(f"warning: skipped {corrupt.count} damaged samples or shards in {sorted(corrupt.where)}")
+    return trainer
+
+
+def _image_mode(root: Path) -> int:
+    """1 input channel when the target's training images are grayscale, else 3."""
+    ds = labeled_split(root, "train")
+    with open(ds.samples[0][0], "rb") as f:
+        from PIL import Image
+
+        return 1 if Image.open(f).mode in ("L", "1", "I", "I;16") else 3
+
+
+def run_finetune(data_root: Path, init: str, arch: str, run_dir: Path, settings: TrainSettings, dist: Dist, *,
+                 img_size: int | None, workers: int, resume: bool, progress: bool) -> Trainer:
+    """A fresh target head on the init run's backbone (PP step 3), or scratch with --init none."""
+    train_set = labeled_split(data_root, "train")
+    classes = train_set.classes
+    if init == "none":
+        in_chans = _image_mode(data_root)
+        first = train_set.loader(train_set.samples[0][0])
+        config = ModelConfig(arch=arch, num_classes=len(classes), class_names=classes,
+                             image_size=img_size or max(first.size), in_chans=in_chans,
+                             mean=[DEFAULT_MEAN_STD[0]] * in_chans, std=[DEFAULT_MEAN_STD[1]] * in_chans)
+        model = create_model(config)
+    else:
+        model, source = load_run(init, "--init")
+        # The backbone keeps its input contract (size, channels, normalisation); target images adapt to it.
+        config = ModelConfig(arch=source.arch, num_classes=len(classes), class_names=classes,
+                             image_size=source.image_size, in_chans=source.in_chans, mean=source.mean,
+                             std=source.std, timm_kwargs=source.timm_kwargs)
+        model.reset_classifier(len(classes))
+    pre = _preprocess(config)
+    train_set.transform = pre.transform(augment=True)
+    test_set = labeled_split(data_root, "test", pre.transform(augment=False)) if (data_root / "test").is_dir() else None
+    steps = max(1, math.ceil(len(train_set) / (settings.batch_size * dist.world)))
+
+    def batches(epoch: int):
+        g = torch.Generator().manual_seed(settings.seed * 100_003 + epoch * 1000 + dist.rank)
+        sampler = RandomSampler(train_set, replacement=True, num_samples=steps * settings.batch_size, generator=g)
+        return _loader(train_set, settings.batch_size, workers, sampler=sampler)
+
+    def validate(m: torch.nn.Module) -> dict:
+        result = evaluate(m, _loader(test_set, 256, workers), len(classes), dist.device)
+        return {"val_top1": result.top1, "val_n": result.n}
+
+    trainer = Trainer(model, Supervised(), batches, steps, settings, run_dir, dist,
+                      validate=validate if test_set is not None else None, progress=progress)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    _finish(trainer, run_dir, config, {"command": "finetune", "data": str(data_root), "init": init,
+                                       "settings": settings.__dict__})
+    return trainer
+
+
+def run_eval(run: str, data: Path, workers: int, skip_corrupt: bool) -> tuple[Evaluation, list[str]]:
+    """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards."""
+    model, config = load_run(run, "--run")
+    pre = _preprocess(config)
+    if (data / "dataset.json").exists():
+        shards = ShardSet(data, "--data")
+        if config.source_ids is None:
+            raise InputError(f"--run {run}: its classes carry no source ids, so it cannot be scored on shards")
+        unknown = sorted(set(shards.class_ids) - set(config.source_ids))
+        if unknown:
+            raise InputError(f"--data {data}: holds source class {unknown[0]}, which --run {run} does not know")
+        shards.index_of = {sid: config.source_ids.index(sid) for sid in shards.class_ids}
+        batches = shards.pipeline(pre.transform(False), 256, train=False, seed=0, with_labels=True,
+                                  corrupt=CorruptCounter(skip_corrupt))
+    else:
+        test_set = labeled_split(data, "test", pre.transform(False))
+        if test_set.classes != config.class_names:
+            raise InputError(f"--data {data}: test/ classes {test_set.classes[:5]} differ from the run's "
+                             f"{config.class_names[:5]}")
+        batches = _loader(test_set, 256, workers)
+    return evaluate(model, batches, config.num_classes, torch.device("cpu")), config.class_names
+
+
+def write_eval(result: Evaluation, class_names: list[str], json_path: Path | None, plot_path: Path) -> None:
+    if json_path is not None:
+        json_path.write_text(json.dumps(result.summary()) + "\n")
+    plot_confusion(result, class_names, plot_path)
