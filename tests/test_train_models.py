@@ -43,3 +43,13 @@ def test_builtin_classifier_spec():
     model, config = load_run("builtin:glyphs-1k", "--teacher")
     assert config.num_classes == 1000 and config.image_size == 16
     assert model(torch.zeros(1, 1, 16, 16)).shape == (1, 1000)
+
+
+def test_training_stage_never_imports_the_generation_stage():
+    import subprocess
+    import sys
+
+    code = ("import sys, train.cli, train.commands, train.trainer, train.data.shards; "
+            "bad = [m for m in ('generate', 'diffusers') if m in sys.modules]; "
+            "assert not bad, bad")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
