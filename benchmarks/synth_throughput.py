@@ -32,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_doc import table, write_section  # noqa: E402
 
 from generate.models import builtin_info, load_generator  # noqa: E402
-from generate.synth import SynthSettings, run_synth  # noqa: E402
+from generate.runner import generate_shards  # noqa: E402
+from generate.synth import SynthJob, SynthSettings  # noqa: E402
 from generate.writer import encode_image  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def bare(gen, n: int, batch: int, steps: int, guidance: float) -> float:
 
 def synth(gen, model: str, out: Path, per_class: int, classes: int, batch: int, steps: int, guidance: float) -> float:
     settings = SynthSettings(model, tuple(range(classes)), per_class, steps, guidance, 0, 1000, "png", "fp32", batch)
-    stats = run_synth(settings, gen, out, progress=False)
+    stats = generate_shards(SynthJob(settings, gen), out, progress=False)
     return stats.images_per_s
 
 

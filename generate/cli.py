@@ -16,6 +16,7 @@ from .store import check_writable
 from .writer import IMAGE_FORMATS
 
 DEFAULT_PER_CLASS = 10
+DEFAULT_PER_TARGET = 10
 DEFAULT_BATCH = 128
 DEFAULT_SHARD_SIZE = 1000
 
@@ -27,6 +28,7 @@ def main() -> None:
 
     \b
     ptgen synth    class-conditional samples with their source labels (for pseudo pre-training)
+    ptgen pseudo   target-conditioned pseudo samples (pseudo conditional sampling, for P-SSL)
     ptgen inspect  what a shard folder holds; a contact sheet
     ptgen models   the built-in models
     """
@@ -67,31 +69,77 @@ def choose_classes(classes: int | None, class_ids: str | None, num_classes: int)
     return list(range(classes))
 
 
+def generation_options(default_out: str):
+    """The flags synth and pseudo share: model, sampling, output, ranks."""
+    options = [
+        click.option("--out", type=click.Path(path_type=Path), default=Path(default_out), show_default=True,
+                     help="Folder for the shards; a rerun into it resumes, a different config there is refused."),
+        click.option("--model", default=DEFAULT_MODEL, show_default=True,
+                     help="builtin:NAME, a diffusers folder (unet/ + scheduler/) or a hub id."),
+        click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]"),
+        click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less "
+                     "turns it off. [default: the model's own]"),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Base seed; sample i's noise is seeded by (seed, i)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
+                     help="Images per generator call. Changes speed and memory, not which images come out."),
+        click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
+                     help="Images per shard."),
+        click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True),
+        click.option("--rank", type=click.IntRange(min=0), help="This process's rank. [default: torchrun's RANK, else 0]"),
+        click.option("--world", type=click.IntRange(min=1),
+                     help="Number of processes. [default: torchrun's WORLD_SIZE, else 1]"),
+        click.option("--overwrite", is_flag=True, help="Replace shards of another config in --out instead of refusing."),
+        click.option("--quiet", is_flag=True, help="No progress bar."),
+    ]
+
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def open_generator(out: Path, model: str, device: str, dtype: str, steps: int | None, guidance: float | None,
+                   rank: int | None, world: int | None):
+    """Validate what every generation command shares, before anything is written."""
+    rank, world = rank_and_world(rank, world)
+    check_writable(out)
+    generator = load_generator(model, device=device, dtype=dtype)
+    steps = steps if steps is not None else generator.defaults.steps
+    guidance = guidance if guidance is not None else generator.defaults.guidance
+    if guidance > 1 and not generator.supports_guidance:
+        raise InputError(f"--guidance {guidance}: {model} has no null class, so guidance must be 1 or less")
+    return generator, steps, guidance, rank, world
+
+
+def write_shards(job, out: Path, what: str, rank: int, world: int, overwrite: bool, quiet: bool) -> None:
+    from .runner import generate_shards
+
+    def announce(job) -> None:
+        if rank == 0:
+            s = job.settings
+            click.echo(f"ptgen: {job.plan.count} {what} of {s.model} -> {out} ({s.steps} steps, guidance {s.guidance}, "
+                       f"{job.generator.image_size}px, {job.plan.num_shards} shards, world {world})", err=True)
+
+    stats = generate_shards(job, out, rank=rank, world=world, overwrite=overwrite, progress=not quiet and rank == 0,
+                            on_ready=announce)
+    state = "folder complete" if stats.complete else "other ranks' shards still missing"
+    click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
+               f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
+               f"{stats.images_per_s:.1f} img/s; {state}")
+
+
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("shards"), show_default=True,
-              help="Folder for the shards; a rerun into it resumes, a different config there is refused.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True,
-              help="builtin:NAME, a diffusers folder (unet/ + scheduler/) or a hub id.")
 @click.option("--classes", type=click.IntRange(min=1), help="Use the first N source classes. [default: all]")
 @click.option("--class-ids", help="Source class ids to use, e.g. '3,7,100-199'.")
 @click.option("--per-class", type=click.IntRange(min=1), default=DEFAULT_PER_CLASS, show_default=True,
               help="Images per class. The default finishes in minutes for 1000 classes of the built-in model "
                    "on a laptop CPU; pre-training wants more (see docs/results.md).")
-@click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]")
-@click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less turns it "
-              "off. [default: the model's own]")
-@click.option("--seed", type=int, default=0, show_default=True, help="Base seed; sample i's noise is seeded by (seed, i).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
-              help="Images per generator call. Changes speed and memory, not which images come out.")
-@click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
-              help="Images per shard.")
-@click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True)
-@click.option("--rank", type=click.IntRange(min=0), help="This process's rank. [default: torchrun's RANK, else 0]")
-@click.option("--world", type=click.IntRange(min=1), help="Number of processes. [default: torchrun's WORLD_SIZE, else 1]")
-@click.option("--overwrite", is_flag=True, help="Replace shards of another config in --out instead of refusing.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@generation_options(default_out="shards")
 def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per_class: int, steps: int | None,
           guidance: float | None, seed: int, batch_size: int, shard_size: int, image_format: str, device: str,
           dtype: str, rank: int | None, world: int | None, overwrite: bool, quiet: bool) -> None:
@@ -102,29 +150,56 @@ def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per
     over ranks (--rank/--world, or torchrun) and however often it is interrupted and rerun: a
     rerun skips finished shards. See docs/shards.md for the format.
     """
-    from .synth import SynthSettings, run_synth
+    from .synth import SynthJob, SynthSettings
 
-    rank, world = rank_and_world(rank, world)
-    check_writable(out)
-    generator = load_generator(model, device=device, dtype=dtype)
+    generator, steps, guidance, rank, world = open_generator(out, model, device, dtype, steps, guidance, rank, world)
     ids = choose_classes(classes, class_ids, generator.num_classes)
-    steps = steps if steps is not None else generator.defaults.steps
-    guidance = guidance if guidance is not None else generator.defaults.guidance
-    if guidance > 1 and not generator.supports_guidance:
-        raise InputError(f"--guidance {guidance}: {model} has no null class, so guidance must be 1 or less")
     settings = SynthSettings(model, tuple(ids), per_class, steps, guidance, seed, shard_size, image_format, dtype, batch_size)
-    def announce(job) -> None:
-        if rank == 0:
-            click.echo(f"ptgen synth: {job.plan.count} images ({len(ids)} classes x {per_class}) of {model} "
-                       f"-> {out} ({steps} steps, guidance {guidance}, {generator.image_size}px, "
-                       f"{job.plan.num_shards} shards, world {world})", err=True)
+    write_shards(SynthJob(settings, generator), out, f"images ({len(ids)} classes x {per_class})", rank, world,
+                 overwrite, quiet)
 
-    stats = run_synth(settings, generator, out, rank=rank, world=world, overwrite=overwrite,
-                      progress=not quiet and rank == 0, on_ready=announce)
-    state = "folder complete" if stats.complete else "other ranks' shards still missing"
-    click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
-               f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
-               f"{stats.images_per_s:.1f} img/s; {state}")
+
+@main.command()
+@click.option("--target", type=click.Path(path_type=Path), required=True,
+              help="The target task: an ImageFolder tree; every image of its train/ is a condition (never test/).")
+@click.option("--classifier", default=DEFAULT_MODEL, show_default=True,
+              help="The source classifier C_s: builtin:NAME or a pttrain run folder. Its classes map onto the "
+                   "generator's by source class id.")
+@click.option("--per-target", type=click.IntRange(min=1), default=DEFAULT_PER_TARGET, show_default=True,
+              help="Pseudo samples per target image.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="T in p = softmax(C_s(x) / T); below 1 sharpens the soft label, above 1 flattens it.")
+@click.option("--top-k", type=click.IntRange(min=1), help="Keep the k most probable source classes, renormalised. "
+              "[default: all]")
+@generation_options(default_out="shards/pseudo")
+def pseudo(target: Path, classifier: str, per_target: int, temperature: float, top_k: int | None, out: Path,
+           model: str, steps: int | None, guidance: float | None, seed: int, batch_size: int, shard_size: int,
+           image_format: str, device: str, dtype: str, rank: int | None, world: int | None, overwrite: bool,
+           quiet: bool) -> None:
+    """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
+
+    For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
+    (with its own preprocessing), optionally kept to its top-k, then --per-target samples
+    G_s(z, p) conditioned on the probability-weighted mixture of class embeddings. Shards as
+    ptgen synth's, without .cls; each .json holds target_key and the top source classes.
+    """
+    import hashlib
+
+    from ptcommon.runfolder import WEIGHTS_FILE, resolve_run
+
+    from .pseudo import PseudoJob, PseudoSettings, target_images
+    from .soft_labels import soft_labels
+
+    paths = target_images(target)
+    classifier_dir = resolve_run(classifier, "--classifier")
+    generator, steps, guidance, rank, world = open_generator(out, model, device, dtype, steps, guidance, rank, world)
+    probs = soft_labels(paths, classifier, generator, temperature, top_k)
+    keys = [p.relative_to(target).as_posix() for p in paths]
+    digest = hashlib.sha256((classifier_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+    settings = PseudoSettings(model, classifier, per_target, temperature, top_k, steps, guidance, seed, shard_size,
+                              image_format, dtype, batch_size)
+    write_shards(PseudoJob(settings, generator, keys, probs, digest), out,
+                 f"pseudo samples ({len(paths)} targets x {per_target})", rank, world, overwrite, quiet)
 
 
 @main.command()

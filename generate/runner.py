@@ -7,7 +7,8 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
@@ -27,12 +28,25 @@ class Job(Protocol):
     """What the runner needs from a kind of generation job (class-conditional synthesis, PCS)."""
 
     plan: WorkPlan
+    generator: Generator
+    settings: "JobSettings"
+
+    def header(self) -> dict: ...
+
+    def hashed_config(self) -> dict: ...
 
     def condition(self, indices: range) -> torch.Tensor: ...
 
     def seed(self, index: int) -> int: ...
 
     def record(self, index: int) -> SampleRecord: ...
+
+
+class JobSettings(Protocol):
+    steps: int
+    guidance: float
+    batch_size: int
+    image_format: str
 
 
 @dataclass
@@ -142,3 +156,18 @@ def _put(writer: _Writer, item: tuple) -> None:
     if writer.error is not None:
         raise writer.error
     writer.inbox.put(item)
+
+
+def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
+                    progress: bool = True, on_ready: Callable[[Job], None] | None = None) -> RunStats:
+    """Check and prepare `out` for this job, then write this rank's unfinished shards.
+
+    `on_ready` is called once the folder is checked and prepared, before sampling starts.
+    """
+    folder = ShardFolder(out, job.plan)
+    folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
+    if on_ready is not None:
+        on_ready(job)
+    s = job.settings
+    return run_job(job, job.generator, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
+                   guidance=s.guidance, image_format=s.image_format, progress=progress)

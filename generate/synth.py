@@ -4,16 +4,13 @@ chosen source classes (METHOD.md, stage 1, step 1)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable
 
 import torch
 
 from . import __version__
 from .generator import Generator
 from .plan import WorkPlan, sample_key, sample_seed
-from .runner import RunStats, run_job
-from .store import ShardFolder, config_hash
+from .store import config_hash
 from .writer import SampleRecord
 
 PREFIX = "synth"
@@ -100,37 +97,3 @@ class SynthJob:
             "version": __version__,
             "model_fingerprint": fingerprint,  # last: long, and rarely what a reader looks for
         }
-
-
-def run_synth(
-    settings: SynthSettings,
-    generator: Generator,
-    out: Path,
-    *,
-    rank: int = 0,
-    world: int = 1,
-    overwrite: bool = False,
-    progress: bool = True,
-    on_ready: Callable[[SynthJob], None] | None = None,
-) -> RunStats:
-    """Generate this rank's shards of the dataset `settings` describes into `out`.
-
-    `on_ready` is called once the folder is checked and prepared, before sampling starts.
-    """
-    job = SynthJob(settings, generator)
-    folder = ShardFolder(out, job.plan)
-    folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
-    if on_ready is not None:
-        on_ready(job)
-    return run_job(
-        job,
-        generator,
-        folder,
-        rank=rank,
-        world=world,
-        batch_size=settings.batch_size,
-        steps=settings.steps,
-        guidance=settings.guidance,
-        image_format=settings.image_format,
-        progress=progress,
-    )

@@ -3,93 +3,27 @@
 A run folder ends with `model.safetensors` and `config.json` (architecture, classes and their
 source ids, image size, normalisation), which is all a later step needs to rebuild the model:
 fine-tuning from it, evaluating it, or using it as a classifier SPEC (a teacher, or the source
-classifier of pseudo conditional sampling).
+classifier of pseudo conditional sampling). The format's reader is shared with the generation
+stage (`ptcommon.runfolder`); writing runs is this stage's job.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ptcommon.cli import InputError
+from ptcommon.runfolder import (BUILTIN_PREFIX, CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_arch, create_model,
+                                load_run, resolve_run)
 
-BUILTIN_ROOT = Path(__file__).parent / "builtin"
-BUILTIN_PREFIX = "builtin:"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-
-
-@dataclass
-class ModelConfig:
-    arch: str
-    num_classes: int
-    class_names: list[str]
-    image_size: int
-    in_chans: int
-    mean: list[float]
-    std: list[float]
-    source_ids: list[int] | None = None  # the classes' ids in the source label space, when there is one
-    timm_kwargs: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
-
-
-def check_arch(arch: str) -> None:
-    """Refuse an unknown architecture, naming the closest valid ones."""
-    import timm
-
-    names = timm.list_models()
-    if arch not in names:
-        close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
-        hint = f"closest: {', '.join(close)}" if close else "see timm.list_models()"
-        raise InputError(f"--arch {arch}: not a timm architecture; {hint}")
-
-
-def create_model(config: ModelConfig) -> torch.nn.Module:
-    import timm
-
-    check_arch(config.arch)
-    return timm.create_model(config.arch, pretrained=False, num_classes=config.num_classes,
-                             in_chans=config.in_chans, **config.timm_kwargs)
+__all__ = ["BUILTIN_PREFIX", "WEIGHTS_FILE", "ModelConfig", "check_arch", "create_model", "load_run", "resolve_run",
+           "save_run"]
 
 
 def save_run(folder: Path, model: torch.nn.Module, config: ModelConfig) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE))
-    (folder / CONFIG_FILE).write_text(json.dumps(asdict(config), ensure_ascii=False, indent=1) + "\n")
-
-
-def resolve_run(spec: str, flag: str) -> Path:
-    """A classifier SPEC (`builtin:NAME` or a run folder) as the folder holding it."""
-    if spec.startswith(BUILTIN_PREFIX):
-        folder = BUILTIN_ROOT / spec[len(BUILTIN_PREFIX):]
-        if not (folder / CONFIG_FILE).exists():
-            known = ", ".join(BUILTIN_PREFIX + p.name for p in sorted(BUILTIN_ROOT.iterdir()) if p.is_dir())
-            raise InputError(f"{flag} {spec}: no such built-in classifier; built-in: {known}")
-        return folder
-    folder = Path(spec)
-    if not folder.is_dir():
-        raise InputError(f"{flag} {spec}: no such folder; expected a run folder or builtin:NAME")
-    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / n).exists()]
-    if missing:
-        raise InputError(f"{flag} {spec}: not a finished run folder (no {' or '.join(missing)})")
-    return folder
-
-
-def load_run(spec: str, flag: str = "--run") -> tuple[torch.nn.Module, ModelConfig]:
-    """Rebuild the model of a run folder or built-in classifier, in eval mode and fp32."""
-    folder = resolve_run(spec, flag)
-    config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
-    model = create_model(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
-    model.load_state_dict(state)
-    return model.eval(), config
+    (folder / CONFIG_FILE).write_text(json.dumps(config.as_dict(), ensure_ascii=False, indent=1) + "\n")

@@ -1,0 +1,102 @@
+"""`ptgen pseudo`: pseudo conditional sampling (METHOD.md, P-SSL step 1).
+
+For every image of the target's train/ split, K samples G_s(z, p) conditioned on the soft label
+p = softmax(C_s(x)/T): unlabeled source-domain look-alikes of the target images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ptcommon.cli import InputError
+
+from . import __version__
+from .generator import Generator
+from .plan import WorkPlan, sample_key, sample_seed
+from .store import config_hash
+from .writer import SampleRecord
+
+PREFIX = "pseudo"
+FORMAT = "ptgen-shards/1"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+TOP_CLASSES_KEPT = 5
+
+
+def target_images(root: Path) -> list[Path]:
+    """The target's training images, sorted; never its test/ split."""
+    train = root / "train"
+    if not train.is_dir():
+        raise InputError(f"--target {root}: no train/ folder; expected an ImageFolder tree (train/<class>/<image>)")
+    paths = sorted(p for p in train.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise InputError(f"--target {root}: train/ holds no images")
+    return paths
+
+
+@dataclass(frozen=True)
+class PseudoSettings:
+    model: str
+    classifier: str
+    per_target: int
+    temperature: float
+    top_k: int | None
+    steps: int
+    guidance: float
+    seed: int
+    shard_size: int
+    image_format: str
+    dtype: str
+    batch_size: int
+
+
+class PseudoJob:
+    """Sample i belongs to target image i // K, so a target's K samples sit side by side."""
+
+    def __init__(self, settings: PseudoSettings, generator: Generator, keys: list[str], probs: torch.Tensor,
+                 classifier_digest: str):
+        self.settings, self.generator, self.keys, self.probs = settings, generator, keys, probs
+        self.classifier_digest = classifier_digest
+        self.plan = WorkPlan(len(keys) * settings.per_target, settings.shard_size, PREFIX)
+
+    def seed(self, index: int) -> int:
+        return sample_seed(self.settings.seed, index)
+
+    def condition(self, indices: range) -> torch.Tensor:
+        return self.probs[[i // self.settings.per_target for i in indices]]
+
+    def record(self, index: int) -> SampleRecord:
+        target = index // self.settings.per_target
+        p = self.probs[target]
+        top = p.topk(min(TOP_CLASSES_KEPT, len(p)))
+        meta = {
+            "index": index,
+            "target_key": self.keys[target],
+            "seed": self.seed(index),
+            "top_classes": [[int(c), round(float(v), 6)] for c, v in zip(top.indices, top.values) if v > 0],
+        }
+        return SampleRecord(sample_key(index), None, meta)
+
+    def hashed_config(self) -> dict:
+        s = self.settings
+        return {
+            "format": FORMAT, "kind": PREFIX, "model_fingerprint": self.generator.fingerprint(),
+            "classifier_sha256": self.classifier_digest,
+            "targets_sha256": hashlib.sha256("\n".join(self.keys).encode()).hexdigest(),
+            "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, "steps": s.steps,
+            "guidance": s.guidance, "seed": s.seed, "shard_size": s.shard_size, "image_format": s.image_format,
+            "dtype": s.dtype,
+        }
+
+    def header(self) -> dict:
+        hashed = self.hashed_config()
+        fingerprint = hashed.pop("model_fingerprint")
+        return {
+            **asdict(self.settings), **hashed, "num_targets": len(self.keys), "image_size": self.generator.image_size,
+            "channels": self.generator.channels, "count": self.plan.count, "num_shards": self.plan.num_shards,
+            "prefix": PREFIX, "labeled": False, "config_hash": config_hash(self.hashed_config()),
+            "version": __version__, "model_fingerprint": fingerprint,
+        }

@@ -1,0 +1,64 @@
+"""Soft labels for pseudo conditional sampling: p = softmax(C_s(x) / T), optionally kept to its top-k.
+
+The source classifier is read from the run-folder format with its own preprocessing (channels,
+size, normalisation). Its classes are mapped onto the generator's by source class id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ptcommon.cli import InputError
+from ptcommon.runfolder import ModelConfig, load_run
+
+from .generator import Generator
+
+
+def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
+    """Images as the classifier saw them in training: its channels, size and normalisation."""
+    mode = "L" if config.in_chans == 1 else "RGB"
+    arrays = []
+    for path in paths:
+        with Image.open(path) as image:
+            image = image.convert(mode).resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
+            arrays.append(np.asarray(image, dtype=np.float32).reshape(config.image_size, config.image_size, -1))
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
+    mean = torch.tensor(config.mean).view(1, -1, 1, 1)
+    std = torch.tensor(config.std).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Tensor:
+    """Generator class index of each classifier output, via source class ids."""
+    ids = config.source_ids if config.source_ids is not None else list(range(config.num_classes))
+    if config.source_ids is None and config.num_classes != generator.num_classes:
+        raise InputError(f"--classifier {spec}: {config.num_classes} classes without source ids; the generator has "
+                         f"{generator.num_classes}, so its classes cannot be matched")
+    bad = [i for i in ids if not 0 <= i < generator.num_classes]
+    if bad:
+        raise InputError(f"--classifier {spec}: source class {bad[0]} is not one of the generator's 0..{generator.num_classes - 1}")
+    return torch.tensor(ids)
+
+
+@torch.inference_mode()
+def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature: float, top_k: int | None,
+                batch_size: int = 256) -> torch.Tensor:
+    """(len(paths), generator.num_classes) probabilities over the generator's classes."""
+    model, config = load_run(spec, "--classifier")
+    mapping = class_map(config, generator, spec)
+    rows = []
+    for i in range(0, len(paths), batch_size):
+        logits = model(classifier_input(paths[i : i + batch_size], config)).float()
+        p = torch.softmax(logits / temperature, dim=1)
+        if top_k is not None and top_k < p.shape[1]:
+            kept = p.topk(top_k, dim=1)
+            p = torch.zeros_like(p).scatter_(1, kept.indices, kept.values)
+            p = p / p.sum(1, keepdim=True)
+        full = torch.zeros(len(p), generator.num_classes)
+        full[:, mapping] = p
+        rows.append(full)
+    return torch.cat(rows)

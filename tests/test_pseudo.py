@@ -1,0 +1,93 @@
+"""`ptgen pseudo`: pseudo conditional sampling into unlabeled shards."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+import webdataset as wds
+from click.testing import CliRunner
+from PIL import Image
+
+from generate.cli import main as ptgen
+from ptcommon.runfolder import ModelConfig, create_model
+from train.models import save_run
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    """A 2-class ImageFolder: 3 training images (the conditions) and a test image (never used)."""
+    root = tmp_path_factory.mktemp("target") / "data"
+    for split, names in (("train", ["a/1.png", "a/2.png", "b/3.png"]), ("test", ["a/9.png"])):
+        for i, name in enumerate(names):
+            path = root / split / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (12, 12), 40 * (i + 1)).save(path)
+    return root
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A tiny source classifier over the tiny generator's 5 classes (source ids 0..4)."""
+    torch.manual_seed(0)
+    config = ModelConfig("test_resnet", 5, [f"tiny class {i}" for i in range(5)], 8, 1, [0.5], [0.5], list(range(5)))
+    folder = tmp_path_factory.mktemp("cls") / "run"
+    save_run(folder, create_model(config), config)
+    return folder
+
+
+def pseudo(model, classifier, target, out, *extra):
+    args = ["pseudo", "--model", model, "--classifier", classifier, "--target", target, "--out", out,
+            "--per-target", 4, "--shard-size", 5, "--quiet", *extra]
+    return CliRunner().invoke(ptgen, [str(a) for a in args])
+
+
+def test_pseudo_shards_are_unlabeled_and_name_their_targets(tiny_model, classifier, target, tmp_path):
+    out = tmp_path / "ps"
+    result = pseudo(tiny_model, classifier, target, out, "--top-k", 2, "--temperature", 0.5)
+    assert result.exit_code == 0, result.output
+    header = json.loads((out / "dataset.json").read_text())
+    assert header["labeled"] is False and header["count"] == 12 and header["num_targets"] == 3
+    samples = list(wds.WebDataset(sorted(str(p) for p in out.glob("pseudo-*.tar")), shardshuffle=False))
+    assert len(samples) == 12 and not any("cls" in s for s in samples)
+    keys = [json.loads(s["json"])["target_key"] for s in samples]
+    assert keys == ["train/a/1.png"] * 4 + ["train/a/2.png"] * 4 + ["train/b/3.png"] * 4
+    top = json.loads(samples[0]["json"])["top_classes"]
+    assert len(top) == 2 and abs(sum(p for _, p in top) - 1) < 1e-5
+    assert not (out / "_info.json").exists()  # nothing for timm to train a labeled head on
+    assert pq.read_table(out / "manifest.parquet").num_rows == 12
+
+
+def test_pseudo_is_deterministic_across_batches_ranks_and_reruns(tiny_model, classifier, target, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert pseudo(tiny_model, classifier, target, a).exit_code == 0
+    for rank in (1, 0):
+        assert pseudo(tiny_model, classifier, target, b, "--batch-size", 3, "--rank", rank, "--world", 2).exit_code == 0
+    assert [p.read_bytes() for p in sorted(a.glob("*.tar"))] == [p.read_bytes() for p in sorted(b.glob("*.tar"))]
+    again = pseudo(tiny_model, classifier, target, a)
+    assert again.exit_code == 0 and "(3 already done)" in again.output
+    clash = pseudo(tiny_model, classifier, target, a, "--temperature", 2)
+    assert clash.exit_code != 0 and "holds shards of another config" in clash.stderr
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no-train", "no train/ folder"),
+    ("k0", "'--per-target': 0 is not in the range x>=1"),
+    ("mismatch", "3 classes without source ids; the generator has 5"),
+])
+def test_pseudo_bad_input(tiny_model, classifier, target, tmp_path, case, expected):
+    extra, tgt, cls = [], target, classifier
+    if case == "no-train":
+        tgt = tmp_path
+    elif case == "k0":
+        extra = ["--per-target", 0]
+    else:
+        config = ModelConfig("test_resnet", 3, ["x", "y", "z"], 8, 1, [0.5], [0.5])
+        cls = tmp_path / "other"
+        save_run(cls, create_model(config), config)
+    out = tmp_path / "out"
+    result = pseudo(tiny_model, cls, tgt, out, *extra)
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert not out.exists()
