@@ -3,9 +3,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
+from PIL import Image
 
+from ptcommon.runfolder import ModelConfig, create_model
 from tiny_models import save_tiny_unet
+from train.models import save_run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +23,28 @@ def tiny_model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_no_null(tmp_path_factory) -> Path:
     return save_tiny_unet(tmp_path_factory.mktemp("tiny_nonull") / "model", null_class=False)
+
+
+@pytest.fixture(scope="session")
+def target(tmp_path_factory):
+    """A 2-class ImageFolder: 3 training images (the conditions) and a test image (never used)."""
+    root = tmp_path_factory.mktemp("target") / "data"
+    for split, names in (("train", ["a/1.png", "a/2.png", "b/3.png"]), ("test", ["a/9.png"])):
+        for i, name in enumerate(names):
+            path = root / split / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("L", (12, 12), 40 * (i + 1)).save(path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def classifier(tmp_path_factory):
+    """A tiny source classifier over the tiny generator's 5 classes (source ids 0..4)."""
+    torch.manual_seed(0)
+    config = ModelConfig("test_resnet", 5, [f"tiny class {i}" for i in range(5)], 8, 1, [0.5], [0.5], list(range(5)))
+    folder = tmp_path_factory.mktemp("cls") / "run"
+    save_run(folder, create_model(config), config)
+    return folder
 
 
 @pytest.fixture()
@@ -35,3 +61,15 @@ def cli():
 def run_module(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run `python -m ...` in a child process, as a user's shell would."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def pseudo_shards(tiny_model, classifier, target, tmp_path_factory) -> Path:
+    """12 unlabeled pseudo samples: 4 for each of the target's 3 training images."""
+    from generate.cli import main as ptgen
+
+    out = tmp_path_factory.mktemp("pseudo") / "shards"
+    args = ["pseudo", "--model", tiny_model, "--classifier", classifier, "--target", target, "--out", out,
+            "--per-target", 4, "--quiet"]
+    assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
+    return out

@@ -4,36 +4,12 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-import torch
 import webdataset as wds
 from click.testing import CliRunner
-from PIL import Image
 
 from generate.cli import main as ptgen
 from ptcommon.runfolder import ModelConfig, create_model
 from train.models import save_run
-
-
-@pytest.fixture(scope="module")
-def target(tmp_path_factory):
-    """A 2-class ImageFolder: 3 training images (the conditions) and a test image (never used)."""
-    root = tmp_path_factory.mktemp("target") / "data"
-    for split, names in (("train", ["a/1.png", "a/2.png", "b/3.png"]), ("test", ["a/9.png"])):
-        for i, name in enumerate(names):
-            path = root / split / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("L", (12, 12), 40 * (i + 1)).save(path)
-    return root
-
-
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    """A tiny source classifier over the tiny generator's 5 classes (source ids 0..4)."""
-    torch.manual_seed(0)
-    config = ModelConfig("test_resnet", 5, [f"tiny class {i}" for i in range(5)], 8, 1, [0.5], [0.5], list(range(5)))
-    folder = tmp_path_factory.mktemp("cls") / "run"
-    save_run(folder, create_model(config), config)
-    return folder
 
 
 def pseudo(model, classifier, target, out, *extra):

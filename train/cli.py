@@ -27,6 +27,7 @@ def main() -> None:
     pttrain data digits  export the built-in target task
     pttrain pp           pseudo pre-training on ptgen shards
     pttrain finetune     a new target head on a pre-trained run (or --init none: scratch)
+    pttrain pssl         semi-supervised: labeled target images + unlabeled pseudo samples
     pttrain eval         top-1 / top-5 / per-class accuracy of a run
     Runs work under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPUs).
     """
@@ -139,6 +140,56 @@ def finetune(data: Path, init: str, arch: str, out, settings: TrainSettings, wor
                  progress=not quiet)
     if dist.main:
         click.echo(f"finetune done: {run_dir}")
+
+
+@main.command(epilog=PREPROCESS_HELP)
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
+@click.option("--unlabeled", type=click.Path(path_type=Path), required=True,
+              help="Pseudo shards from ptgen pseudo, or a folder of real unlabeled images (the oracle).")
+@click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
+@click.option("--algo", type=click.Choice(["fixmatch", "uda"]), default="fixmatch", show_default=True)
+@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
+@click.option("--threshold", type=click.FloatRange(0, 1), help="Confidence a weak-view prediction needs to count. "
+              "[default: FixMatch 0.95, UDA 0.8]")
+@click.option("--unlabeled-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the unlabeled loss (lambda_u).")
+@click.option("--ratio", type=click.IntRange(min=1), default=7, show_default=True,
+              help="Unlabeled images per labeled image in a batch (mu).")
+@click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
+              help="UDA's sharpening temperature of the weak-view targets.")
+@training_options(epochs=20, batch_size=16, lr=1e-3)
+def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
+         uda_temperature: float, out, settings: TrainSettings, workers: int, img_size, device: str, resume: bool,
+         quiet: bool) -> None:
+    """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
+
+    \b
+    fixmatch  the weak view's confident argmax (>= threshold, default 0.95) is the strong
+              view's cross-entropy target (Sohn et al. 2020; weight 1, ratio 7)
+    uda       the weak view's prediction sharpened at temperature 0.4 is the strong view's KL
+              target where the weak view is confident (>= 0.8) (Xie et al. 2020)
+    Strong views: RandAugment (2 ops, magnitude 9) and random erasing. An epoch is one pass
+    over the unlabeled data; labeled batches are drawn with replacement alongside.
+    """
+    from .commands import open_unlabeled, run_pssl
+    from .data.folder import labeled_split
+    from .models import check_arch, resolve_run
+    from .ssl import ALGORITHMS
+
+    labeled_split(data, "train")
+    open_unlabeled(unlabeled)
+    check_arch(arch) if init == "none" else resolve_run(init, "--init")
+    kwargs = {"weight": unlabeled_weight}
+    if threshold is not None:
+        kwargs["threshold"] = threshold
+    if algo == "uda":
+        kwargs["temperature"] = uda_temperature
+    algorithm = ALGORITHMS[algo](**kwargs)
+    dist, run_dir = start_run("pssl", out, resume, device)
+    run_pssl(data, unlabeled, init, arch, algorithm, ratio, run_dir, settings, dist, img_size=img_size,
+             workers=workers, resume=resume, progress=not quiet)
+    if dist.main:
+        click.echo(f"pssl done: {run_dir}")
 
 
 @main.command("eval")

@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from ptcommon.cli import InputError
 
-from .data.folder import labeled_split
+from .data.folder import UnlabeledImages, labeled_split
 from .data.shards import CorruptCounter, ShardSet
-from .data.transforms import Preprocess
+from .data.transforms import Preprocess, weak_and_strong
 from .distributed import Dist
 from .evaluate import Evaluation, evaluate, plot_confusion
 from .models import ModelConfig, create_model, load_run, save_run
@@ -76,9 +76,9 @@ def _image_mode(root: Path) -> int:
         return 1 if Image.open(f).mode in ("L", "1", "I", "I;16") else 3
 
 
-def run_finetune(data_root: Path, init: str, arch: str, run_dir: Path, settings: TrainSettings, dist: Dist, *,
-                 img_size: int | None, workers: int, resume: bool, progress: bool) -> Trainer:
-    """A fresh target head on the init run's backbone (PP step 3), or scratch with --init none."""
+def target_model(data_root: Path, init: str, arch: str, img_size: int | None):
+    """The model to train on the target task: the --init run's backbone with a fresh head for
+    the target classes (PP step 3), or random weights for --init none (scratch)."""
     train_set = labeled_split(data_root, "train")
     classes = train_set.classes
     if init == "none":
@@ -87,34 +87,104 @@ def run_finetune(data_root: Path, init: str, arch: str, run_dir: Path, settings:
         config = ModelConfig(arch=arch, num_classes=len(classes), class_names=classes,
                              image_size=img_size or max(first.size), in_chans=in_chans,
                              mean=[DEFAULT_MEAN_STD[0]] * in_chans, std=[DEFAULT_MEAN_STD[1]] * in_chans)
-        model = create_model(config)
-    else:
-        model, source = load_run(init, "--init")
-        # The backbone keeps its input contract (size, channels, normalisation); target images adapt to it.
-        config = ModelConfig(arch=source.arch, num_classes=len(classes), class_names=classes,
-                             image_size=source.image_size, in_chans=source.in_chans, mean=source.mean,
-                             std=source.std, timm_kwargs=source.timm_kwargs)
-        model.reset_classifier(len(classes))
+        return create_model(config), config, train_set
+    model, source = load_run(init, "--init")
+    # The backbone keeps its input contract (size, channels, normalisation); target images adapt to it.
+    config = ModelConfig(arch=source.arch, num_classes=len(classes), class_names=classes,
+                         image_size=source.image_size, in_chans=source.in_chans, mean=source.mean,
+                         std=source.std, timm_kwargs=source.timm_kwargs)
+    model.reset_classifier(len(classes))
+    return model, config, train_set
+
+
+def _test_validator(data_root: Path, pre: Preprocess, num_classes: int, workers: int, dist: Dist):
+    if not (data_root / "test").is_dir():
+        return None
+    test_set = labeled_split(data_root, "test", pre.transform(augment=False))
+
+    def validate(m: torch.nn.Module) -> dict:
+        result = evaluate(m, _loader(test_set, 256, workers), num_classes, dist.device)
+        return {"val_top1": result.top1, "val_n": result.n}
+
+    return validate
+
+
+def _labeled_batches(train_set, batch_size: int, steps: int, seed: int, epoch: int, rank: int, workers: int):
+    """`steps` batches drawn with replacement: the same count on every rank, whatever the set's size."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch * 1000 + rank)
+    sampler = RandomSampler(train_set, replacement=True, num_samples=steps * batch_size, generator=g)
+    return _loader(train_set, batch_size, workers, sampler=sampler)
+
+
+def run_finetune(data_root: Path, init: str, arch: str, run_dir: Path, settings: TrainSettings, dist: Dist, *,
+                 img_size: int | None, workers: int, resume: bool, progress: bool) -> Trainer:
+    """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline)."""
+    model, config, train_set = target_model(data_root, init, arch, img_size)
     pre = _preprocess(config)
     train_set.transform = pre.transform(augment=True)
-    test_set = labeled_split(data_root, "test", pre.transform(augment=False)) if (data_root / "test").is_dir() else None
     steps = max(1, math.ceil(len(train_set) / (settings.batch_size * dist.world)))
 
     def batches(epoch: int):
-        g = torch.Generator().manual_seed(settings.seed * 100_003 + epoch * 1000 + dist.rank)
-        sampler = RandomSampler(train_set, replacement=True, num_samples=steps * settings.batch_size, generator=g)
-        return _loader(train_set, settings.batch_size, workers, sampler=sampler)
-
-    def validate(m: torch.nn.Module) -> dict:
-        result = evaluate(m, _loader(test_set, 256, workers), len(classes), dist.device)
-        return {"val_top1": result.top1, "val_n": result.n}
+        return _labeled_batches(train_set, settings.batch_size, steps, settings.seed, epoch, dist.rank, workers)
 
     trainer = Trainer(model, Supervised(), batches, steps, settings, run_dir, dist,
-                      validate=validate if test_set is not None else None, progress=progress)
+                      validate=_test_validator(data_root, pre, config.num_classes, workers, dist), progress=progress)
     if resume:
         trainer.resume()
     trainer.fit()
     _finish(trainer, run_dir, config, {"command": "finetune", "data": str(data_root), "init": init,
+                                       "settings": settings.__dict__})
+    return trainer
+
+
+def open_unlabeled(path: Path):
+    """--unlabeled: pseudo shards from ptgen pseudo, or a folder of real images (the oracle)."""
+    if (path / "dataset.json").exists():
+        shards = ShardSet(path, "--unlabeled")
+        if shards.labeled:
+            raise InputError(f"--unlabeled {path}: holds labeled shards from ptgen synth; P-SSL takes the "
+                             "unlabeled output of ptgen pseudo (or a folder of real images)")
+        return shards
+    if not path.is_dir():
+        raise InputError(f"--unlabeled {path}: no such folder")
+    return UnlabeledImages(path)
+
+
+def run_pssl(data_root: Path, unlabeled: Path, init: str, arch: str, algorithm, ratio: int, run_dir: Path,
+             settings: TrainSettings, dist: Dist, *, img_size: int | None, workers: int, resume: bool,
+             progress: bool) -> Trainer:
+    """SSL on the labeled target images plus unlabeled samples (P-SSL step 2)."""
+    model, config, train_set = target_model(data_root, init, arch, img_size)
+    pre = _preprocess(config)
+    train_set.transform = pre.transform(augment=True)
+    source = open_unlabeled(unlabeled)
+    views = weak_and_strong(pre)
+    batch_u = settings.batch_size * ratio
+    count_u = source.count if isinstance(source, ShardSet) else len(source)
+    steps = max(1, count_u // (batch_u * dist.world))
+    corrupt = CorruptCounter(False)
+    if isinstance(source, UnlabeledImages):
+        source.transform = views
+
+    def unlabeled_batches(epoch: int):
+        if isinstance(source, ShardSet):
+            pipeline = source.pipeline(views, batch_u, train=True, seed=settings.seed * 100_003 + epoch,
+                                       with_labels=False, corrupt=corrupt,
+                                       batches_per_worker=math.ceil(steps / max(1, workers)))
+            return DataLoader(pipeline, batch_size=None, num_workers=workers)
+        return _labeled_batches(source, batch_u, steps, settings.seed + 1, epoch, dist.rank, workers)
+
+    def batches(epoch: int):
+        labeled = _labeled_batches(train_set, settings.batch_size, steps, settings.seed, epoch, dist.rank, workers)
+        return zip(labeled, unlabeled_batches(epoch))
+
+    trainer = Trainer(model, algorithm, batches, steps, settings, run_dir, dist,
+                      validate=_test_validator(data_root, pre, config.num_classes, workers, dist), progress=progress)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    _finish(trainer, run_dir, config, {"command": "pssl", "data": str(data_root), "unlabeled": str(unlabeled),
+                                       "init": init, "algorithm": repr(algorithm), "ratio": ratio,
                                        "settings": settings.__dict__})
     return trainer
 

@@ -96,7 +96,8 @@ class ShardSet:
             if image is None or (with_labels and "cls" not in sample):
                 raise ValueError(f"sample {sample.get('__key__')} lacks its image or label", sample.get("__url__", ""))
             if not with_labels:
-                return (transform(image),)
+                views = transform(image)  # one tensor, or several views of one image (weak, strong)
+                return views if isinstance(views, tuple) else (views,)
             return transform(image), self.index_of[int(sample["cls"])]
 
         return extract
