@@ -28,6 +28,7 @@ def main() -> None:
     pttrain pp           pseudo pre-training on ptgen shards
     pttrain finetune     a new target head on a pre-trained run (or --init none: scratch)
     pttrain pssl         semi-supervised: labeled target images + unlabeled pseudo samples
+    pttrain kd           the knowledge-distillation baseline
     pttrain eval         top-1 / top-5 / per-class accuracy of a run
     Runs work under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPUs).
     """
@@ -190,6 +191,39 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
              workers=workers, resume=resume, progress=not quiet)
     if dist.main:
         click.echo(f"pssl done: {run_dir}")
+
+
+@main.command(epilog=PREPROCESS_HELP)
+@click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
+@click.option("--teacher", default="builtin:glyphs-1k", show_default=True,
+              help="The source classifier: builtin:NAME or a run folder.")
+@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="The student's architecture.")
+@click.option("--alpha", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the distillation term.")
+@click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="Softening temperature T of teacher and auxiliary head (the loss is scaled by T^2).")
+@training_options(epochs=30, batch_size=64, lr=1e-3)
+def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float, out, settings: TrainSettings,
+       workers: int, img_size, device: str, resume: bool, quiet: bool) -> None:
+    """Knowledge distillation baseline: the source classifier as teacher on the target's training images.
+
+    The student (ARCH, from random weights) has the target head and an auxiliary head over the
+    teacher's classes: loss = cross-entropy on the target labels + alpha * T^2 *
+    KL(teacher_T || auxiliary_T). Teacher and student see the same jittered image, each through
+    its own preprocessing. The run ships the student without the auxiliary head.
+    """
+    from .commands import run_kd
+    from .data.folder import labeled_split
+    from .models import check_arch, resolve_run
+
+    labeled_split(data, "train")
+    resolve_run(teacher, "--teacher")
+    check_arch(arch)
+    dist, run_dir = start_run("kd", out, resume, device)
+    run_kd(data, teacher, arch, alpha, kd_temperature, run_dir, settings, dist, img_size=img_size, workers=workers,
+           resume=resume, progress=not quiet)
+    if dist.main:
+        click.echo(f"kd done: {run_dir}")
 
 
 @main.command("eval")

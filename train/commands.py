@@ -189,6 +189,36 @@ def run_pssl(data_root: Path, unlabeled: Path, init: str, arch: str, algorithm, 
     return trainer
 
 
+def run_kd(data_root: Path, teacher_spec: str, arch: str, alpha: float, temperature: float, run_dir: Path,
+           settings: TrainSettings, dist: Dist, *, img_size: int | None, workers: int, resume: bool,
+           progress: bool) -> Trainer:
+    """The KD baseline: the student learns the target labels and mimics the teacher's source classes."""
+    from .kd import Distillation, KDStudent, paired_views
+
+    backbone, config, train_set = target_model(data_root, "none", arch, img_size)
+    teacher, teacher_config = load_run(teacher_spec, "--teacher")
+    teacher.to(dist.device).eval().requires_grad_(False)
+    train_set.transform = paired_views(_preprocess(config), _preprocess(teacher_config))
+    model = KDStudent(backbone, teacher_config.num_classes)
+    steps = max(1, math.ceil(len(train_set) / (settings.batch_size * dist.world)))
+
+    def batches(epoch: int):
+        return _labeled_batches(train_set, settings.batch_size, steps, settings.seed, epoch, dist.rank, workers)
+
+    trainer = Trainer(model, Distillation(teacher, alpha, temperature), batches, steps, settings, run_dir, dist,
+                      validate=_test_validator(data_root, _preprocess(config), config.num_classes, workers, dist),
+                      progress=progress)
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    if dist.main:
+        save_run(run_dir, trainer.final_model.backbone, config)  # the auxiliary head stays behind
+        (run_dir / "train.json").write_text(json.dumps(
+            {"command": "kd", "data": str(data_root), "teacher": teacher_spec, "alpha": alpha,
+             "temperature": temperature, "settings": settings.__dict__}, indent=1, default=str) + "\n")
+    return trainer
+
+
 def run_eval(run: str, data: Path, workers: int, skip_corrupt: bool) -> tuple[Evaluation, list[str]]:
     """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards."""
     model, config = load_run(run, "--run")
