@@ -154,7 +154,9 @@ def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per
 
     generator, steps, guidance, rank, world = open_generator(out, model, device, dtype, steps, guidance, rank, world)
     ids = choose_classes(classes, class_ids, generator.num_classes)
-    settings = SynthSettings(model, tuple(ids), per_class, steps, guidance, seed, shard_size, image_format, dtype, batch_size)
+    settings = SynthSettings(model=model, steps=steps, guidance=guidance, seed=seed, shard_size=shard_size,
+                             image_format=image_format, dtype=dtype, batch_size=batch_size, class_ids=tuple(ids),
+                             per_class=per_class)
     write_shards(SynthJob(settings, generator), out, f"images ({len(ids)} classes x {per_class})", rank, world,
                  overwrite, quiet)
 
@@ -196,8 +198,9 @@ def pseudo(target: Path, classifier: str, per_target: int, temperature: float, t
     probs = soft_labels(paths, classifier, generator, temperature, top_k)
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = hashlib.sha256((classifier_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
-    settings = PseudoSettings(model, classifier, per_target, temperature, top_k, steps, guidance, seed, shard_size,
-                              image_format, dtype, batch_size)
+    settings = PseudoSettings(model=model, steps=steps, guidance=guidance, seed=seed, shard_size=shard_size,
+                              image_format=image_format, dtype=dtype, batch_size=batch_size, classifier=classifier,
+                              per_target=per_target, temperature=temperature, top_k=top_k)
     write_shards(PseudoJob(settings, generator, keys, probs, digest), out,
                  f"pseudo samples ({len(paths)} targets x {per_target})", rank, world, overwrite, quiet)
 

@@ -17,6 +17,7 @@ from ptcommon.cli import InputError
 from . import __version__
 from .generator import Generator
 from .plan import WorkPlan, sample_key, sample_seed
+from .runner import JobSettings
 from .store import config_hash
 from .writer import SampleRecord
 
@@ -38,19 +39,11 @@ def target_images(root: Path) -> list[Path]:
 
 
 @dataclass(frozen=True)
-class PseudoSettings:
-    model: str
-    classifier: str
-    per_target: int
-    temperature: float
-    top_k: int | None
-    steps: int
-    guidance: float
-    seed: int
-    shard_size: int
-    image_format: str
-    dtype: str
-    batch_size: int
+class PseudoSettings(JobSettings):
+    classifier: str = ""
+    per_target: int = 1
+    temperature: float = 1.0
+    top_k: int | None = None
 
 
 class PseudoJob:
@@ -86,9 +79,7 @@ class PseudoJob:
             "format": FORMAT, "kind": PREFIX, "model_fingerprint": self.generator.fingerprint(),
             "classifier_sha256": self.classifier_digest,
             "targets_sha256": hashlib.sha256("\n".join(self.keys).encode()).hexdigest(),
-            "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, "steps": s.steps,
-            "guidance": s.guidance, "seed": s.seed, "shard_size": s.shard_size, "image_format": s.image_format,
-            "dtype": s.dtype,
+            "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, **s.hashed(),
         }
 
     def header(self) -> dict:

@@ -29,7 +29,7 @@ class Job(Protocol):
 
     plan: WorkPlan
     generator: Generator
-    settings: "JobSettings"
+    settings: JobSettings
 
     def header(self) -> dict: ...
 
@@ -42,11 +42,23 @@ class Job(Protocol):
     def record(self, index: int) -> SampleRecord: ...
 
 
-class JobSettings(Protocol):
+@dataclass(frozen=True)
+class JobSettings:
+    """What every generation job is sampled and written with."""
+
+    model: str
     steps: int
     guidance: float
-    batch_size: int
+    seed: int
+    shard_size: int
     image_format: str
+    dtype: str
+    batch_size: int
+
+    def hashed(self) -> dict:
+        """The settings that decide the shards' bytes (not the model SPEC, not the batch size)."""
+        return {"steps": self.steps, "guidance": self.guidance, "seed": self.seed, "shard_size": self.shard_size,
+                "image_format": self.image_format, "dtype": self.dtype}
 
 
 @dataclass

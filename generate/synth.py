@@ -10,6 +10,7 @@ import torch
 from . import __version__
 from .generator import Generator
 from .plan import WorkPlan, sample_key, sample_seed
+from .runner import JobSettings
 from .store import config_hash
 from .writer import SampleRecord
 
@@ -18,17 +19,9 @@ FORMAT = "ptgen-shards/1"
 
 
 @dataclass(frozen=True)
-class SynthSettings:
-    model: str
-    class_ids: tuple[int, ...]
-    per_class: int
-    steps: int
-    guidance: float
-    seed: int
-    shard_size: int
-    image_format: str
-    dtype: str
-    batch_size: int
+class SynthSettings(JobSettings):
+    class_ids: tuple[int, ...] = ()
+    per_class: int = 1
 
 
 class SynthJob:
@@ -68,12 +61,7 @@ class SynthJob:
             "model_fingerprint": self.generator.fingerprint(),
             "class_ids": list(s.class_ids),
             "per_class": s.per_class,
-            "steps": s.steps,
-            "guidance": s.guidance,
-            "seed": s.seed,
-            "shard_size": s.shard_size,
-            "image_format": s.image_format,
-            "dtype": s.dtype,
+            **s.hashed(),
         }
 
     def header(self) -> dict:
