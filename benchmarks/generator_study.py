@@ -81,9 +81,7 @@ def report(out: Path) -> None:
         "machine); the clock counts training steps only. Consistency: the built-in classifier's top-1 on "
         "2 samples of every 5th class (400 images) at the candidate's sampling steps and guidance; "
         "sampling speed on one core while the other core trained another candidate (and, at times, ran "
-        "test suites), so speeds vary by about 40% between evaluations of one candidate. The earlier "
-        "measurements quoted in issue 8 (fixed and trainable codes: 0.43 and 0.23 at 10 minutes) ran on "
-        "2 cores and are not comparable to these one-core curves.\n\n"
+        "test suites), so speeds vary by about 40% between evaluations of one candidate.\n\n"
         + table(["candidate", "minutes", "steps", "images seen", "consistency", "sample img/s (1 core)",
                  "steps / guidance"], rows)
         + "\n\n![learning curves](generator_study.png)\n"

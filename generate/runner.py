@@ -124,7 +124,6 @@ class _Writer(threading.Thread):
 
 def run_job(
     job: Job,
-    generator: Generator,
     folder: ShardFolder,
     *,
     rank: int,
@@ -149,7 +148,7 @@ def run_job(
         for shard in todo:
             for indices in plan.batches(shard, batch_size):
                 seeds = [job.seed(i) for i in indices]
-                images = generator.sample(job.condition(indices), seeds, steps, guidance)
+                images = job.generator.sample(job.condition(indices), seeds, steps, guidance)
                 _put(writer, (shard, indices, images))
             _put(writer, (shard, None, None))
             stats.images += len(plan.samples(shard))
@@ -181,5 +180,5 @@ def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overw
     if on_ready is not None:
         on_ready(job)
     s = job.settings
-    return run_job(job, job.generator, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
+    return run_job(job, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
                    guidance=s.guidance, image_format=s.image_format, progress=progress)

@@ -73,6 +73,16 @@ def training_options(epochs: int, batch_size: int, lr: float):
     return decorate
 
 
+def check_init(init: str, arch: str) -> None:
+    """--init none trains --arch from random weights; anything else must be a finished run."""
+    from .models import check_arch, resolve_run
+
+    if init == "none":
+        check_arch(arch)
+    else:
+        resolve_run(init, "--init")
+
+
 def start_run(command: str, out: Path | None, resume: bool, device: str):
     """Join torchrun's group if any, choose the run folder (rank 0 announces it)."""
     from .distributed import setup
@@ -125,17 +135,10 @@ def finetune(data: Path, init: str, arch: str, out, settings: TrainSettings, wor
     accuracy is logged after every epoch when DATA has test/.
     """
     from .commands import run_finetune
-    from .models import check_arch
-
     from .data.folder import labeled_split
 
     labeled_split(data, "train")
-    if init == "none":
-        check_arch(arch)
-    else:
-        from .models import resolve_run
-
-        resolve_run(init, "--init")
+    check_init(init, arch)
     dist, run_dir = start_run("finetune", out, resume, device)
     run_finetune(data, init, arch, run_dir, settings, dist, img_size=img_size, workers=workers, resume=resume,
                  progress=not quiet)
@@ -174,12 +177,11 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     """
     from .commands import open_unlabeled, run_pssl
     from .data.folder import labeled_split
-    from .models import check_arch, resolve_run
     from .ssl import ALGORITHMS
 
     labeled_split(data, "train")
     open_unlabeled(unlabeled)
-    check_arch(arch) if init == "none" else resolve_run(init, "--init")
+    check_init(init, arch)
     kwargs = {"weight": unlabeled_weight}
     if threshold is not None:
         kwargs["threshold"] = threshold

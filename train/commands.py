@@ -67,10 +67,9 @@ def run_pp(data: ShardSet, arch: str, run_dir: Path, settings: TrainSettings, di
     return trainer
 
 
-def _image_mode(root: Path) -> int:
+def _image_mode(train_set) -> int:
     """1 input channel when the target's training images are grayscale, else 3."""
-    ds = labeled_split(root, "train")
-    with open(ds.samples[0][0], "rb") as f:
+    with open(train_set.samples[0][0], "rb") as f:
         from PIL import Image
 
         return 1 if Image.open(f).mode in ("L", "1", "I", "I;16") else 3
@@ -82,7 +81,7 @@ def target_model(data_root: Path, init: str, arch: str, img_size: int | None):
     train_set = labeled_split(data_root, "train")
     classes = train_set.classes
     if init == "none":
-        in_chans = _image_mode(data_root)
+        in_chans = _image_mode(train_set)
         first = train_set.loader(train_set.samples[0][0])
         config = ModelConfig(arch=arch, num_classes=len(classes), class_names=classes,
                              image_size=img_size or max(first.size), in_chans=in_chans,
