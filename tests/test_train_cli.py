@@ -70,6 +70,22 @@ def test_pp_finetune_eval(cli, shards, digits, tmp_path):
     assert (ft_dir / "confusion.png").exists()
 
 
+def test_finetune_on_labeled_shards_keeps_their_source_ids(cli, tiny_model, shards, tmp_path):
+    """Target data may come as shards: here 3 of the source classes, fine-tuned from a pp run."""
+    target = tmp_path / "target"
+    args = ["synth", "--model", tiny_model, "--out", target, "--class-ids", "1,3,4", "--per-class", 8, "--quiet"]
+    assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
+    pp_dir, ft_dir = tmp_path / "pp", tmp_path / "ft"
+    run(cli, "pp", "--shards", shards, "--out", pp_dir, "--epochs", 1, "--batch-size", 16, *FAST)
+    run(cli, "finetune", "--data", target, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--batch-size", 8,
+        "--quiet")
+    config = json.loads((ft_dir / "config.json").read_text())
+    assert config["num_classes"] == 3 and config["source_ids"] == [1, 3, 4]
+    assert [r["step"] for r in metrics(ft_dir) if "loss" in r][-1] == 2 * (24 // 8)
+    result = run(cli, "eval", "--run", ft_dir, "--data", target)
+    assert result.output.strip().splitlines()[-1].endswith("n=24")
+
+
 def test_scratch_baseline_learns(cli, digits, tmp_path):
     out = tmp_path / "scratch"
     run(cli, "finetune", "--data", digits, "--init", "none", "--out", out, "--epochs", 8, "--lr", 3e-3, *FAST)

@@ -123,25 +123,32 @@ def pp(shards: Path, arch: str, skip_corrupt: bool, out, settings: TrainSettings
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="ImageFolder tree with train/ (and test/), or a folder of labeled ptgen shards.")
 @click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
+@click.option("--skip-corrupt", is_flag=True, help="With shards: skip damaged ones with a warning, instead of stopping.")
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def finetune(data: Path, init: str, arch: str, out, settings: TrainSettings, workers: int, img_size, device: str,
-             resume: bool, quiet: bool) -> None:
+def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, out, settings: TrainSettings, workers: int, img_size,
+             device: str, resume: bool, quiet: bool) -> None:
     """Fine-tune on the target task: the --init run's backbone with a fresh head for the target classes.
 
-    With --init none the model starts from random weights (the scratch baseline). Test
-    accuracy is logged after every epoch when DATA has test/.
+    With --init none the model starts from random weights (the scratch baseline). From an
+    ImageFolder, an epoch is one pass over train/ and test accuracy is logged after every epoch
+    when DATA has test/. From labeled shards, the classes (and their source ids) are the shards'.
     """
-    from .commands import run_finetune
+    from .commands import is_shard_folder, run_finetune
     from .data.folder import labeled_split
+    from .data.shards import ShardSet
 
-    labeled_split(data, "train")
+    if is_shard_folder(data):
+        ShardSet(data, "--data", labeled=True)
+    else:
+        labeled_split(data, "train")
     check_init(init, arch)
     dist, run_dir = start_run("finetune", out, resume, device)
-    run_finetune(data, init, arch, run_dir, settings, dist, img_size=img_size, workers=workers, resume=resume,
-                 progress=not quiet)
+    run_finetune(data, init, arch, run_dir, settings, dist, img_size=img_size, workers=workers,
+                 skip_corrupt=skip_corrupt, resume=resume, progress=not quiet)
     if dist.main:
         click.echo(f"finetune done: {run_dir}")
 

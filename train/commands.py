@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,63 +38,86 @@ def _finish(trainer: Trainer, run_dir: Path, config: ModelConfig, record: dict) 
         (run_dir / "train.json").write_text(json.dumps(record, indent=1, default=str) + "\n")
 
 
+@dataclass
+class TargetInfo:
+    """What a new model needs to know of its training data."""
+
+    classes: list[str]
+    in_chans: int
+    image_size: int
+    source_ids: list[int] | None = None
+
+    @classmethod
+    def of_shards(cls, data: ShardSet) -> "TargetInfo":
+        return cls(data.class_names, data.channels, data.image_size, data.class_ids)
+
+    @classmethod
+    def of_folder(cls, train_set) -> "TargetInfo":
+        """1 input channel when the training images are grayscale, else 3; the size of the first image."""
+        first = train_set.loader(train_set.samples[0][0])
+        in_chans = 1 if first.mode in ("L", "1", "I", "I;16") else 3
+        return cls(train_set.classes, in_chans, max(first.size))
+
+
+def target_model(target: TargetInfo, init: str, arch: str, img_size: int | None):
+    """A model for TARGET's classes: the --init run's backbone with a fresh head (PP step 3), or
+    random weights for --init none (scratch, and pseudo pre-training itself)."""
+    if init == "none":
+        channels = target.in_chans
+        config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
+                             image_size=img_size or target.image_size, in_chans=channels,
+                             mean=[DEFAULT_MEAN_STD[0]] * channels, std=[DEFAULT_MEAN_STD[1]] * channels,
+                             source_ids=target.source_ids)
+        return create_model(config), config
+    model, source = load_run(init, "--init")
+    # The backbone keeps its input contract (size, channels, normalisation); target images adapt to it.
+    config = ModelConfig(arch=source.arch, num_classes=len(target.classes), class_names=target.classes,
+                         image_size=source.image_size, in_chans=source.in_chans, mean=source.mean,
+                         std=source.std, source_ids=target.source_ids, timm_kwargs=source.timm_kwargs)
+    model.reset_classifier(len(target.classes))
+    return model, config
+
+
+def folder_model(data_root: Path, init: str, arch: str, img_size: int | None):
+    """target_model for an ImageFolder tree, with its train/ set."""
+    train_set = labeled_split(data_root, "train")
+    model, config = target_model(TargetInfo.of_folder(train_set), init, arch, img_size)
+    return model, config, train_set
+
+
+def _shard_batches(data: ShardSet, transform, settings: TrainSettings, dist: Dist, workers: int,
+                   corrupt: CorruptCounter):
+    """Labeled shard batches: `steps` per epoch on every rank (count / (batch x ranks))."""
+    steps = max(1, data.count // (settings.batch_size * dist.world))
+    per_worker = math.ceil(steps / max(1, workers))
+
+    def batches(epoch: int):
+        pipeline = data.pipeline(transform, settings.batch_size, train=True, seed=settings.seed * 100_003 + epoch,
+                                 with_labels=True, corrupt=corrupt, batches_per_worker=per_worker)
+        return DataLoader(pipeline, batch_size=None, num_workers=workers)
+
+    return batches, steps
+
+
+def _warn_corrupt(corrupt: CorruptCounter) -> None:
+    if corrupt.count:
+        print(f"warning: skipped {corrupt.count} damaged samples or shards in {sorted(corrupt.where)}")
+
+
 def run_pp(data: ShardSet, arch: str, run_dir: Path, settings: TrainSettings, dist: Dist, *, img_size: int | None,
            workers: int, skip_corrupt: bool, resume: bool, progress: bool) -> Trainer:
     """Supervised training on the shards' source labels (METHOD.md, PP step 2)."""
-    config = ModelConfig(arch=arch, num_classes=len(data.class_ids), class_names=data.class_names,
-                         image_size=img_size or data.image_size, in_chans=data.channels,
-                         mean=[DEFAULT_MEAN_STD[0]] * data.channels, std=[DEFAULT_MEAN_STD[1]] * data.channels,
-                         source_ids=data.class_ids)
-    model = create_model(config)
-    steps = max(1, data.count // (settings.batch_size * dist.world))
-    per_worker = math.ceil(steps / max(1, workers))
+    model, config = target_model(TargetInfo.of_shards(data), "none", arch, img_size)
     corrupt = CorruptCounter(skip_corrupt)
-    transform = _preprocess(config).transform(augment=True)
-
-    def batches(epoch: int):
-        seed = settings.seed * 100_003 + epoch
-        pipeline = data.pipeline(transform, settings.batch_size, train=True, seed=seed, with_labels=True,
-                                 corrupt=corrupt, batches_per_worker=per_worker)
-        return DataLoader(pipeline, batch_size=None, num_workers=workers)
-
+    batches, steps = _shard_batches(data, _preprocess(config).transform(augment=True), settings, dist, workers, corrupt)
     trainer = Trainer(model, Supervised(), batches, steps, settings, run_dir, dist, progress=progress)
     if resume:
         trainer.resume()
     trainer.fit()
     _finish(trainer, run_dir, config, {"command": "pp", "shards": str(data.root), "settings": settings.__dict__,
                                        "corrupt_skipped": corrupt.count})
-    if corrupt.count:
-        print(f"warning: skipped {corrupt.count} damaged samples or shards in {sorted(corrupt.where)}")
+    _warn_corrupt(corrupt)
     return trainer
-
-
-def _image_mode(train_set) -> int:
-    """1 input channel when the target's training images are grayscale, else 3."""
-    with open(train_set.samples[0][0], "rb") as f:
-        from PIL import Image
-
-        return 1 if Image.open(f).mode in ("L", "1", "I", "I;16") else 3
-
-
-def target_model(data_root: Path, init: str, arch: str, img_size: int | None):
-    """The model to train on the target task: the --init run's backbone with a fresh head for
-    the target classes (PP step 3), or random weights for --init none (scratch)."""
-    train_set = labeled_split(data_root, "train")
-    classes = train_set.classes
-    if init == "none":
-        in_chans = _image_mode(train_set)
-        first = train_set.loader(train_set.samples[0][0])
-        config = ModelConfig(arch=arch, num_classes=len(classes), class_names=classes,
-                             image_size=img_size or max(first.size), in_chans=in_chans,
-                             mean=[DEFAULT_MEAN_STD[0]] * in_chans, std=[DEFAULT_MEAN_STD[1]] * in_chans)
-        return create_model(config), config, train_set
-    model, source = load_run(init, "--init")
-    # The backbone keeps its input contract (size, channels, normalisation); target images adapt to it.
-    config = ModelConfig(arch=source.arch, num_classes=len(classes), class_names=classes,
-                         image_size=source.image_size, in_chans=source.in_chans, mean=source.mean,
-                         std=source.std, timm_kwargs=source.timm_kwargs)
-    model.reset_classifier(len(classes))
-    return model, config, train_set
 
 
 def _test_validator(data_root: Path, pre: Preprocess, num_classes: int, workers: int, dist: Dist):
@@ -115,30 +139,46 @@ def _labeled_batches(train_set, batch_size: int, steps: int, seed: int, epoch: i
     return _loader(train_set, batch_size, workers, sampler=sampler)
 
 
+def is_shard_folder(path: Path) -> bool:
+    return (path / "dataset.json").exists()
+
+
 def run_finetune(data_root: Path, init: str, arch: str, run_dir: Path, settings: TrainSettings, dist: Dist, *,
-                 img_size: int | None, workers: int, resume: bool, progress: bool) -> Trainer:
-    """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline)."""
-    model, config, train_set = target_model(data_root, init, arch, img_size)
-    pre = _preprocess(config)
-    train_set.transform = pre.transform(augment=True)
-    steps = max(1, math.ceil(len(train_set) / (settings.batch_size * dist.world)))
+                 img_size: int | None, workers: int, skip_corrupt: bool, resume: bool, progress: bool) -> Trainer:
+    """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline).
 
-    def batches(epoch: int):
-        return _labeled_batches(train_set, settings.batch_size, steps, settings.seed, epoch, dist.rank, workers)
+    DATA is an ImageFolder tree (train/, and test/ for a per-epoch score) or labeled shards."""
+    corrupt = CorruptCounter(skip_corrupt)
+    validate = None
+    if is_shard_folder(data_root):
+        shards = ShardSet(data_root, "--data", labeled=True)
+        model, config = target_model(TargetInfo.of_shards(shards), init, arch, img_size)
+        batches, steps = _shard_batches(shards, _preprocess(config).transform(augment=True), settings, dist, workers,
+                                        corrupt)
+    else:
+        model, config, train_set = folder_model(data_root, init, arch, img_size)
+        pre = _preprocess(config)
+        train_set.transform = pre.transform(augment=True)
+        steps = max(1, math.ceil(len(train_set) / (settings.batch_size * dist.world)))
+        validate = _test_validator(data_root, pre, config.num_classes, workers, dist)
 
-    trainer = Trainer(model, Supervised(), batches, steps, settings, run_dir, dist,
-                      validate=_test_validator(data_root, pre, config.num_classes, workers, dist), progress=progress)
+        def batches(epoch: int):
+            return _labeled_batches(train_set, settings.batch_size, steps, settings.seed, epoch, dist.rank, workers)
+
+    trainer = Trainer(model, Supervised(), batches, steps, settings, run_dir, dist, validate=validate,
+                      progress=progress)
     if resume:
         trainer.resume()
     trainer.fit()
     _finish(trainer, run_dir, config, {"command": "finetune", "data": str(data_root), "init": init,
-                                       "settings": settings.__dict__})
+                                       "settings": settings.__dict__, "corrupt_skipped": corrupt.count})
+    _warn_corrupt(corrupt)
     return trainer
 
 
 def open_unlabeled(path: Path):
     """--unlabeled: pseudo shards from ptgen pseudo, or a folder of real images (the oracle)."""
-    if (path / "dataset.json").exists():
+    if is_shard_folder(path):
         shards = ShardSet(path, "--unlabeled")
         if shards.labeled:
             raise InputError(f"--unlabeled {path}: holds labeled shards from ptgen synth; P-SSL takes the "
@@ -153,7 +193,7 @@ def run_pssl(data_root: Path, unlabeled: Path, init: str, arch: str, algorithm, 
              settings: TrainSettings, dist: Dist, *, img_size: int | None, workers: int, resume: bool,
              progress: bool) -> Trainer:
     """SSL on the labeled target images plus unlabeled samples (P-SSL step 2)."""
-    model, config, train_set = target_model(data_root, init, arch, img_size)
+    model, config, train_set = folder_model(data_root, init, arch, img_size)
     pre = _preprocess(config)
     train_set.transform = pre.transform(augment=True)
     source = open_unlabeled(unlabeled)
@@ -194,7 +234,7 @@ def run_kd(data_root: Path, teacher_spec: str, arch: str, alpha: float, temperat
     """The KD baseline: the student learns the target labels and mimics the teacher's source classes."""
     from .kd import Distillation, KDStudent, paired_views
 
-    backbone, config, train_set = target_model(data_root, "none", arch, img_size)
+    backbone, config, train_set = folder_model(data_root, "none", arch, img_size)
     teacher, teacher_config = load_run(teacher_spec, "--teacher")
     teacher.to(dist.device).eval().requires_grad_(False)
     train_set.transform = paired_views(_preprocess(config), _preprocess(teacher_config))
@@ -222,7 +262,7 @@ def run_eval(run: str, data: Path, workers: int, skip_corrupt: bool) -> tuple[Ev
     """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards."""
     model, config = load_run(run, "--run")
     pre = _preprocess(config)
-    if (data / "dataset.json").exists():
+    if is_shard_folder(data):
         shards = ShardSet(data, "--data")
         if config.source_ids is None:
             raise InputError(f"--run {run}: its classes carry no source ids, so it cannot be scored on shards")
