@@ -86,6 +86,19 @@ def test_finetune_on_labeled_shards_keeps_their_source_ids(cli, tiny_model, shar
     assert result.output.strip().splitlines()[-1].endswith("n=24")
 
 
+def test_training_stage_runs_where_diffusers_is_missing(shards, digits, tmp_path):
+    """pp, finetune and eval in a process where importing diffusers (or the generation stage) fails."""
+    block = ("import sys; sys.modules['diffusers'] = None; sys.modules['generate'] = None; "
+             "from train.cli import main; main(sys.argv[1:])")
+    pp_dir = tmp_path / "pp"
+    for args in (["pp", "--shards", shards, "--out", pp_dir, "--epochs", 1, "--batch-size", 32, *FAST],
+                 ["finetune", "--data", digits, "--init", pp_dir, "--out", tmp_path / "ft", "--epochs", 1, "--quiet"],
+                 ["eval", "--run", pp_dir, "--data", shards]):
+        result = run_module("-c", block, *map(str, args))
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1].endswith("n=120")
+
+
 def test_scratch_baseline_learns(cli, digits, tmp_path):
     out = tmp_path / "scratch"
     run(cli, "finetune", "--data", digits, "--init", "none", "--out", out, "--epochs", 8, "--lr", 3e-3, *FAST)
@@ -148,6 +161,7 @@ def test_torchrun_two_ranks_with_uneven_shards(shards, tmp_path):
         (["finetune", "--data", "{tmp}", "--init", "none"], "no train/ folder"),
         (["finetune", "--data", "{digits}", "--init", "{tmp}"], "not a finished run folder"),
         (["eval", "--run", "{tmp}/nope", "--data", "{digits}"], "no such folder"),
+        (["finetune", "--data", "{digits}", "--init", "none", "--arch", "dla34"], "cannot take 16 px input"),
     ],
 )
 def test_bad_input(cli, digits, tmp_path, args, expected):

@@ -73,12 +73,14 @@ def training_options(epochs: int, batch_size: int, lr: float):
     return decorate
 
 
-def check_init(init: str, arch: str) -> None:
-    """--init none trains --arch from random weights; anything else must be a finished run."""
-    from .models import check_arch, resolve_run
+def check_init(init: str, arch: str, target, img_size: int | None) -> None:
+    """--init none trains --arch from random weights, at a size it can take; anything else must be
+    a finished run. Checked before the run folder exists, so a refusal leaves nothing behind."""
+    from .commands import new_model
+    from .models import resolve_run
 
     if init == "none":
-        check_arch(arch)
+        new_model(target, arch, img_size)
     else:
         resolve_run(init, "--init")
 
@@ -109,12 +111,13 @@ def pp(shards: Path, arch: str, skip_corrupt: bool, out, settings: TrainSettings
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import run_pp
+    from .commands import TargetInfo, run_pp
     from .data.shards import ShardSet
     from .models import check_arch
 
     check_arch(arch)
     data = ShardSet(shards, "--shards", labeled=True)
+    check_init("none", arch, TargetInfo.of_shards(data), img_size)
     dist, run_dir = start_run("pp", out, resume, device)
     run_pp(data, arch, run_dir, settings, dist, img_size=img_size, workers=workers, skip_corrupt=skip_corrupt,
            resume=resume, progress=not quiet)
@@ -137,15 +140,15 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, out, settings
     ImageFolder, an epoch is one pass over train/ and test accuracy is logged after every epoch
     when DATA has test/. From labeled shards, the classes (and their source ids) are the shards'.
     """
-    from .commands import is_shard_folder, run_finetune
+    from .commands import TargetInfo, is_shard_folder, run_finetune
     from .data.folder import labeled_split
     from .data.shards import ShardSet
 
     if is_shard_folder(data):
-        ShardSet(data, "--data", labeled=True)
+        target = TargetInfo.of_shards(ShardSet(data, "--data", labeled=True))
     else:
-        labeled_split(data, "train")
-    check_init(init, arch)
+        target = TargetInfo.of_folder(labeled_split(data, "train"))
+    check_init(init, arch, target, img_size)
     dist, run_dir = start_run("finetune", out, resume, device)
     run_finetune(data, init, arch, run_dir, settings, dist, img_size=img_size, workers=workers,
                  skip_corrupt=skip_corrupt, resume=resume, progress=not quiet)
@@ -182,13 +185,13 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     Strong views: RandAugment (2 ops, magnitude 9) and random erasing. An epoch is one pass
     over the unlabeled data; labeled batches are drawn with replacement alongside.
     """
-    from .commands import open_unlabeled, run_pssl
+    from .commands import TargetInfo, open_unlabeled, run_pssl
     from .data.folder import labeled_split
     from .ssl import ALGORITHMS
 
-    labeled_split(data, "train")
+    target = TargetInfo.of_folder(labeled_split(data, "train"))
     open_unlabeled(unlabeled)
-    check_init(init, arch)
+    check_init(init, arch, target, img_size)
     kwargs = {"weight": unlabeled_weight}
     if threshold is not None:
         kwargs["threshold"] = threshold
@@ -221,13 +224,13 @@ def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float,
     KL(teacher_T || auxiliary_T). Teacher and student see the same jittered image, each through
     its own preprocessing. The run ships the student without the auxiliary head.
     """
-    from .commands import run_kd
+    from .commands import TargetInfo, run_kd
     from .data.folder import labeled_split
-    from .models import check_arch, resolve_run
+    from .models import resolve_run
 
-    labeled_split(data, "train")
+    target = TargetInfo.of_folder(labeled_split(data, "train"))
     resolve_run(teacher, "--teacher")
-    check_arch(arch)
+    check_init("none", arch, target, img_size)
     dist, run_dir = start_run("kd", out, resume, device)
     run_kd(data, teacher, arch, alpha, kd_temperature, run_dir, settings, dist, img_size=img_size, workers=workers,
            resume=resume, progress=not quiet)

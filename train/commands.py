@@ -17,7 +17,7 @@ from .data.shards import CorruptCounter, ShardSet
 from .data.transforms import Preprocess, weak_and_strong
 from .distributed import Dist
 from .evaluate import Evaluation, evaluate, plot_confusion
-from .models import ModelConfig, create_model, load_run, save_run
+from .models import ModelConfig, check_input_size, create_model, load_run, save_run
 from .trainer import Supervised, Trainer, TrainSettings
 
 DEFAULT_MEAN_STD = (0.5, 0.5)
@@ -59,16 +59,23 @@ class TargetInfo:
         return cls(train_set.classes, in_chans, max(first.size))
 
 
+def new_model(target: TargetInfo, arch: str, img_size: int | None):
+    """ARCH from random weights for TARGET's classes, at --img-size or the data's size."""
+    channels = target.in_chans
+    config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
+                         image_size=img_size or target.image_size, in_chans=channels,
+                         mean=[DEFAULT_MEAN_STD[0]] * channels, std=[DEFAULT_MEAN_STD[1]] * channels,
+                         source_ids=target.source_ids)
+    model = create_model(config)
+    check_input_size(model, config)
+    return model, config
+
+
 def target_model(target: TargetInfo, init: str, arch: str, img_size: int | None):
     """A model for TARGET's classes: the --init run's backbone with a fresh head (PP step 3), or
     random weights for --init none (scratch, and pseudo pre-training itself)."""
     if init == "none":
-        channels = target.in_chans
-        config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
-                             image_size=img_size or target.image_size, in_chans=channels,
-                             mean=[DEFAULT_MEAN_STD[0]] * channels, std=[DEFAULT_MEAN_STD[1]] * channels,
-                             source_ids=target.source_ids)
-        return create_model(config), config
+        return new_model(target, arch, img_size)
     model, source = load_run(init, "--init")
     # The backbone keeps its input contract (size, channels, normalisation); target images adapt to it.
     config = ModelConfig(arch=source.arch, num_classes=len(target.classes), class_names=target.classes,

@@ -15,11 +15,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ptcommon.cli import InputError
 from ptcommon.runfolder import (BUILTIN_PREFIX, CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_arch, create_model,
                                 load_run, resolve_run)
 
-__all__ = ["BUILTIN_PREFIX", "WEIGHTS_FILE", "ModelConfig", "check_arch", "create_model", "load_run", "resolve_run",
-           "save_run"]
+__all__ = ["BUILTIN_PREFIX", "WEIGHTS_FILE", "ModelConfig", "check_arch", "check_input_size", "create_model",
+           "load_run", "resolve_run", "save_run"]
 
 
 def save_run(folder: Path, model: torch.nn.Module, config: ModelConfig) -> None:
@@ -27,3 +28,19 @@ def save_run(folder: Path, model: torch.nn.Module, config: ModelConfig) -> None:
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_FILE))
     (folder / CONFIG_FILE).write_text(json.dumps(config.as_dict(), ensure_ascii=False, indent=1) + "\n")
+
+
+def check_input_size(model: torch.nn.Module, config: ModelConfig) -> None:
+    """Refuse, before training starts, an input size that the architecture downsamples to nothing
+    (many ImageNet models need 32 px or more)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, config.in_chans, config.image_size, config.image_size))
+    except RuntimeError as err:
+        reason = str(err).splitlines()[0][:120]
+        raise InputError(f"--arch {config.arch}: cannot take {config.image_size} px input ({reason}); "
+                         f"pass a larger --img-size (e.g. {2 * config.image_size}) or another --arch") from None
+    finally:
+        model.train(was_training)
