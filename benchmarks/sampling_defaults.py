@@ -1,9 +1,11 @@
-"""Sampling defaults of the built-in generator: class consistency and speed over steps x guidance.
+"""Sampling defaults of the built-in generator: consistency, fidelity and speed over steps x guidance.
 
-    python benchmarks/sampling_defaults.py [--model generate/builtin/glyphs-1k]
+    python benchmarks/sampling_defaults.py [--model generate/builtin/glyphs-1k] [--every 5]
 
-Consistency: the built-in classifier's top-1 on 2 samples of every 5th class (400 images),
-DPM-Solver++ at each number of steps and guidance scale; speed: images/s on this machine.
+Consistency: the built-in classifier's top-1 on 2 samples of every k-th class. Fidelity: the
+Frechet distance (FD) between the classifier's pooled features of those samples and of real
+renders of the same classes; a second set of real renders gives the floor that FD reaches when
+nothing is wrong but the finite sample. Speed: images/s on this machine.
 """
 
 from __future__ import annotations
@@ -19,29 +21,41 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from generate.models import load_generator  # noqa: E402
-from recipes.glyphs_1k.consistency import class_consistency, load_classifier  # noqa: E402
+from recipes.glyphs_1k.consistency import (  # noqa: E402
+    REFERENCE_SEED, class_consistency, frechet_distance, load_classifier, render_features,
+)
 from results_doc import table, write_section  # noqa: E402
+
+PER_CLASS = 2
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=ROOT / "generate" / "builtin" / "glyphs-1k")
-    ap.add_argument("--steps", default="10,15,20")
-    ap.add_argument("--guidance", default="2,4,6")
+    ap.add_argument("--steps", default="5,10,20")
+    ap.add_argument("--guidance", default="1,2,4,6")
+    ap.add_argument("--every", type=int, default=5, help="use every k-th class (1 = all 1000)")
     args = ap.parse_args()
     gen = load_generator(str(args.model))
     classifier, config = load_classifier(ROOT / "train" / "builtin" / "glyphs-1k")
-    ids = list(range(0, gen.num_classes, 5))
-    rows = []
+    ids = list(range(0, gen.num_classes, args.every))
+    reference = render_features(classifier, config, ids, PER_CLASS)
+    floor = frechet_distance(render_features(classifier, config, ids, PER_CLASS, seed=REFERENCE_SEED + 1), reference)
+    rows = [["real renders", "", "", f"{floor:.2f}", ""]]
+    print(rows[-1], flush=True)
     for steps in map(int, args.steps.split(",")):
         for guidance in map(float, args.guidance.split(",")):
-            r = class_consistency(gen, classifier, config, ids, 2, steps, guidance)
-            rows.append([steps, f"{guidance:g}", f"{r.top1:.3f}", f"{r.images_per_s:.1f}"])
+            r = class_consistency(gen, classifier, config, ids, PER_CLASS, steps, guidance)
+            fd = frechet_distance(r.features, reference)
+            rows.append([steps, f"{guidance:g}", f"{r.top1:.3f}", f"{fd:.2f}", f"{r.images_per_s:.1f}"])
             print(rows[-1], flush=True)
     md = (f"### Sampling defaults of the built-in generator (issue 8)\n\n"
-          f"Command: `python benchmarks/sampling_defaults.py`. {len(ids) * 2} images (2 of every 5th class), "
-          f"DPM-Solver++, {torch.get_num_threads()} torch threads.\n\n"
-          + table(["steps", "guidance", "consistency", "images/s"], rows))
+          f"Command: `python benchmarks/sampling_defaults.py --every {args.every}`. "
+          f"{len(ids) * PER_CLASS} images ({PER_CLASS} of every {args.every}th class), DPM-Solver++, "
+          f"{torch.get_num_threads()} torch threads. FD: Frechet distance between the built-in classifier's "
+          f"features of the samples and of real renders of the same classes (lower is better; the first row is "
+          f"a second set of real renders, the floor for this sample size).\n\n"
+          + table(["steps", "guidance", "consistency", "FD", "images/s"], rows))
     write_section("sampling_defaults", md)
     print(md)
 

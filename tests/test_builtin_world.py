@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from generate.models import builtin_info, load_generator
-from recipes.glyphs_1k.consistency import class_consistency, load_classifier
+from recipes.glyphs_1k.consistency import class_consistency, frechet_distance, load_classifier, render_features
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = ROOT / "generate" / "builtin" / "glyphs-1k"
@@ -42,6 +42,24 @@ def test_builtin_samples_are_recognised_by_the_builtin_classifier():
     result = class_consistency(gen, classifier, config, ids, per_class=2,
                                steps=gen.defaults.steps, guidance=gen.defaults.guidance)
     assert result.top1 >= 0.5, result  # chance is 0.001
+
+
+def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
+    # For diagonal covariances the FID formula reduces to |mu_a - mu_b|^2 + sum (sigma_a - sigma_b)^2.
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(20_000, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5])
+    b = torch.randn(20_000, 3, generator=g, dtype=torch.float64) * torch.tensor([3.0, 2.0, 0.5]) + 1.0
+    assert abs(frechet_distance(a, a)) < 1e-6
+    assert abs(frechet_distance(a, b) - (3 * 1.0 + (3.0 - 1.0) ** 2)) < 0.2
+
+
+def test_frechet_distance_separates_right_classes_from_wrong_ones():
+    classifier, config = load_classifier(CLASSIFIER)
+    ids = list(range(0, 1000, 10))
+    reference = render_features(classifier, config, ids, per_class=2)
+    same = frechet_distance(render_features(classifier, config, ids, per_class=2, seed=1), reference)
+    shifted = frechet_distance(render_features(classifier, config, [i + 5 for i in ids], per_class=2), reference)
+    assert same < 0.5 * shifted, (same, shifted)
 
 
 def test_soft_label_path_works_on_the_builtin():
