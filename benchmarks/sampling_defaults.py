@@ -1,6 +1,7 @@
 """Sampling defaults of the built-in generator: consistency, fidelity and speed over steps x guidance.
 
-    python benchmarks/sampling_defaults.py [--model generate/builtin/glyphs-1k] [--every 5]
+    python benchmarks/sampling_defaults.py [--model generate/builtin/glyphs-1k] [--every 5] \
+        [--steps 5,10,20] [--guidance 1,2,4] [--section sampling_defaults]
 
 Consistency: the built-in classifier's top-1 on 2 samples of every k-th class. Fidelity: the
 Frechet distance (FD) between the classifier's pooled features of those samples and of real
@@ -33,8 +34,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=ROOT / "generate" / "builtin" / "glyphs-1k")
     ap.add_argument("--steps", default="5,10,20")
-    ap.add_argument("--guidance", default="1,2,4,6")
+    ap.add_argument("--guidance", default="1,2,4")
     ap.add_argument("--every", type=int, default=5, help="use every k-th class (1 = all 1000)")
+    ap.add_argument("--section", default="sampling_defaults",
+                    help="docs/results.md section to write (a second grid keeps the first one's table)")
     args = ap.parse_args()
     gen = load_generator(str(args.model))
     classifier, config = load_classifier(ROOT / "train" / "builtin" / "glyphs-1k")
@@ -50,13 +53,13 @@ def main() -> None:
             rows.append([steps, f"{guidance:g}", f"{r.top1:.3f}", f"{fd:.2f}", f"{r.images_per_s:.1f}"])
             print(rows[-1], flush=True)
     md = (f"### Sampling defaults of the built-in generator (issue 8)\n\n"
-          f"Command: `python benchmarks/sampling_defaults.py --every {args.every}`. "
-          f"{len(ids) * PER_CLASS} images ({PER_CLASS} of every {args.every}th class), DPM-Solver++, "
+          f"Command: `{' '.join(['python benchmarks/sampling_defaults.py', *sys.argv[1:]])}`. "
+          f"{len(ids) * PER_CLASS} images ({PER_CLASS} per class, {len(ids)} classes spread evenly), DPM-Solver++, "
           f"{torch.get_num_threads()} torch threads. FD: Frechet distance between the built-in classifier's "
           f"features of the samples and of real renders of the same classes (lower is better; the first row is "
           f"a second set of real renders, the floor for this sample size).\n\n"
           + table(["steps", "guidance", "consistency", "FD", "images/s"], rows))
-    write_section("sampling_defaults", md)
+    write_section(args.section, md)
     print(md)
 
 

@@ -6,9 +6,8 @@ Compares, on one model at the same batch, steps and guidance:
   per-image a first script's loop: one image per call, encode, write a PNG file
 and the peak RSS of `ptgen synth` at 1x and 10x the number of images (does memory grow?).
 
-The model is the built-in one when installed; otherwise a randomly initialised UNet2DModel of
-the built-in model's size (16x16, 1000 classes + null, channels 32/64/128, attention at the
-lowest level; about 4.2M parameters), which costs the same to run.
+The model is the built-in one (`--model` takes any generator SPEC), at its own sampling defaults
+unless --steps / --guidance say otherwise.
 
     python benchmarks/synth_throughput.py            # writes its section of docs/results.md
 """
@@ -16,8 +15,6 @@ lowest level; about 4.2M parameters), which costs the same to run.
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
 import platform
 import subprocess
@@ -31,28 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_doc import table, write_section  # noqa: E402
 
-from generate.models import builtin_info, load_generator  # noqa: E402
+from generate.models import load_generator  # noqa: E402
 from generate.runner import generate_shards  # noqa: E402
 from generate.synth import SynthJob, SynthSettings  # noqa: E402
 from generate.writer import encode_image  # noqa: E402
-
-
-def stand_in_model(folder: Path) -> Path:
-    import diffusers
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=16, in_channels=1, out_channels=1, layers_per_block=2,
-        block_out_channels=(32, 64, 128),
-        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-        norm_num_groups=8, num_class_embeds=1001, resnet_time_scale_shift="scale_shift",
-    )
-    unet.save_pretrained(folder / "unet")
-    diffusers.DPMSolverMultistepScheduler(prediction_type="v_prediction").save_pretrained(folder / "scheduler")
-    (folder / "ptgen.json").write_text(json.dumps({"null_class": True, "defaults": {"steps": 20, "guidance": 4.0}}))
-    return folder
 
 
 def bare(gen, n: int, batch: int, steps: int, guidance: float) -> float:
@@ -97,20 +76,21 @@ def peak_rss_mb(model: str, out: Path, per_class: int, steps: int, batch: int) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="builtin:glyphs-1k", help="generator SPEC")
     ap.add_argument("--images", type=int, default=1024, help="images for the bare and synth runs")
     ap.add_argument("--loop-images", type=int, default=64, help="images for the per-image loop")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--steps", type=int, help="sampling steps (default: the model's own default)")
+    ap.add_argument("--guidance", type=float, help="guidance scale (default: the model's own default)")
     ap.add_argument("--batches", default="32,64,128,256", help="batch sizes to compare for the bare passes")
     ap.add_argument("--batch", type=int, default=128, help="batch for synth vs bare")
     ap.add_argument("--mem-images", type=int, default=2000, help="1x image count for the memory test")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ptgen-bench-"))
-    info = builtin_info("glyphs-1k")
-    model = str(info.path) if info.installed else str(stand_in_model(tmp / "model"))
-    label = "builtin:glyphs-1k" if info.installed else "stand-in of the built-in size (random weights)"
+    model = args.model
     gen = load_generator(model)
+    args.steps = args.steps or gen.defaults.steps
+    args.guidance = args.guidance if args.guidance is not None else gen.defaults.guidance
     params = sum(p.numel() for p in gen.unet.parameters()) + gen._table.numel()
     torch.manual_seed(0)
     bare(gen, args.batch, args.batch, args.steps, args.guidance)  # warm-up
@@ -137,9 +117,9 @@ def main() -> None:
     md = f"""
 ### `ptgen synth` throughput and memory (issue 3)
 
-Model: {label}, {params / 1e6:.2f}M parameters, {gen.image_size}x{gen.image_size}x{gen.channels};
+Model: {model}, {params / 1e6:.2f}M parameters, {gen.image_size}x{gen.image_size}x{gen.channels};
 {args.steps} DPM-Solver steps, guidance {args.guidance}; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),
-torch {torch.__version__}, {torch.get_num_threads()} threads. Command: `python benchmarks/synth_throughput.py`.
+torch {torch.__version__}, {torch.get_num_threads()} threads. Command: `{' '.join(['python benchmarks/synth_throughput.py', *sys.argv[1:]])}`.
 
 Bare forward passes by batch size (picks the default `--batch-size`):
 

@@ -13,14 +13,12 @@ built-in generator when installed, else from a small random model at 16x16.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -68,3 +68,14 @@ def test_soft_label_path_works_on_the_builtin():
     p[0, 3], p[0, 7] = 0.5, 0.5
     image = gen.sample(p, [0], steps=gen.defaults.steps, guidance=gen.defaults.guidance)
     assert image.shape == (1, 16, 16, 1)
+
+
+def test_contact_sheet_puts_one_panel_per_sampling_setting(tmp_path):
+    from PIL import Image
+
+    from recipes.glyphs_1k.sheet import contact_sheet, parse_settings
+
+    one = Image.open(contact_sheet(GENERATOR, tmp_path / "one.png", rows=2, cols=2))
+    three = Image.open(contact_sheet(GENERATOR, tmp_path / "three.png", rows=2, cols=2,
+                                     settings=parse_settings("2/1,3/2")))
+    assert three.size[0] > one.size[0] and three.size[1] == one.size[1]

@@ -11,6 +11,7 @@ greedy rule can make it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import unicodedata
 from dataclasses import asdict, dataclass
@@ -118,6 +119,14 @@ def select(num_classes: int = NUM_CLASSES, size: int = IMAGE_SIZE) -> tuple[list
         "excluded_near_empty_chars": "".join(chr(cp) for cp, keep in zip(candidates, visible.tolist()) if not keep),
     }
     return classes, record
+
+
+@functools.lru_cache(maxsize=4)
+def shipped_renderer(size: int = IMAGE_SIZE) -> GlyphRenderer:
+    """The renderer of the classes in classes.json, in class-id order. Rasterising 1000 glyphs in
+    twelve faces takes seconds, so a process builds it once per size (renders are pure functions
+    of their arguments, so sharing it is safe)."""
+    return GlyphRenderer([c.codepoint for c in load_classes(CLASSES_JSON)], size=size)
 
 
 def load_classes(path: Path = CLASSES_JSON) -> list[GlyphClass]:

@@ -21,8 +21,7 @@ from generate.generator import Generator
 from generate.models import load_generator
 from train.models import ModelConfig, load_run
 
-from .classes import CLASSES_JSON, load_classes
-from .render import GlyphRenderer
+from .classes import shipped_renderer
 
 # Real renders for the Frechet distance come from seeds the classifier never trained on.
 REFERENCE_SEED = 20_000
@@ -75,7 +74,7 @@ def render_features(
     seed: int = REFERENCE_SEED, size: int = 16,
 ) -> torch.Tensor:
     """The classifier's pooled features of real renders, laid out like `class_consistency`'s samples."""
-    renderer = GlyphRenderer([c.codepoint for c in load_classes(CLASSES_JSON)], size=size)
+    renderer = shipped_renderer(size)
     labels = torch.tensor(class_ids).repeat(per_class)
     return _features_and_logits(classifier, config, renderer.render(labels, seed))[0]
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .classes import CLASSES_JSON, load_classes
+from .classes import CLASSES_JSON, load_classes, shipped_renderer
 from .consistency import class_consistency, load_classifier
 from .generator_recipe import CANDIDATES, GeneratorRecipe, class_means, pca_codes, templates
-from .render import GlyphRenderer, derive_seed
+from .render import derive_seed
 
 NUM_TRAIN_TIMESTEPS = 1000
 DATA_STREAM = 7  # renderer seed stream for generator training, apart from the classifier's
@@ -84,7 +84,7 @@ def train(args: argparse.Namespace) -> None:
     recipe = CANDIDATES[args.recipe]
     classes = load_classes(CLASSES_JSON)
     names = [c.name for c in classes]
-    renderer = GlyphRenderer([c.codepoint for c in classes], size=16)
+    renderer = shipped_renderer(16)
     means = class_means(renderer)
     tmpl = templates(means) if recipe.template else None
     unet, noise = build(recipe, len(classes), pca_codes(means))

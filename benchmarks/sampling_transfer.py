@@ -1,0 +1,147 @@
+"""Do fewer sampling steps cost anything downstream? (issue 8's sampling defaults, judged by transfer)
+
+Each candidate `STEPS/GUIDANCE` goes through the method's own commands on the built-in world:
+
+  ptgen synth       the same classes and seeds at those settings, timed
+  pttrain pp        resnet18 (pttrain's default) on those shards
+  (real renders)    the pp run's top-1 on real glyph renders from unseen seeds: how much of the
+                    source task the synthetic data taught
+  pttrain finetune  on the digits target from the pp run, several export seeds
+
+The report is a table plus the fine-tuning curves (docs/sampling_transfer.png). Every step is
+skipped when its output exists, so an interrupted study resumes where it stopped.
+
+    python benchmarks/sampling_transfer.py run [--candidates 3/1.5,5/2,10/2] [--per-class 10]
+    python benchmarks/sampling_transfer.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from arch_study import curve, finished, sh, spread  # noqa: E402
+from results_doc import table, write_section  # noqa: E402
+
+WORK = ROOT / "runs" / "sampling-transfer"
+PLOT = ROOT / "docs" / "sampling_transfer.png"
+RENDERS_PER_CLASS = 2
+
+
+def parse(candidate: str) -> tuple[str, str]:
+    steps, _, guidance = candidate.partition("/")
+    return steps, guidance
+
+
+@torch.inference_mode()
+def real_render_top1(run_dir: Path) -> float:
+    """Top-1 of a pp run on real renders of every source class, from seeds no sample came from."""
+    from recipes.glyphs_1k.classes import shipped_renderer
+    from recipes.glyphs_1k.consistency import REFERENCE_SEED
+    from train.models import load_run
+
+    model, config = load_run(str(run_dir), "--run")
+    renderer = shipped_renderer(config.image_size)
+    source = torch.arange(renderer.num_classes).repeat(RENDERS_PER_CLASS)
+    x = renderer.render(source, REFERENCE_SEED).float().div(255.0)
+    x = (x - torch.tensor(config.mean).view(1, -1, 1, 1)) / torch.tensor(config.std).view(1, -1, 1, 1)
+    # The run's head follows its shards' class order; source_ids maps it back to glyph ids.
+    head_to_source = torch.tensor(config.source_ids)
+    predicted = torch.cat([head_to_source[model(b).argmax(1)] for b in x.split(500)])
+    return float((predicted == source).float().mean())
+
+
+def run(args: argparse.Namespace) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    (WORK / "study.json").write_text(json.dumps(vars(args), indent=1))
+    for seed in args.seeds:
+        digits = WORK / f"digits-{seed}"
+        if not (digits / "split.json").exists():
+            sh("train", "data", "digits", "--out", digits, "--labels-per-class", args.labels, "--seed", seed)
+    for cand in args.candidates:
+        steps, guidance = parse(cand)
+        name = cand.replace("/", "-")
+        shards, pp = WORK / f"shards-{name}", WORK / f"pp-{name}"
+        if not (shards / "synth_wall.json").exists():
+            start = time.perf_counter()
+            # ptgen synth resumes an interrupted folder by itself (the timing then covers the rest only).
+            sh("generate", "synth", "--out", shards, "--per-class", args.per_class, "--steps", steps,
+               "--guidance", guidance, "--quiet")
+            (shards / "synth_wall.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
+        if not finished(pp):
+            resume = ["--resume"] if (pp / "checkpoint.pt").exists() else []
+            sh("train", "pp", "--shards", shards, "--epochs", args.pp_epochs, "--out", pp, "--quiet", *resume)
+        if not (pp / "real_renders.json").exists():
+            (pp / "real_renders.json").write_text(json.dumps({"top1": real_render_top1(pp)}))
+        for seed in args.seeds:
+            out = WORK / f"ft-{name}-{seed}"
+            if not finished(out):
+                sh("train", "finetune", "--data", WORK / f"digits-{seed}", "--init", pp, "--out", out,
+                   "--seed", seed, "--quiet", *(["--resume"] if (out / "checkpoint.pt").exists() else []))
+
+
+def report(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study = json.loads((WORK / "study.json").read_text())
+    rows, fig = [], plt.figure(figsize=(5.5, 4))
+    ax = fig.add_subplot(1, 1, 1)
+    for k, cand in enumerate(study["candidates"]):
+        name = cand.replace("/", "-")
+        shards, pp = WORK / f"shards-{name}", WORK / f"pp-{name}"
+        count = json.loads((shards / "dataset.json").read_text())["count"]
+        synth_s = json.loads((shards / "synth_wall.json").read_text())["seconds"]
+        curves = [curve(WORK / f"ft-{name}-{seed}") for seed in study["seeds"]]
+        mean = [statistics.mean(col) for col in zip(*curves)]
+        ax.plot(range(1, len(mean) + 1), mean, color=f"C{k}", label=f"{cand} (steps/guidance)")
+        real = json.loads((pp / "real_renders.json").read_text())["top1"]
+        rows.append([cand, f"{count / synth_s:.1f}", f"{synth_s / 60:.1f}", f"{real:.3f}",
+                     spread([c[-1] for c in curves])])
+    ax.set_title("digits test top-1 after pp on each candidate's samples")
+    ax.set_xlabel("fine-tuning epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+    md = (f"### Sampling settings judged by transfer (issue 8)\n\n"
+          f"Command: `python benchmarks/sampling_transfer.py run --candidates {','.join(study['candidates'])} "
+          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']}`, then `report`. For each candidate "
+          f"(DPM-Solver++ steps / guidance): `ptgen synth` of {study['per_class']} samples per class (same seeds), "
+          f"`pttrain pp` (resnet18, {study['pp_epochs']} epochs, pp defaults), its top-1 on "
+          f"{RENDERS_PER_CLASS} real renders per class from unseen seeds, then `pttrain finetune` on digits "
+          f"({study['labels']} labels per class, test top-1 after the last epoch, mean ± sd over export seeds "
+          f"{study['seeds']}). Curves: {PLOT.relative_to(ROOT)}.\n\n"
+          + table(["steps/guidance", "synth images/s", "synth minutes", "pp run's top-1 on real renders",
+                   "digits, pp → finetune"], rows))
+    write_section("sampling_transfer", md)
+    print(md)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--candidates", type=lambda s: s.split(","), default=["3/1.5", "5/2", "10/2"])
+    r.add_argument("--per-class", type=int, default=10)
+    r.add_argument("--pp-epochs", type=int, default=3)
+    r.add_argument("--labels", type=int, default=10)
+    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
+    sub.add_parser("report")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
