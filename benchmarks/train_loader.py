@@ -28,7 +28,7 @@ from results_doc import table, write_section  # noqa: E402
 from train.data.folder import labeled_split  # noqa: E402
 from train.data.shards import CorruptCounter, ShardSet  # noqa: E402
 from train.data.transforms import Preprocess  # noqa: E402
-from train.models import ModelConfig, create_model  # noqa: E402
+from train.models import ModelConfig, create_model, default_image_size  # noqa: E402
 from train.cli import DEFAULT_ARCH  # noqa: E402
 
 
@@ -81,7 +81,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ptgen-loader-"))
     shard_dir, note = make_shards(tmp / "shards", args.images)
     shards = ShardSet(shard_dir)
-    pre = Preprocess(shards.image_size, shards.channels, (0.5,), (0.5,))
+    size = default_image_size(shards.image_size)  # what pttrain pp would train at
+    pre = Preprocess(size, shards.channels, (0.5,), (0.5,))
     transform = pre.transform(augment=True)
 
     def shard_batches():
@@ -96,11 +97,10 @@ def main() -> None:
     folder = labeled_split(tmp / "folder", "train", transform)
     folder_rate = rate(DataLoader(folder, batch_size=args.batch, shuffle=True, num_workers=args.workers), args.images)
 
-    config = ModelConfig(DEFAULT_ARCH, len(shards.class_ids), shards.class_names, shards.image_size,
-                         shards.channels, [0.5], [0.5])
+    config = ModelConfig(DEFAULT_ARCH, len(shards.class_ids), shards.class_names, size, shards.channels, [0.5], [0.5])
     model = create_model(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(args.batch, shards.channels, shards.image_size, shards.image_size)
+    x = torch.randn(args.batch, shards.channels, size, size)
     y = torch.randint(0, config.num_classes, (args.batch,))
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < 20 or steps < 5:
@@ -114,7 +114,8 @@ def main() -> None:
     md = f"""### Training-stage loader vs training step (issue 5)
 
 Command: `python benchmarks/train_loader.py --images {args.images} --workers {args.workers}`. Shards: {args.images}
-images from {note}, {shards.image_size}x{shards.image_size}; batch {args.batch}; `{DEFAULT_ARCH}` (pttrain's default);
+images from {note}, {shards.image_size}x{shards.image_size}, resized to {size} (pttrain's default size); batch
+{args.batch}; `{DEFAULT_ARCH}` (pttrain's default);
 {args.workers} loader workers; {torch.get_num_threads()} torch threads on {__import__('os').cpu_count()} cores.
 
 {table(["path", "images/s", "ratio"], [

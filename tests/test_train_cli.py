@@ -47,7 +47,8 @@ def test_pp_finetune_eval(cli, shards, digits, tmp_path):
     run(cli, "pp", "--shards", shards, "--out", pp_dir, "--epochs", 3, "--batch-size", 16, *FAST)
     config = json.loads((pp_dir / "config.json").read_text())
     assert config["num_classes"] == 5 and config["source_ids"] == [0, 1, 2, 3, 4]
-    assert config["image_size"] == 8 and config["in_chans"] == 1
+    # 8 px shards train at the default size policy's 32 px.
+    assert config["image_size"] == 32 and config["in_chans"] == 1
     steps = [r["step"] for r in metrics(pp_dir) if "loss" in r]
     assert steps[-1] == 3 * (120 // 16)
     assert (pp_dir / "curve.png").exists() and (pp_dir / "model.safetensors").exists()
@@ -59,7 +60,7 @@ def test_pp_finetune_eval(cli, shards, digits, tmp_path):
     run(cli, "finetune", "--data", digits, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--quiet")
     ft = json.loads((ft_dir / "config.json").read_text())
     assert ft["class_names"] == [str(d) for d in range(10)] and ft["arch"] == "test_resnet"
-    assert ft["image_size"] == 8  # target images adapt to the backbone's input contract
+    assert ft["image_size"] == 32  # the backbone's; the 16 px digits are resized to it
     assert any("val_top1" in r for r in metrics(ft_dir))
 
     result = run(cli, "eval", "--run", ft_dir, "--data", digits, "--json", tmp_path / "ft.json")
@@ -76,11 +77,12 @@ def test_finetune_on_labeled_shards_keeps_their_source_ids(cli, tiny_model, shar
     args = ["synth", "--model", tiny_model, "--out", target, "--class-ids", "1,3,4", "--per-class", 8, "--quiet"]
     assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
     pp_dir, ft_dir = tmp_path / "pp", tmp_path / "ft"
-    run(cli, "pp", "--shards", shards, "--out", pp_dir, "--epochs", 1, "--batch-size", 16, *FAST)
+    run(cli, "pp", "--shards", shards, "--out", pp_dir, "--epochs", 1, "--batch-size", 16, "--img-size", 12, *FAST)
     run(cli, "finetune", "--data", target, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--batch-size", 8,
         "--quiet")
     config = json.loads((ft_dir / "config.json").read_text())
     assert config["num_classes"] == 3 and config["source_ids"] == [1, 3, 4]
+    assert config["image_size"] == 12  # an explicit --img-size holds, and the fine-tune keeps its run's
     assert [r["step"] for r in metrics(ft_dir) if "loss" in r][-1] == 2 * (24 // 8)
     result = run(cli, "eval", "--run", ft_dir, "--data", target)
     assert result.output.strip().splitlines()[-1].endswith("n=24")
@@ -161,7 +163,10 @@ def test_torchrun_two_ranks_with_uneven_shards(shards, tmp_path):
         (["finetune", "--data", "{tmp}", "--init", "none"], "no train/ folder"),
         (["finetune", "--data", "{digits}", "--init", "{tmp}"], "not a finished run folder"),
         (["eval", "--run", "{tmp}/nope", "--data", "{digits}"], "no such folder"),
-        (["finetune", "--data", "{digits}", "--init", "none", "--arch", "dla34"], "cannot take 16 px input"),
+        (["finetune", "--data", "{digits}", "--init", "none", "--arch", "dla34", "--img-size", "16"],
+         "cannot take 16 px input"),
+        (["finetune", "--data", "{digits}", "--init", "builtin:glyphs-1k", "--img-size", "32"],
+         "--img-size 32: --init builtin:glyphs-1k was trained at 16 px"),
     ],
 )
 def test_bad_input(cli, digits, tmp_path, args, expected):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ptcommon.cli import InputError
-from train.models import ModelConfig, check_arch, create_model, load_run, save_run
+from train.models import ModelConfig, check_arch, create_model, default_image_size, load_run, save_run
 
 
 def tiny_config(**kw) -> ModelConfig:
@@ -16,6 +16,10 @@ def tiny_config(**kw) -> ModelConfig:
 def test_unknown_arch_names_the_closest():
     with pytest.raises(InputError, match=r"--arch resnet19: not a timm architecture; closest: .*resnet18"):
         check_arch("resnet19")
+
+
+def test_default_image_size_raises_small_data_to_32_px():
+    assert [default_image_size(s) for s in (8, 16, 32, 64)] == [32, 32, 32, 64]
 
 
 def test_run_folder_round_trip(tmp_path):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import click
 
-from ptcommon.cli import Group
+from ptcommon.cli import Group, InputError
 
 from .data import digits as digits_data
 from .trainer import TrainSettings
@@ -54,8 +55,10 @@ def training_options(epochs: int, batch_size: int, lr: float):
             click.option("--seed", type=int, default=0, show_default=True),
             click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
                          help="DataLoader worker processes per rank."),
-            click.option("--img-size", type=click.IntRange(min=8), help="Model input size. 16 px images resized to 32 "
-                         "trained resnet18 better (docs/results.md). [default: the data's]"),
+            click.option("--img-size", type=click.IntRange(min=8),
+                         help="Model input size, for a new model (a finetune from a run keeps the run's). [default: "
+                         "the data's size, raised to 32 when smaller: timm's CNNs downsample 32x, and 16 px "
+                         "glyphs resized to 32 trained resnet18 better, docs/results.md]"),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
             click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -76,14 +79,20 @@ def training_options(epochs: int, batch_size: int, lr: float):
 
 def check_init(init: str, arch: str, target, img_size: int | None) -> None:
     """--init none trains --arch from random weights, at a size it can take; anything else must be
-    a finished run. Checked before the run folder exists, so a refusal leaves nothing behind."""
+    a finished run, whose input size the fine-tune keeps. Checked before the run folder exists, so
+    a refusal leaves nothing behind."""
+    from ptcommon.runfolder import CONFIG_FILE
+
     from .commands import new_model
     from .models import resolve_run
 
     if init == "none":
         new_model(target, arch, img_size)
-    else:
-        resolve_run(init, "--init")
+        return
+    trained = json.loads((resolve_run(init, "--init") / CONFIG_FILE).read_text())["image_size"]
+    if img_size is not None and img_size != trained:
+        raise InputError(f"--img-size {img_size}: --init {init} was trained at {trained} px and a fine-tune keeps "
+                         f"its input size (target images are resized to it); drop --img-size")
 
 
 def start_run(command: str, out: Path | None, resume: bool, device: str):

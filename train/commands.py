@@ -17,7 +17,7 @@ from .data.shards import CorruptCounter, ShardSet
 from .data.transforms import Preprocess, weak_and_strong
 from .distributed import Dist
 from .evaluate import Evaluation, evaluate, plot_confusion
-from .models import ModelConfig, check_input_size, create_model, load_run, save_run
+from .models import ModelConfig, check_input_size, create_model, default_image_size, load_run, save_run
 from .trainer import Supervised, Trainer, TrainSettings
 
 DEFAULT_MEAN_STD = (0.5, 0.5)
@@ -60,10 +60,10 @@ class TargetInfo:
 
 
 def new_model(target: TargetInfo, arch: str, img_size: int | None):
-    """ARCH from random weights for TARGET's classes, at --img-size or the data's size."""
+    """ARCH from random weights for TARGET's classes, at --img-size or `default_image_size` of the data's."""
     channels = target.in_chans
     config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
-                         image_size=img_size or target.image_size, in_chans=channels,
+                         image_size=img_size or default_image_size(target.image_size), in_chans=channels,
                          mean=[DEFAULT_MEAN_STD[0]] * channels, std=[DEFAULT_MEAN_STD[1]] * channels,
                          source_ids=target.source_ids)
     model = create_model(config)

@@ -20,7 +20,16 @@ from ptcommon.runfolder import (BUILTIN_PREFIX, CONFIG_FILE, WEIGHTS_FILE, Model
                                 load_run, resolve_run)
 
 __all__ = ["BUILTIN_PREFIX", "WEIGHTS_FILE", "ModelConfig", "check_arch", "check_input_size", "create_model",
-           "load_run", "resolve_run", "save_run"]
+           "default_image_size", "load_run", "resolve_run", "save_run"]
+
+# timm's CNNs downsample 32x, so smaller inputs leave their last stages a 1x1 map (or nothing);
+# resnet18 pre-trained on 16 px glyphs resized to 32 transferred better (docs/results.md).
+MIN_DEFAULT_IMAGE_SIZE = 32
+
+
+def default_image_size(data_size: int) -> int:
+    """The model input size when --img-size is not given: the data's, raised to 32 px when smaller."""
+    return max(data_size, MIN_DEFAULT_IMAGE_SIZE)
 
 
 def save_run(folder: Path, model: torch.nn.Module, config: ModelConfig) -> None:

@@ -1,7 +1,8 @@
 """Preprocessing and augmentation, from torchvision's transforms.v2.
 
 Policy (also in `--help`): every image is converted to the model's channels (grayscale "L" for
-one input channel, "RGB" for three), resized to `image_size` x `image_size` (bilinear, with
+one input channel, "RGB" for three), resized to the run's `image_size` square (by default the
+data's size, raised to 32 px when smaller: `train.models.default_image_size`; bilinear, with
 antialiasing when shrinking; aspect ratio is not kept, since the built-in data is square),
 scaled to [0, 1] and normalised with the run's mean and std. Training adds a mild random
 affine jitter; no flips, since glyphs and digits are not mirror-symmetric. The strong view of
