@@ -12,10 +12,10 @@ images/s) plus learning curves of the digits test top-1 over fine-tuning epochs
 (docs/arch_study.png). Every step is skipped when its output exists, so an interrupted study
 resumes where it stopped.
 
-    python benchmarks/arch_study.py run [--archs resnet18,regnetx_004@32,...] [--per-class 20]
+    python benchmarks/arch_study.py run [--archs resnet18@16,regnetx_004@32,...] [--per-class 20]
     python benchmarks/arch_study.py report
 
-A candidate is `ARCH` or `ARCH@SIZE` (model input size; the 16 px images are resized to it).
+A candidate is `ARCH` (at pttrain's default input size) or `ARCH@SIZE` (the 16 px images resized to SIZE).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--archs", type=lambda s: s.split(","), default=["resnet18", "regnetx_004", "resnet18@32"])
+    r.add_argument("--archs", type=lambda s: s.split(","), default=["resnet18@16", "regnetx_004@16", "resnet18@32"])
     r.add_argument("--per-class", type=int, default=20)
     r.add_argument("--pp-epochs", type=int, default=4)
     r.add_argument("--labels", type=int, default=10)

@@ -155,6 +155,18 @@ def test_torchrun_two_ranks_with_uneven_shards(shards, tmp_path):
     assert (out / "model.safetensors").exists()
 
 
+def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    from ptcommon.cli import InputError
+    from train.distributed import setup
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")  # rank 0 stops too, before it writes anything
+    with pytest.raises(InputError, match=r"started 2 processes on this node, which has 1 visible GPU.*--nproc_per_node 1"):
+        setup("auto")
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ptcommon.cli import InputError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -37,6 +39,12 @@ def setup(device: str = "auto") -> Dist:
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", 0))
+        per_node, visible = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
+        # One process per GPU: NCCL refuses two ranks on one device. Every rank checks the node's
+        # process count, not its own index, so all of them stop here before any writes a run folder.
+        if per_node > visible:
+            raise InputError(f"torchrun started {per_node} processes on this node, which has {visible} visible GPU(s); "
+                             f"pass --nproc_per_node {visible}, or --device cpu to run on CPU")
         torch.cuda.set_device(local)
         dev = torch.device("cuda", local)
     else:
