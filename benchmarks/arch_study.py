@@ -90,6 +90,21 @@ def curve(run_dir: Path) -> list[float]:
     return [r["val_top1"] for r in read_jsonl(run_dir / "metrics.jsonl") if "val_top1" in r]
 
 
+def mean_curve(curves: list[list[float]]) -> list[float]:
+    return [statistics.mean(col) for col in zip(*curves)]
+
+
+def finish_curve_plot(fig, axes_titles: dict, path: Path) -> None:
+    """Fine-tuning curves: titles, epoch axis, grid and legend on each axis, then save."""
+    for ax, title in axes_titles.items():
+        ax.set_title(title)
+        ax.set_xlabel("fine-tuning epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def report(args: argparse.Namespace) -> None:
     import matplotlib
 
@@ -112,18 +127,13 @@ def report(args: argparse.Namespace) -> None:
         for name, ax in axes.items():
             curves = [curve(WORK / f"ft-{spec}-{name}-{seed}") for seed in study["seeds"]]
             finals[name] = [c[-1] for c in curves]
-            mean = [statistics.mean(col) for col in zip(*curves)]
+            mean = mean_curve(curves)
             ax.plot(range(1, len(mean) + 1), mean, color=f"C{k}", label=spec)
         held = json.loads((pp / "held_out.json").read_text())["top1"]
         rows.append([spec, params, f"{images / wall['seconds']:.0f}" + (" (resumed)" if wall["resumed"] else ""),
                      f"{held:.3f}", spread(finals["scratch"]), spread(finals["pp"])])
-    for name, ax in axes.items():
-        ax.set_title(f"digits test top-1, init {'pp run' if name == 'pp' else 'none (scratch)'}")
-        ax.set_xlabel("fine-tuning epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    finish_curve_plot(fig, {ax: f"digits test top-1, init {'pp run' if name == 'pp' else 'none (scratch)'}"
+                            for name, ax in axes.items()}, PLOT)
     md = (f"### Default architecture of pttrain (issue 5)\n\n"
           f"Command: `python benchmarks/arch_study.py run --archs {','.join(study['archs'])} "
           f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']}`, then `report`. "

@@ -11,7 +11,7 @@ Each candidate `STEPS/GUIDANCE` goes through the method's own commands on the bu
 The report is a table plus the fine-tuning curves (docs/sampling_transfer.png). Every step is
 skipped when its output exists, so an interrupted study resumes where it stopped.
 
-    python benchmarks/sampling_transfer.py run [--candidates 3/1.5,5/2,10/2] [--per-class 10]
+    python benchmarks/sampling_transfer.py run [--candidates 3/1.5,5/2,10/2] [--per-class 10] [--img-size 16]
     python benchmarks/sampling_transfer.py report
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from arch_study import curve, finished, sh, spread  # noqa: E402
+from arch_study import curve, finish_curve_plot, finished, mean_curve, sh, spread  # noqa: E402
 from results_doc import table, write_section  # noqa: E402
 
 WORK = ROOT / "runs" / "sampling-transfer"
@@ -79,7 +78,8 @@ def run(args: argparse.Namespace) -> None:
             (shards / "synth_wall.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
         if not finished(pp):
             resume = ["--resume"] if (pp / "checkpoint.pt").exists() else []
-            sh("train", "pp", "--shards", shards, "--epochs", args.pp_epochs, "--out", pp, "--quiet", *resume)
+            sh("train", "pp", "--shards", shards, "--epochs", args.pp_epochs, "--img-size", args.img_size, "--out", pp,
+               "--quiet", *resume)
         if not (pp / "real_renders.json").exists():
             (pp / "real_renders.json").write_text(json.dumps({"top1": real_render_top1(pp)}))
         for seed in args.seeds:
@@ -104,22 +104,18 @@ def report(args: argparse.Namespace) -> None:
         count = json.loads((shards / "dataset.json").read_text())["count"]
         synth_s = json.loads((shards / "synth_wall.json").read_text())["seconds"]
         curves = [curve(WORK / f"ft-{name}-{seed}") for seed in study["seeds"]]
-        mean = [statistics.mean(col) for col in zip(*curves)]
+        mean = mean_curve(curves)
         ax.plot(range(1, len(mean) + 1), mean, color=f"C{k}", label=f"{cand} (steps/guidance)")
         real = json.loads((pp / "real_renders.json").read_text())["top1"]
         rows.append([cand, f"{count / synth_s:.1f}", f"{synth_s / 60:.1f}", f"{real:.3f}",
                      spread([c[-1] for c in curves])])
-    ax.set_title("digits test top-1 after pp on each candidate's samples")
-    ax.set_xlabel("fine-tuning epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(PLOT, dpi=110)
+    finish_curve_plot(fig, {ax: "digits test top-1 after pp on each candidate's samples"}, PLOT)
     md = (f"### Sampling settings judged by transfer (issue 8)\n\n"
           f"Command: `python benchmarks/sampling_transfer.py run --candidates {','.join(study['candidates'])} "
-          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']}`, then `report`. For each candidate "
+          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']} --img-size {study['img_size']}`, then "
+          f"`report`. For each candidate "
           f"(DPM-Solver++ steps / guidance): `ptgen synth` of {study['per_class']} samples per class (same seeds), "
-          f"`pttrain pp` (resnet18, {study['pp_epochs']} epochs, pp defaults), its top-1 on "
+          f"`pttrain pp` (resnet18 at {study['img_size']} px, {study['pp_epochs']} epochs, pp defaults), its top-1 on "
           f"{RENDERS_PER_CLASS} real renders per class from unseen seeds, then `pttrain finetune` on digits "
           f"({study['labels']} labels per class, test top-1 after the last epoch, mean ± sd over export seeds "
           f"{study['seeds']}). Curves: {PLOT.relative_to(ROOT)}.\n\n"
@@ -136,6 +132,7 @@ def main() -> None:
     r.add_argument("--candidates", type=lambda s: s.split(","), default=["3/1.5", "5/2", "10/2"])
     r.add_argument("--per-class", type=int, default=10)
     r.add_argument("--pp-epochs", type=int, default=3)
+    r.add_argument("--img-size", type=int, default=16, help="pp input size (fine-tuning keeps it)")
     r.add_argument("--labels", type=int, default=10)
     r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
     sub.add_parser("report")
