@@ -152,18 +152,27 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def study_main(doc: str, run_study, report_study, add_run_args, *, per_class: int, pp_epochs: int,
+               seeds: list[int]) -> None:
+    """The `run` / `report` command line the transfer studies share; `add_run_args` adds a study's own flags."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
-    r.add_argument("--archs", type=lambda s: s.split(","), default=["resnet18@16", "regnetx_004@16", "resnet18@32"])
-    r.add_argument("--per-class", type=int, default=20)
-    r.add_argument("--pp-epochs", type=int, default=4)
+    add_run_args(r)
+    r.add_argument("--per-class", type=int, default=per_class)
+    r.add_argument("--pp-epochs", type=int, default=pp_epochs)
     r.add_argument("--labels", type=int, default=10)
-    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1, 2])
+    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=seeds)
     sub.add_parser("report")
     args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+    run_study(args) if args.cmd == "run" else report_study(args)
+
+
+def main() -> None:
+    def archs(r: argparse.ArgumentParser) -> None:
+        r.add_argument("--archs", type=lambda s: s.split(","), default=["resnet18@16", "regnetx_004@16", "resnet18@32"])
+
+    study_main(__doc__, run, report, archs, per_class=20, pp_epochs=4, seeds=[0, 1, 2])
 
 
 if __name__ == "__main__":

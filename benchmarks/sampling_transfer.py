@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from arch_study import curve, finish_curve_plot, finished, mean_curve, sh, spread  # noqa: E402
+from arch_study import curve, finish_curve_plot, finished, mean_curve, sh, spread, study_main  # noqa: E402
 from results_doc import table, write_section  # noqa: E402
 
 WORK = ROOT / "runs" / "sampling-transfer"
@@ -45,17 +45,17 @@ def parse(candidate: str) -> tuple[str, str]:
 def real_render_top1(run_dir: Path) -> float:
     """Top-1 of a pp run on real renders of every source class, from seeds no sample came from."""
     from recipes.glyphs_1k.classes import shipped_renderer
-    from recipes.glyphs_1k.consistency import REFERENCE_SEED
+    from recipes.glyphs_1k.consistency import REFERENCE_SEED, features_and_logits
     from train.models import load_run
 
     model, config = load_run(str(run_dir), "--run")
     renderer = shipped_renderer(config.image_size)
     source = torch.arange(renderer.num_classes).repeat(RENDERS_PER_CLASS)
-    x = renderer.render(source, REFERENCE_SEED).float().div(255.0)
-    x = (x - torch.tensor(config.mean).view(1, -1, 1, 1)) / torch.tensor(config.std).view(1, -1, 1, 1)
+    renders = renderer.render(source, REFERENCE_SEED)
     # The run's head follows its shards' class order; source_ids maps it back to glyph ids.
     head_to_source = torch.tensor(config.source_ids)
-    predicted = torch.cat([head_to_source[model(b).argmax(1)] for b in x.split(500)])
+    predicted = torch.cat([head_to_source[features_and_logits(model, config, b)[1].argmax(1)]
+                           for b in renders.split(500)])
     return float((predicted == source).float().mean())
 
 
@@ -126,18 +126,11 @@ def report(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--candidates", type=lambda s: s.split(","), default=["3/1.5", "5/2", "10/2"])
-    r.add_argument("--per-class", type=int, default=10)
-    r.add_argument("--pp-epochs", type=int, default=3)
-    r.add_argument("--img-size", type=int, default=16, help="pp input size (fine-tuning keeps it)")
-    r.add_argument("--labels", type=int, default=10)
-    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0, 1])
-    sub.add_parser("report")
-    args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+    def candidates(r: argparse.ArgumentParser) -> None:
+        r.add_argument("--candidates", type=lambda s: s.split(","), default=["3/1.5", "5/2", "10/2"])
+        r.add_argument("--img-size", type=int, default=16, help="pp input size (fine-tuning keeps it)")
+
+    study_main(__doc__, run, report, candidates, per_class=10, pp_epochs=3, seeds=[0, 1])
 
 
 if __name__ == "__main__":

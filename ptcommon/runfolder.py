@@ -78,12 +78,21 @@ def resolve_run(spec: str, flag: str) -> Path:
     return folder
 
 
+def _config_at(folder: Path) -> ModelConfig:
+    return ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+
+
+def run_config(spec: str, flag: str = "--run") -> ModelConfig:
+    """The config of a run folder or built-in classifier, without loading its weights."""
+    return _config_at(resolve_run(spec, flag))
+
+
 def load_run(spec: str, flag: str = "--run") -> tuple[torch.nn.Module, ModelConfig]:
     """Rebuild the model of a run folder or built-in classifier, in eval mode and fp32."""
     from safetensors.torch import load_file
 
     folder = resolve_run(spec, flag)
-    config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    config = _config_at(folder)
     model = create_model(config)
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(folder / WEIGHTS_FILE)).items()}
     model.load_state_dict(state)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
@@ -81,15 +80,13 @@ def check_init(init: str, arch: str, target, img_size: int | None) -> None:
     """--init none trains --arch from random weights, at a size it can take; anything else must be
     a finished run, whose input size the fine-tune keeps. Checked before the run folder exists, so
     a refusal leaves nothing behind."""
-    from ptcommon.runfolder import CONFIG_FILE
-
     from .commands import new_model
-    from .models import resolve_run
+    from .models import run_config
 
     if init == "none":
         new_model(target, arch, img_size)
         return
-    trained = json.loads((resolve_run(init, "--init") / CONFIG_FILE).read_text())["image_size"]
+    trained = run_config(init, "--init").image_size
     if img_size is not None and img_size != trained:
         raise InputError(f"--img-size {img_size}: --init {init} was trained at {trained} px and a fine-tune keeps "
                          f"its input size (target images are resized to it); drop --img-size")

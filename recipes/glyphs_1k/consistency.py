@@ -40,7 +40,7 @@ class Consistency:
     features: torch.Tensor  # (images, D) pooled features of the classifier, for `frechet_distance`
 
 
-def _features_and_logits(
+def features_and_logits(
     classifier: torch.nn.Module, config: ModelConfig, images: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled pre-logit features and logits of uint8 (N, C, H, W) images, with the classifier's normalisation."""
@@ -62,7 +62,7 @@ def class_consistency(
         start = time.perf_counter()
         images = generator.sample(batch, [seed + i + j for j in range(len(batch))], steps, guidance)
         sample_s += time.perf_counter() - start
-        pooled, logits = _features_and_logits(classifier, config, torch.from_numpy(images).permute(0, 3, 1, 2))
+        pooled, logits = features_and_logits(classifier, config, torch.from_numpy(images).permute(0, 3, 1, 2))
         correct += int((logits.argmax(1) == batch).sum())
         features.append(pooled)
     return Consistency(correct / len(labels), len(labels), len(labels) / sample_s, torch.cat(features))
@@ -76,7 +76,7 @@ def render_features(
     """The classifier's pooled features of real renders, laid out like `class_consistency`'s samples."""
     renderer = shipped_renderer(size)
     labels = torch.tensor(class_ids).repeat(per_class)
-    return _features_and_logits(classifier, config, renderer.render(labels, seed))[0]
+    return features_and_logits(classifier, config, renderer.render(labels, seed))[0]
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
