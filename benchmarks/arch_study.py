@@ -56,17 +56,22 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def start_study(work: Path, args: argparse.Namespace) -> None:
+    """Record the study's settings and export the digits target once per seed (as digits-SEED)."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "study.json").write_text(json.dumps(vars(args), indent=1))
+    for seed in args.seeds:
+        digits = work / f"digits-{seed}"
+        if not (digits / "split.json").exists():
+            sh("train", "data", "digits", "--out", digits, "--labels-per-class", args.labels, "--seed", seed)
+
+
 def run(args: argparse.Namespace) -> None:
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "study.json").write_text(json.dumps(vars(args), indent=1))
+    start_study(WORK, args)
     shards, held_out = WORK / "shards", WORK / "held-out"
     # ptgen synth resumes an interrupted folder by itself.
     sh("generate", "synth", "--out", shards, "--per-class", args.per_class, "--quiet")
     sh("generate", "synth", "--out", held_out, "--per-class", 1, "--seed", 1, "--quiet")
-    for seed in args.seeds:
-        digits = WORK / f"digits-{seed}"
-        if not (digits / "split.json").exists():
-            sh("train", "data", "digits", "--out", digits, "--labels-per-class", args.labels, "--seed", seed)
     for spec in args.archs:
         arch, size = candidate(spec)
         pp = WORK / f"pp-{spec}"

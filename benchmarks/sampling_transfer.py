@@ -28,7 +28,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from arch_study import curve, finish_curve_plot, finished, mean_curve, sh, spread, study_main  # noqa: E402
+from arch_study import curve, finish_curve_plot, finished, mean_curve, sh, spread, start_study, study_main  # noqa: E402
 from results_doc import table, write_section  # noqa: E402
 
 WORK = ROOT / "runs" / "sampling-transfer"
@@ -60,12 +60,7 @@ def real_render_top1(run_dir: Path) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "study.json").write_text(json.dumps(vars(args), indent=1))
-    for seed in args.seeds:
-        digits = WORK / f"digits-{seed}"
-        if not (digits / "split.json").exists():
-            sh("train", "data", "digits", "--out", digits, "--labels-per-class", args.labels, "--seed", seed)
+    start_study(WORK, args)
     for cand in args.candidates:
         steps, guidance = parse(cand)
         name = cand.replace("/", "-")
