@@ -141,7 +141,8 @@ def report(args: argparse.Namespace) -> None:
                             for name, ax in axes.items()}, PLOT)
     md = (f"### Default architecture of pttrain (issue 5)\n\n"
           f"Command: `python benchmarks/arch_study.py run --archs {','.join(study['archs'])} "
-          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']}`, then `report`. "
+          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']} "
+          f"--seeds {','.join(map(str, study['seeds']))}`, then `report`. "
           f"pp: {study['per_class']} built-in samples per class (1000 classes), {study['pp_epochs']} epochs at "
           f"pttrain's pp defaults; source top-1 on 1000 held-out samples (seed 1). Digits: "
           f"{study['labels']} labels per class, fine-tuned at pttrain's finetune defaults, test top-1 (899 images) "

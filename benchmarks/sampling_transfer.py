@@ -107,7 +107,8 @@ def report(args: argparse.Namespace) -> None:
     finish_curve_plot(fig, {ax: "digits test top-1 after pp on each candidate's samples"}, PLOT)
     md = (f"### Sampling settings judged by transfer (issue 8)\n\n"
           f"Command: `python benchmarks/sampling_transfer.py run --candidates {','.join(study['candidates'])} "
-          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']} --img-size {study['img_size']}`, then "
+          f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']} --img-size {study['img_size']} "
+          f"--seeds {','.join(map(str, study['seeds']))}`, then "
           f"`report`. For each candidate "
           f"(DPM-Solver++ steps / guidance): `ptgen synth` of {study['per_class']} samples per class (same seeds), "
           f"`pttrain pp` (resnet18 at {study['img_size']} px, {study['pp_epochs']} epochs, pp defaults), its top-1 on "
