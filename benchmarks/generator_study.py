@@ -1,13 +1,14 @@
-"""The design study behind the built-in generator's recipe (issue 8).
+"""The design study behind the built-in generator's recipe: which candidate UNet reaches the
+highest class consistency within one training wall-clock budget.
 
 Trains each candidate of `recipes/glyphs_1k/generator_recipe.py` for the same training
 wall-clock budget, measuring class consistency (the built-in classifier's top-1 on samples of
 every 5th class, 2 seeds each, at the candidate's sampling settings) at 10, 20 and 40 minutes,
 then writes the learning curves (table and plot) into docs/.
 
-    python benchmarks/generator_study.py run --out runs/study            # two candidates at a time,
-    python benchmarks/generator_study.py run --out runs/study --only small+template  # ... or one
-    python benchmarks/generator_study.py report --out runs/study         # docs/results.md + plot
+    python -m benchmarks.generator_study run --out runs/study            # two candidates at a time,
+    python -m benchmarks.generator_study run --out runs/study --only small+template  # ... or one
+    python -m benchmarks.generator_study report --out runs/study         # docs/results.md + plot
 
 Runs are pinned one per core (`taskset`, one torch thread each) so that two candidates share
 the 2-core machine evenly; every run resumes from its checkpoint when the command is repeated.
@@ -16,19 +17,14 @@ the 2-core machine evenly; every run resumes from its checkpoint when the comman
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.common import ROOT, module_command, pyplot, read_jsonl, save_figure, table, write_section
+from ptcommon.builtin import DEFAULT_NAME, folder
+from recipes.glyphs_1k.generator_recipe import CANDIDATES
 
-from recipes.glyphs_1k.generator_recipe import CANDIDATES  # noqa: E402
-from results_doc import table, write_section  # noqa: E402
-
-CLASSIFIER = ROOT / "train" / "builtin" / "glyphs-1k"
+CLASSIFIER = folder(DEFAULT_NAME, "classifier")
 
 
 def run(out: Path, names: list[str], minutes: float, eval_at: str) -> None:
@@ -36,9 +32,9 @@ def run(out: Path, names: list[str], minutes: float, eval_at: str) -> None:
     for core, name in enumerate(names):
         folder = out / name.replace("+", "_")
         folder.mkdir(parents=True, exist_ok=True)
-        cmd = ["taskset", "-c", str(core % 2), sys.executable, "-m", "recipes.glyphs_1k.train_generator",
-               "--recipe", name, "--out", str(folder), "--minutes", str(minutes), "--eval-at", eval_at,
-               "--classifier", str(CLASSIFIER), "--threads", "1"]
+        cmd = ["taskset", "-c", str(core % 2),
+               *module_command("recipes.glyphs_1k.train_generator", "--recipe", name, "--out", folder,
+                               "--minutes", minutes, "--eval-at", eval_at, "--classifier", CLASSIFIER, "--threads", 1)]
         log = open(folder / "train.log", "a")
         procs.append(subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
         print(f"started {name} on core {core % 2}: {folder}", flush=True)
@@ -47,16 +43,12 @@ def run(out: Path, names: list[str], minutes: float, eval_at: str) -> None:
 
 
 def report(out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     curves = {}
     for name in CANDIDATES:
         path = out / name.replace("+", "_") / "evals.jsonl"
         if path.exists():
-            curves[name] = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            curves[name] = read_jsonl(path)
     rows = []
     for name, evals in curves.items():
         r = CANDIDATES[name]
@@ -67,16 +59,11 @@ def report(out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for name, evals in curves.items():
         ax.plot([e["minutes"] for e in evals], [e.get("consistency") for e in evals], marker="o", label=name)
-    ax.set_xlabel("training minutes (one core)")
-    ax.set_ylabel("class consistency (top-1)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(ROOT / "docs" / "generator_study.png", dpi=120)
+    ax.set(xlabel="training minutes (one core)", ylabel="class consistency (top-1)", ylim=(0, 1))
+    save_figure(fig, ROOT / "docs" / "generator_study.png", dpi=120)
     md = (
-        "### Generator design study (issue 8)\n\n"
-        "Command: `python benchmarks/generator_study.py run --out runs/study` then `... report`. "
+        "### Generator design study\n\n"
+        "Command: `python -m benchmarks.generator_study run --out runs/study` then `... report`. "
         "Each candidate trains on one core with one torch thread (two candidates at a time on the 2-core "
         "machine); the clock counts training steps only. Consistency: the built-in classifier's top-1 on "
         "2 samples of every 5th class (400 images) at the candidate's sampling steps and guidance; "

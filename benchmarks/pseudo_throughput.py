@@ -1,34 +1,19 @@
-"""Pseudo conditional sampling vs plain class-conditional synthesis, same model (issue 6).
+"""Pseudo conditional sampling vs plain class-conditional synthesis, same model: speed.
 
 Runs `ptgen pseudo` on the built-in digits target (train/ images as conditions) and `ptgen synth`
 for the same number of images at the same steps, guidance and batch, and reports both rates:
 what the source classifier's pass and the soft-label mixing cost on top of sampling.
 
-    python benchmarks/pseudo_throughput.py [--per-target 10]
+    python -m benchmarks.pseudo_throughput [--per-target 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-from click.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_doc import table, write_section  # noqa: E402
-
-from generate.cli import main as ptgen  # noqa: E402
-from train.cli import main as pttrain  # noqa: E402
-
-
-def timed(args: list[str]) -> float:
-    start = time.perf_counter()
-    result = CliRunner().invoke(ptgen, args)
-    assert result.exit_code == 0, result.output
-    return time.perf_counter() - start
+from benchmarks.common import run_tool, table, write_section
 
 
 def main() -> None:
@@ -36,16 +21,18 @@ def main() -> None:
     ap.add_argument("--per-target", type=int, default=10)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ptgen-pseudo-"))
-    assert CliRunner().invoke(pttrain, ["data", "digits", "--out", str(tmp / "digits")]).exit_code == 0
+    run_tool("train", "data", "digits", "--out", tmp / "digits")
     targets = len(list((tmp / "digits" / "train").rglob("*.png")))
     count = targets * args.per_target
-    pseudo_s = timed(["pseudo", "--target", str(tmp / "digits"), "--out", str(tmp / "pseudo"),
-                      "--per-target", str(args.per_target), "--quiet"])
-    synth_s = timed(["synth", "--classes", "100", "--per-class", str(count // 100), "--out", str(tmp / "synth"), "--quiet"])
-    md = f"""### `ptgen pseudo` vs `ptgen synth` speed (issue 6)
+    pseudo_s = run_tool("generate", "pseudo", "--target", tmp / "digits", "--out", tmp / "pseudo",
+                        "--per-target", args.per_target, "--quiet").seconds
+    synth_s = run_tool("generate", "synth", "--classes", 100, "--per-class", count // 100, "--out", tmp / "synth",
+                       "--quiet").seconds
+    md = f"""### `ptgen pseudo` vs `ptgen synth` speed
 
-Command: `python benchmarks/pseudo_throughput.py --per-target {args.per_target}`. Built-in model at its
-defaults, batch 128, 2 cores; whole commands in-process (model loading included).
+Command: `python -m benchmarks.pseudo_throughput --per-target {args.per_target}`. Built-in model at its
+defaults, batch 128, 2 cores; whole commands, each its own process (interpreter start, imports and model
+loading included).
 {targets} digits training images x {args.per_target} = {count} pseudo samples; synth makes the same count.
 
 {table(["command", "images", "seconds", "images/s"], [

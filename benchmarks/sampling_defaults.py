@@ -1,6 +1,6 @@
 """Sampling defaults of the built-in generator: consistency, fidelity and speed over steps x guidance.
 
-    python benchmarks/sampling_defaults.py [--model generate/builtin/glyphs-1k] [--every 5] \
+    python -m benchmarks.sampling_defaults [--model builtin:glyphs-1k] [--every 5] \
         [--steps 5,10,20] [--guidance 1,2,4] [--section sampling_defaults]
 
 Consistency: the built-in classifier's top-1 on 2 samples of every k-th class. Fidelity: the
@@ -13,34 +13,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from generate.models import load_generator  # noqa: E402
-from recipes.glyphs_1k.consistency import (  # noqa: E402
+from benchmarks.common import table, write_section
+from generate.models import load_generator
+from ptcommon.builtin import DEFAULT_NAME, DEFAULT_SPEC, folder
+from recipes.glyphs_1k.consistency import (
     REFERENCE_SEED, class_consistency, frechet_distance, load_classifier, render_features,
 )
-from results_doc import table, write_section  # noqa: E402
 
 PER_CLASS = 2
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=ROOT / "generate" / "builtin" / "glyphs-1k")
+    ap.add_argument("--model", default=DEFAULT_SPEC, help="generator SPEC")
     ap.add_argument("--steps", default="5,10,20")
     ap.add_argument("--guidance", default="1,2,4")
     ap.add_argument("--every", type=int, default=5, help="use every k-th class (1 = all 1000)")
     ap.add_argument("--section", default="sampling_defaults",
                     help="docs/results.md section to write (a second grid keeps the first one's table)")
     args = ap.parse_args()
-    gen = load_generator(str(args.model))
-    classifier, config = load_classifier(ROOT / "train" / "builtin" / "glyphs-1k")
+    gen = load_generator(args.model)
+    classifier, config = load_classifier(folder(DEFAULT_NAME, "classifier"))
     ids = list(range(0, gen.num_classes, args.every))
     reference = render_features(classifier, config, ids, PER_CLASS)
     floor = frechet_distance(render_features(classifier, config, ids, PER_CLASS, seed=REFERENCE_SEED + 1), reference)
@@ -52,8 +48,8 @@ def main() -> None:
             fd = frechet_distance(r.features, reference)
             rows.append([steps, f"{guidance:g}", f"{r.top1:.3f}", f"{fd:.2f}", f"{r.images_per_s:.1f}"])
             print(rows[-1], flush=True)
-    md = (f"### Sampling defaults of the built-in generator (issue 8)\n\n"
-          f"Command: `{' '.join(['python benchmarks/sampling_defaults.py', *sys.argv[1:]])}`. "
+    md = (f"### Sampling defaults of the built-in generator\n\n"
+          f"Command: `{' '.join(['python -m benchmarks.sampling_defaults', *sys.argv[1:]])}`. "
           f"{len(ids) * PER_CLASS} images ({PER_CLASS} per class, {len(ids)} classes spread evenly), DPM-Solver++, "
           f"{torch.get_num_threads()} torch threads. FD: Frechet distance between the built-in classifier's "
           f"features of the samples and of real renders of the same classes (lower is better; the first row is "

@@ -1,4 +1,5 @@
-"""Do fewer sampling steps cost anything downstream? (issue 8's sampling defaults, judged by transfer)
+"""Do fewer sampling steps cost anything downstream? (the built-in generator's sampling
+settings, judged by what a model pre-trained on their samples learns)
 
 Each candidate `STEPS/GUIDANCE` goes through the method's own commands on the built-in world:
 
@@ -11,25 +12,22 @@ Each candidate `STEPS/GUIDANCE` goes through the method's own commands on the bu
 The report is a table plus the fine-tuning curves (docs/sampling_transfer.png). Every step is
 skipped when its output exists, so an interrupted study resumes where it stopped.
 
-    python benchmarks/sampling_transfer.py run [--candidates 3/1.5,5/2,10/2] [--per-class 10] [--img-size 16]
-    python benchmarks/sampling_transfer.py report
+    python -m benchmarks.sampling_transfer run [--candidates 3/1.5,5/2,10/2] [--per-class 10] [--img-size 16]
+    python -m benchmarks.sampling_transfer report
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from arch_study import curve, finish_curve_plot, finished, mean_curve, sh, spread, start_study, study_main  # noqa: E402
-from results_doc import table, write_section  # noqa: E402
+from benchmarks.common import (
+    ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, run_tool, spread, start_study, study_main, table,
+    train_until_finished, write_section,
+)
 
 WORK = ROOT / "runs" / "sampling-transfer"
 PLOT = ROOT / "docs" / "sampling_transfer.png"
@@ -66,47 +64,37 @@ def run(args: argparse.Namespace) -> None:
         name = cand.replace("/", "-")
         shards, pp = WORK / f"shards-{name}", WORK / f"pp-{name}"
         if not (shards / "synth_wall.json").exists():
-            start = time.perf_counter()
             # ptgen synth resumes an interrupted folder by itself (the timing then covers the rest only).
-            sh("generate", "synth", "--out", shards, "--per-class", args.per_class, "--steps", steps,
-               "--guidance", guidance, "--quiet")
-            (shards / "synth_wall.json").write_text(json.dumps({"seconds": time.perf_counter() - start}))
-        if not finished(pp):
-            resume = ["--resume"] if (pp / "checkpoint.pt").exists() else []
-            sh("train", "pp", "--shards", shards, "--epochs", args.pp_epochs, "--img-size", args.img_size, "--out", pp,
-               "--quiet", *resume)
+            synth = run_tool("generate", "synth", "--out", shards, "--per-class", args.per_class, "--steps", steps,
+                             "--guidance", guidance, "--quiet")
+            (shards / "synth_wall.json").write_text(json.dumps({"seconds": synth.seconds}))
+        train_until_finished("pp", pp, "--shards", shards, "--epochs", args.pp_epochs, "--img-size", args.img_size)
         if not (pp / "real_renders.json").exists():
             (pp / "real_renders.json").write_text(json.dumps({"top1": real_render_top1(pp)}))
         for seed in args.seeds:
-            out = WORK / f"ft-{name}-{seed}"
-            if not finished(out):
-                sh("train", "finetune", "--data", WORK / f"digits-{seed}", "--init", pp, "--out", out,
-                   "--seed", seed, "--quiet", *(["--resume"] if (out / "checkpoint.pt").exists() else []))
+            train_until_finished("finetune", WORK / f"ft-{name}-{seed}", "--data", WORK / f"digits-{seed}", "--init", pp,
+                                 "--seed", seed)
 
 
 def report(args: argparse.Namespace) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    study = json.loads((WORK / "study.json").read_text())
+    plt = pyplot()
+    study = read_json(WORK / "study.json")
     rows, fig = [], plt.figure(figsize=(5.5, 4))
     ax = fig.add_subplot(1, 1, 1)
     for k, cand in enumerate(study["candidates"]):
         name = cand.replace("/", "-")
         shards, pp = WORK / f"shards-{name}", WORK / f"pp-{name}"
-        count = json.loads((shards / "dataset.json").read_text())["count"]
-        synth_s = json.loads((shards / "synth_wall.json").read_text())["seconds"]
+        count = read_json(shards / "dataset.json")["count"]
+        synth_s = read_json(shards / "synth_wall.json")["seconds"]
         curves = [curve(WORK / f"ft-{name}-{seed}") for seed in study["seeds"]]
         mean = mean_curve(curves)
         ax.plot(range(1, len(mean) + 1), mean, color=f"C{k}", label=f"{cand} (steps/guidance)")
-        real = json.loads((pp / "real_renders.json").read_text())["top1"]
+        real = read_json(pp / "real_renders.json")["top1"]
         rows.append([cand, f"{count / synth_s:.1f}", f"{synth_s / 60:.1f}", f"{real:.3f}",
                      spread([c[-1] for c in curves])])
     finish_curve_plot(fig, {ax: "digits test top-1 after pp on each candidate's samples"}, PLOT)
-    md = (f"### Sampling settings judged by transfer (issue 8)\n\n"
-          f"Command: `python benchmarks/sampling_transfer.py run --candidates {','.join(study['candidates'])} "
+    md = (f"### Sampling settings judged by transfer\n\n"
+          f"Command: `python -m benchmarks.sampling_transfer run --candidates {','.join(study['candidates'])} "
           f"--per-class {study['per_class']} --pp-epochs {study['pp_epochs']} --img-size {study['img_size']} "
           f"--seeds {','.join(map(str, study['seeds']))}`, then "
           f"`report`. For each candidate "

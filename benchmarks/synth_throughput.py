@@ -1,4 +1,4 @@
-"""Throughput and memory of `ptgen synth` (issue 3's benchmark).
+"""Throughput and memory of `ptgen synth`: its rate against bare generator passes, and whether memory grows.
 
 Compares, on one model at the same batch, steps and guidance:
   bare      the generator's forward passes alone (Generator.sample on in-memory batches)
@@ -9,7 +9,7 @@ and the peak RSS of `ptgen synth` at 1x and 10x the number of images (does memor
 The model is the built-in one (`--model` takes any generator SPEC), at its own sampling defaults
 unless --steps / --guidance say otherwise.
 
-    python benchmarks/synth_throughput.py            # writes its section of docs/results.md
+    python -m benchmarks.synth_throughput            # writes its section of docs/results.md
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,13 +24,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_doc import table, write_section  # noqa: E402
-
-from generate.models import load_generator  # noqa: E402
-from generate.runner import generate_shards  # noqa: E402
-from generate.synth import SynthJob, SynthSettings  # noqa: E402
-from generate.writer import encode_image  # noqa: E402
+from benchmarks.common import run_tool, table, write_section
+from generate.models import load_generator
+from generate.runner import generate_shards
+from generate.synth import SynthJob, SynthSettings
+from generate.writer import encode_image
 
 
 def bare(gen, n: int, batch: int, steps: int, guidance: float) -> float:
@@ -60,18 +57,9 @@ def per_image_loop(gen, n: int, out: Path, steps: int, guidance: float) -> float
 
 def peak_rss_mb(model: str, out: Path, per_class: int, steps: int, batch: int) -> tuple[float, float]:
     """Peak RSS of a `ptgen synth` process (MB) and its wall time (s)."""
-    cmd = [sys.executable, "-c",
-           "import resource, runpy, sys; sys.argv = ['ptgen'] + sys.argv[1:]\n"
-           "try:\n    runpy.run_module('generate', run_name='__main__')\n"
-           "except SystemExit:\n    pass\n"
-           "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
-           "synth", "--model", model, "--out", str(out), "--per-class", str(per_class),
-           "--steps", str(steps), "--batch-size", str(batch), "--quiet"]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - start
-    peak_kb = int(next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("PEAK")))
-    return peak_kb / 1024, wall
+    synth = run_tool("generate", "synth", "--model", model, "--out", out, "--per-class", per_class, "--steps", steps,
+                     "--batch-size", batch, "--quiet")
+    return synth.peak_rss_mb, synth.seconds
 
 
 def main() -> None:
@@ -91,7 +79,7 @@ def main() -> None:
     gen = load_generator(model)
     args.steps = args.steps or gen.defaults.steps
     args.guidance = args.guidance if args.guidance is not None else gen.defaults.guidance
-    params = sum(p.numel() for p in gen.unet.parameters()) + gen._table.numel()
+    params = gen.parameter_count()
     torch.manual_seed(0)
     bare(gen, args.batch, args.batch, args.steps, args.guidance)  # warm-up
 
@@ -115,11 +103,11 @@ def main() -> None:
 
     n1 = mem_per_class * gen.num_classes
     md = f"""
-### `ptgen synth` throughput and memory (issue 3)
+### `ptgen synth` throughput and memory
 
 Model: {model}, {params / 1e6:.2f}M parameters, {gen.image_size}x{gen.image_size}x{gen.channels};
 {args.steps} DPM-Solver steps, guidance {args.guidance}; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),
-torch {torch.__version__}, {torch.get_num_threads()} threads. Command: `{' '.join(['python benchmarks/synth_throughput.py', *sys.argv[1:]])}`.
+torch {torch.__version__}, {torch.get_num_threads()} threads. Command: `{' '.join(['python -m benchmarks.synth_throughput', *sys.argv[1:]])}`.
 
 Bare forward passes by batch size (picks the default `--batch-size`):
 

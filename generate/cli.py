@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import click
 
+from ptcommon import builtin
 from ptcommon.cli import Group, InputError
+from ptcommon.shards import IMAGE_FORMATS, ReadPolicy, read_options, refuse_unexpected
 
 from .distributed import rank_and_world
-from .models import DEFAULT_MODEL, DTYPES, list_builtins, load_generator
+from .generator import Generator
+from .models import DTYPES, list_builtins, load_generator
 from .store import check_writable
-from .writer import IMAGE_FORMATS
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
@@ -74,7 +78,7 @@ def generation_options(default_out: str):
     options = [
         click.option("--out", type=click.Path(path_type=Path), default=Path(default_out), show_default=True,
                      help="Folder for the shards; a rerun into it resumes, a different config there is refused."),
-        click.option("--model", default=DEFAULT_MODEL, show_default=True,
+        click.option("--model", default=builtin.DEFAULT_SPEC, show_default=True,
                      help="builtin:NAME, a diffusers folder (unet/ + scheduler/) or a hub id."),
         click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]"),
         click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less "
@@ -96,41 +100,68 @@ def generation_options(default_out: str):
     ]
 
     def decorate(command):
+        @functools.wraps(command)
+        def wrapper(**kw):
+            return command(gen=GenerationRequest(**{f.name: kw.pop(f.name) for f in fields(GenerationRequest)}), **kw)
+
         for option in reversed(options):
-            command = option(command)
-        return command
+            wrapper = option(wrapper)
+        return wrapper
 
     return decorate
 
 
-def open_generator(out: Path, model: str, device: str, dtype: str, steps: int | None, guidance: float | None,
-                   rank: int | None, world: int | None):
-    """Validate what every generation command shares, before anything is written."""
-    rank, world = rank_and_world(rank, world)
-    check_writable(out)
-    generator = load_generator(model, device=device, dtype=dtype)
-    steps = steps if steps is not None else generator.defaults.steps
-    guidance = guidance if guidance is not None else generator.defaults.guidance
-    if guidance > 1 and not generator.supports_guidance:
-        raise InputError(f"--guidance {guidance}: {model} has no null class, so guidance must be 1 or less")
-    return generator, steps, guidance, rank, world
+@dataclass
+class GenerationRequest:
+    """The flags synth and pseudo share, as one object: `open` checks them before anything is
+    written, `write` runs the job into --out."""
 
+    out: Path
+    model: str
+    steps: int | None
+    guidance: float | None
+    seed: int
+    batch_size: int
+    shard_size: int
+    image_format: str
+    device: str
+    dtype: str
+    rank: int | None
+    world: int | None
+    overwrite: bool
+    quiet: bool
 
-def write_shards(job, out: Path, what: str, rank: int, world: int, overwrite: bool, quiet: bool) -> None:
-    from .runner import generate_shards
+    def open(self) -> tuple[Generator, dict]:
+        """The generator, and the JobSettings fields with the model's own defaults filled in."""
+        self.rank, self.world = rank_and_world(self.rank, self.world)
+        check_writable(self.out)
+        generator = load_generator(self.model, device=self.device, dtype=self.dtype)
+        steps = self.steps if self.steps is not None else generator.defaults.steps
+        guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
+        if guidance > 1 and not generator.supports_guidance:
+            raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
+        return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
+                           "shard_size": self.shard_size, "image_format": self.image_format, "dtype": self.dtype,
+                           "batch_size": self.batch_size}
 
-    def announce(job) -> None:
-        if rank == 0:
-            s = job.settings
-            click.echo(f"ptgen: {job.plan.count} {what} of {s.model} -> {out} ({s.steps} steps, guidance {s.guidance}, "
-                       f"{job.generator.image_size}px, {job.plan.num_shards} shards, world {world})", err=True)
+    def write(self, job, what: str) -> None:
+        from .runner import generate_shards
 
-    stats = generate_shards(job, out, rank=rank, world=world, overwrite=overwrite, progress=not quiet and rank == 0,
-                            on_ready=announce)
-    state = "folder complete" if stats.complete else "other ranks' shards still missing"
-    click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
-               f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
-               f"{stats.images_per_s:.1f} img/s; {state}")
+        rank, world, out = self.rank, self.world, self.out
+
+        def announce(job) -> None:
+            if rank == 0:
+                s = job.settings
+                click.echo(f"ptgen: {job.plan.count} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
+                           f"{s.guidance}, {job.generator.image_size}px, {job.plan.num_shards} shards, world {world})",
+                           err=True)
+
+        stats = generate_shards(job, out, rank=rank, world=world, overwrite=self.overwrite,
+                                progress=not self.quiet and rank == 0, on_ready=announce)
+        state = "folder complete" if stats.complete else "other ranks' shards still missing"
+        click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
+                   f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
+                   f"{stats.images_per_s:.1f} img/s; {state}")
 
 
 @main.command()
@@ -140,9 +171,7 @@ def write_shards(job, out: Path, what: str, rank: int, world: int, overwrite: bo
               help="Images per class. The default finishes in minutes for 1000 classes of the built-in model "
                    "on a laptop CPU; pre-training wants more (see docs/results.md).")
 @generation_options(default_out="shards")
-def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per_class: int, steps: int | None,
-          guidance: float | None, seed: int, batch_size: int, shard_size: int, image_format: str, device: str,
-          dtype: str, rank: int | None, world: int | None, overwrite: bool, quiet: bool) -> None:
+def synth(classes: int | None, class_ids: str | None, per_class: int, gen: GenerationRequest) -> None:
     """Write class-conditional samples with their labels as WebDataset shards.
 
     Sample i has class ids[i mod n] and noise seeded by (--seed, i); shard k holds samples
@@ -152,19 +181,16 @@ def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per
     """
     from .synth import SynthJob, SynthSettings
 
-    generator, steps, guidance, rank, world = open_generator(out, model, device, dtype, steps, guidance, rank, world)
+    generator, common = gen.open()
     ids = choose_classes(classes, class_ids, generator.num_classes)
-    settings = SynthSettings(model=model, steps=steps, guidance=guidance, seed=seed, shard_size=shard_size,
-                             image_format=image_format, dtype=dtype, batch_size=batch_size, class_ids=tuple(ids),
-                             per_class=per_class)
-    write_shards(SynthJob(settings, generator), out, f"images ({len(ids)} classes x {per_class})", rank, world,
-                 overwrite, quiet)
+    settings = SynthSettings(**common, class_ids=tuple(ids), per_class=per_class)
+    gen.write(SynthJob(settings, generator), f"images ({len(ids)} classes x {per_class})")
 
 
 @main.command()
 @click.option("--target", type=click.Path(path_type=Path), required=True,
               help="The target task: an ImageFolder tree; every image of its train/ is a condition (never test/).")
-@click.option("--classifier", default=DEFAULT_MODEL, show_default=True,
+@click.option("--classifier", default=builtin.DEFAULT_SPEC, show_default=True,
               help="The source classifier C_s: builtin:NAME or a pttrain run folder. Its classes map onto the "
                    "generator's by source class id.")
 @click.option("--per-target", type=click.IntRange(min=1), default=DEFAULT_PER_TARGET, show_default=True,
@@ -174,10 +200,8 @@ def synth(out: Path, model: str, classes: int | None, class_ids: str | None, per
 @click.option("--top-k", type=click.IntRange(min=1), help="Keep the k most probable source classes, renormalised. "
               "[default: all]")
 @generation_options(default_out="shards/pseudo")
-def pseudo(target: Path, classifier: str, per_target: int, temperature: float, top_k: int | None, out: Path,
-           model: str, steps: int | None, guidance: float | None, seed: int, batch_size: int, shard_size: int,
-           image_format: str, device: str, dtype: str, rank: int | None, world: int | None, overwrite: bool,
-           quiet: bool) -> None:
+def pseudo(target: Path, classifier: str, per_target: int, temperature: float, top_k: int | None,
+           gen: GenerationRequest) -> None:
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
@@ -194,15 +218,13 @@ def pseudo(target: Path, classifier: str, per_target: int, temperature: float, t
 
     paths = target_images(target)
     classifier_dir = resolve_run(classifier, "--classifier")
-    generator, steps, guidance, rank, world = open_generator(out, model, device, dtype, steps, guidance, rank, world)
+    generator, common = gen.open()
     probs = soft_labels(paths, classifier, generator, temperature, top_k)
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = hashlib.sha256((classifier_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
-    settings = PseudoSettings(model=model, steps=steps, guidance=guidance, seed=seed, shard_size=shard_size,
-                              image_format=image_format, dtype=dtype, batch_size=batch_size, classifier=classifier,
-                              per_target=per_target, temperature=temperature, top_k=top_k)
-    write_shards(PseudoJob(settings, generator, keys, probs, digest), out,
-                 f"pseudo samples ({len(paths)} targets x {per_target})", rank, world, overwrite, quiet)
+    settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
+                              top_k=top_k)
+    gen.write(PseudoJob(settings, generator, keys, probs, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
 
 
 @main.command()
@@ -211,8 +233,13 @@ def pseudo(target: Path, classifier: str, per_target: int, temperature: float, t
 @click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Classes in the contact sheet.")
 @click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per class in the sheet.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool) -> None:
-    """Counts per class, bytes and config of a shard folder; optionally a contact sheet."""
+@read_options
+def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool, policy: ReadPolicy) -> None:
+    """Counts per class, bytes and config of a shard folder; optionally a contact sheet.
+
+    Members that the shard format does not define (docs/shards.md, "Reading shards you did not
+    make") are listed, never decoded.
+    """
     from .report import contact_sheet, summarize
 
     if not folder.is_dir():
@@ -235,8 +262,14 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool
                 click.echo(f"  {n:6d}  {name}")
             if len(counts) > 10:
                 click.echo(f"  ... {len(counts) - 10} more (--json lists all)")
+    if policy.strict:
+        refuse_unexpected(sorted(folder.glob("*.tar")), str(folder))
+    if not as_json:
+        for ext, names in summary["unexpected_members"].items():
+            click.echo(f"not part of the shard format (never decoded): .{ext} members in {len(names)} shards "
+                       f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     if grid is not None:
-        click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols)}")
+        click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy)}")
 
 
 @main.command()

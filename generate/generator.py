@@ -51,6 +51,10 @@ class Generator(abc.ABC):
         return SamplingDefaults()
 
     @abc.abstractmethod
+    def parameter_count(self) -> int:
+        """Learned parameters that one sampling step runs through (for FLOP estimates in benchmarks)."""
+
+    @abc.abstractmethod
     def fingerprint(self) -> dict:
         """What identifies the weights and sampler, independent of where the files lie.
 

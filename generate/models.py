@@ -9,13 +9,10 @@ from pathlib import Path
 
 import torch
 
+from ptcommon import builtin
 from ptcommon.cli import InputError
 from .generator import Generator
 
-BUILTIN_ROOT = Path(__file__).parent / "builtin"
-BUILTIN_PREFIX = "builtin:"
-DEFAULT_MODEL = "builtin:glyphs-1k"
-BUILTIN_NAMES = ("glyphs-1k",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -41,17 +38,17 @@ class BuiltinInfo:
 
 def builtin_info(name: str) -> BuiltinInfo:
     """Describe a built-in model from its config files, without loading weights."""
-    path = BUILTIN_ROOT / name
+    path = builtin.folder(name, "generator")
     unet_config = path / "unet" / "config.json"
     if not unet_config.exists():
-        return BuiltinInfo(BUILTIN_PREFIX + name, path, False, None, None)
+        return BuiltinInfo(builtin.PREFIX + name, path, False, None, None)
     config = json.loads(unet_config.read_text())
     meta_path = path / "ptgen.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     rows = config["num_class_embeds"]
     size = config["sample_size"]
     return BuiltinInfo(
-        BUILTIN_PREFIX + name,
+        builtin.PREFIX + name,
         path,
         True,
         rows - 1 if meta.get("null_class") else rows,
@@ -60,22 +57,12 @@ def builtin_info(name: str) -> BuiltinInfo:
 
 
 def list_builtins() -> list[BuiltinInfo]:
-    return [builtin_info(name) for name in BUILTIN_NAMES]
+    return [builtin_info(name) for name in builtin.names()]
 
 
 def _model_folder(spec: str) -> Path:
-    if spec.startswith(BUILTIN_PREFIX):
-        name = spec[len(BUILTIN_PREFIX):]
-        if name not in BUILTIN_NAMES:
-            known = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_NAMES)
-            raise InputError(f"--model {spec}: no such built-in model; built-in models: {known}")
-        info = builtin_info(name)
-        if not info.installed:
-            raise InputError(
-                f"--model {spec}: the built-in model is missing from this installation "
-                f"(expected at {info.path}); pass --model with a diffusers model folder or a hub id"
-            )
-        return info.path
+    if builtin.is_builtin(spec):
+        return builtin.resolve(spec, "generator", "--model")
     path = Path(spec).expanduser()
     if path.is_dir():
         return path
@@ -84,7 +71,7 @@ def _model_folder(spec: str) -> Path:
     if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
         return _download(spec)
     raise InputError(
-        f"--model {spec}: no such folder; expected {DEFAULT_MODEL}, a diffusers model folder "
+        f"--model {spec}: no such folder; expected {builtin.DEFAULT_SPEC}, a diffusers model folder "
         "(unet/, scheduler/) or a hub id such as owner/name"
     )
 

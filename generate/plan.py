@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEY_WIDTH = 9
+from ptcommon.shards import num_shards, sample_key, shard_name
+
+__all__ = ["WorkPlan", "sample_key", "sample_seed"]
 
 
 def sample_seed(seed: int, index: int) -> int:
@@ -20,11 +22,6 @@ def sample_seed(seed: int, index: int) -> int:
     between runs whose base seeds differ by a small number)."""
     state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
     return int(state >> np.uint64(1))
-
-
-def sample_key(index: int) -> str:
-    """The WebDataset key of sample `index`: digits only, since WebDataset splits names at the first dot."""
-    return f"{index:0{KEY_WIDTH}d}"
 
 
 @dataclass(frozen=True)
@@ -35,10 +32,10 @@ class WorkPlan:
 
     @property
     def num_shards(self) -> int:
-        return -(-self.count // self.shard_size)
+        return num_shards(self.count, self.shard_size)
 
     def shard_name(self, shard: int) -> str:
-        return f"{self.prefix}-{shard:06d}.tar"
+        return shard_name(self.prefix, shard)
 
     def shard_names(self) -> list[str]:
         return [self.shard_name(k) for k in range(self.num_shards)]

@@ -1,4 +1,4 @@
-"""`ptgen pseudo`: pseudo conditional sampling (METHOD.md, P-SSL step 1).
+"""`ptgen pseudo`: pseudo conditional sampling (docs/method.md, P-SSL step 1).
 
 For every image of the target's train/ split, K samples G_s(z, p) conditioned on the soft label
 p = softmax(C_s(x)/T): unlabeled source-domain look-alikes of the target images.
@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from ptcommon.cli import InputError
+from ptcommon.shards import FORMAT
 
 from . import __version__
 from .generator import Generator
@@ -22,7 +23,6 @@ from .store import config_hash
 from .writer import SampleRecord
 
 PREFIX = "pseudo"
-FORMAT = "ptgen-shards/1"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TOP_CLASSES_KEPT = 5
 

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import io
-import json
-import tarfile
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from PIL import Image
 
 from ptcommon.cli import InputError
+from ptcommon.shards import MANIFEST_FILE, ReadPolicy, part_name, read_header, read_samples, unexpected_members
 
 from .plan import WorkPlan
-from .store import DATASET_FILE, MANIFEST_FILE, ShardFolder
-
-_IMAGE_EXTS = ("png", "jpg", "webp")
+from .store import ShardFolder
 
 
 def open_folder(root: Path) -> tuple[dict, ShardFolder]:
-    path = root / DATASET_FILE
-    if not path.exists():
-        raise InputError(f"{root}: no {DATASET_FILE}; is this a folder written by ptgen synth or ptgen pseudo?")
-    header = json.loads(path.read_text())
+    header = read_header(root)
     plan = WorkPlan(header["count"], header["shard_size"], header["prefix"])
     return header, ShardFolder(root, plan)
 
@@ -36,7 +29,7 @@ def summarize(root: Path) -> dict:
     if not missing and not (root / MANIFEST_FILE).exists():
         folder.merge(header)
     done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
-    parts = [folder.parts / f"{folder.plan.shard_name(k)[:-4]}.parquet" for k in done]
+    parts = [folder.parts / part_name(folder.plan.shard_name(k)) for k in done]
     labels: Counter = Counter()
     images = 0
     for part in parts:
@@ -55,29 +48,12 @@ def summarize(root: Path) -> dict:
         "images_planned": header["count"],
         "bytes": sum(folder.shard_path(k).stat().st_size for k in done),
         "per_class": {f"{c} {names.get(c, '')}".strip(): n for c, n in sorted(labels.items())},
+        "unexpected_members": unexpected_members(folder.shard_path(k) for k in done),
         "config": {k: v for k, v in header.items() if k not in ("class_names", "class_ids", "model_fingerprint")},
     }
 
 
-def read_samples(shards: list[Path], want: int | None = None):
-    """Yield (key, image bytes, label or None, meta) from finished shards, in order."""
-    seen = 0
-    for shard in shards:
-        members: dict[str, dict] = defaultdict(dict)
-        with tarfile.open(shard) as tar:
-            for member in tar:
-                key, ext = member.name.split(".", 1)
-                members[key][ext] = tar.extractfile(member).read()
-        for key, files in members.items():
-            image = next(files[e] for e in _IMAGE_EXTS if e in files)
-            label = int(files["cls"]) if "cls" in files else None
-            yield key, image, label, json.loads(files.get("json", b"{}"))
-            seen += 1
-            if want is not None and seen >= want:
-                return
-
-
-def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8) -> Path:
+def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: ReadPolicy | None = None) -> Path:
     """Rows are classes (or, for pseudo samples, target images), columns are samples of that row."""
     import matplotlib
 
@@ -89,13 +65,14 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8) -> Path:
     if not done:
         raise InputError(f"{root}: no finished shard yet, nothing to show")
     grid: dict[str, list[Image.Image]] = {}
-    for _, data, label, meta in read_samples(done):
+    for sample in read_samples(done, policy):
+        label, meta = sample.label, sample.meta
         row = meta.get("class_name", str(label)) if label is not None else meta.get("target_key", "?")
         if row not in grid and len(grid) >= rows:
             continue
         cells = grid.setdefault(row, [])
         if len(cells) < cols:
-            cells.append(Image.open(io.BytesIO(data)).convert("RGB"))
+            cells.append(sample.image.convert("RGB"))
         if len(grid) >= rows and all(len(c) >= cols for c in grid.values()):
             break
     fig, axes = plt.subplots(len(grid), cols, figsize=(cols * 0.9 + 2.4, len(grid) * 0.9 + 0.3), squeeze=False)

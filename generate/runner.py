@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ptcommon.shards import MANIFEST_COLUMNS
+
 from .generator import Generator
 from .plan import WorkPlan
 from .store import ShardFolder
@@ -110,7 +112,7 @@ class _Writer(threading.Thread):
             record = self.job.record(index)
             data = encode_image(pixels, self.image_format)
             self._open.write(record, data)
-            self._rows.append({"key": record.key, "shard": shard_name, "image_bytes": len(data), **record.meta})
+            self._rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(data)))), **record.meta})
         self.bar.update(len(indices))
 
     def _commit(self, shard: int) -> None:

@@ -21,12 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
+from ptcommon.shards import DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, part_name, shard_glob, temp_name
 from .plan import WorkPlan
 
-DATASET_FILE = "dataset.json"
-MANIFEST_FILE = "manifest.parquet"
-INFO_FILE = "_info.json"
-PARTS_DIR = "_parts"
 # How long a rank other than 0 waits for rank 0 to clear a folder under --overwrite.
 _OVERWRITE_WAIT_S = 600
 
@@ -85,7 +82,7 @@ class ShardFolder:
         """Stop before mixing datasets: the folder must be empty of shards or hold this very config."""
         existing = self.read_header()
         if existing is None:
-            strays = sorted(p.name for p in self.root.glob(f"{self.plan.prefix}-*.tar"))
+            strays = sorted(p.name for p in self.root.glob(shard_glob(self.plan.prefix)))
             if strays:
                 raise InputError(
                     f"--out {self.root}: holds shards ({strays[0]}, ...) but no {DATASET_FILE}; "
@@ -101,7 +98,7 @@ class ShardFolder:
 
     def clear(self) -> None:
         """Remove what a generation job wrote, and nothing else the user keeps in the folder."""
-        for pattern in (f"{self.plan.prefix}-*.tar", f".{self.plan.prefix}-*.tar.tmp"):
+        for pattern in (shard_glob(self.plan.prefix), temp_name(shard_glob(self.plan.prefix))):
             for path in self.root.glob(pattern):
                 path.unlink()
         shutil.rmtree(self.parts, ignore_errors=True)
@@ -145,7 +142,7 @@ class ShardFolder:
     def write_part(self, shard: int, rows: list[dict]) -> None:
         buf = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows), buf)
-        atomic_write(self.parts / f"{self.plan.shard_name(shard)[:-4]}.parquet", buf.getvalue().to_pybytes())
+        atomic_write(self.parts / part_name(self.plan.shard_name(shard)), buf.getvalue().to_pybytes())
 
     def missing_shards(self) -> list[int]:
         return [k for k in range(self.plan.num_shards) if not self.is_complete(k)]
@@ -158,7 +155,7 @@ class ShardFolder:
         """
         if self.missing_shards():
             return False
-        tables = [pq.read_table(self.parts / f"{name[:-4]}.parquet") for name in self.plan.shard_names()]
+        tables = [pq.read_table(self.parts / part_name(name)) for name in self.plan.shard_names()]
         manifest = pa.concat_tables(tables)
         buf = pa.BufferOutputStream()
         pq.write_table(manifest, buf)

@@ -1,11 +1,13 @@
 """`ptgen synth`: a labeled pseudo source dataset, (G_s(z, y_s), y_s) with y_s balanced over the
-chosen source classes (METHOD.md, stage 1, step 1)."""
+chosen source classes (docs/method.md, PP step 1)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import torch
+
+from ptcommon.shards import FORMAT
 
 from . import __version__
 from .generator import Generator
@@ -15,7 +17,6 @@ from .store import config_hash
 from .writer import SampleRecord
 
 PREFIX = "synth"
-FORMAT = "ptgen-shards/1"
 
 
 @dataclass(frozen=True)

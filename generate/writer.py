@@ -12,7 +12,8 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-IMAGE_FORMATS = ("png", "jpg", "webp")
+from ptcommon.shards import LABEL_MEMBER, META_MEMBER, temp_name
+
 # Fixed encoder settings: the same pixels must give the same bytes on every run.
 _SAVE_ARGS = {
     "png": {"format": "PNG", "compress_level": 6},
@@ -38,10 +39,6 @@ class SampleRecord:
     meta: dict = field(default_factory=dict)
 
 
-def temp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
-
-
 class ShardWriter:
     """Writes one shard under a hidden temporary name; `commit` renames it into place.
 
@@ -52,7 +49,7 @@ class ShardWriter:
     def __init__(self, path: Path, image_format: str):
         self.path = path
         self.image_format = image_format
-        self._tmp = temp_path(path)
+        self._tmp = path.with_name(temp_name(path.name))
         self._file = open(self._tmp, "wb")
         # Fixed owner, mode and mtime so that equal content gives equal bytes.
         self._tar = wds.TarWriter(self._file, user="", group="", mode=0o444, mtime=0, encoder=False)
@@ -61,8 +58,8 @@ class ShardWriter:
     def write(self, record: SampleRecord, image: bytes) -> None:
         sample = {"__key__": record.key, self.image_format: image}
         if record.label is not None:
-            sample["cls"] = str(record.label).encode()
-        sample["json"] = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
+            sample[LABEL_MEMBER] = str(record.label).encode()
+        sample[META_MEMBER] = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
         self.bytes_written += self._tar.write(sample)
 
     def commit(self) -> None:

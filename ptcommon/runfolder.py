@@ -12,10 +12,9 @@ from pathlib import Path
 
 import torch
 
+from . import builtin
 from .cli import InputError
 
-BUILTIN_ROOT = Path(__file__).resolve().parent.parent / "train" / "builtin"
-BUILTIN_PREFIX = "builtin:"
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -63,12 +62,8 @@ def create_model(config: ModelConfig) -> torch.nn.Module:
 
 def resolve_run(spec: str, flag: str) -> Path:
     """A classifier SPEC (`builtin:NAME` or a run folder) as the folder holding it."""
-    if spec.startswith(BUILTIN_PREFIX):
-        folder = BUILTIN_ROOT / spec[len(BUILTIN_PREFIX):]
-        if not (folder / CONFIG_FILE).exists():
-            known = ", ".join(BUILTIN_PREFIX + p.name for p in sorted(BUILTIN_ROOT.iterdir()) if p.is_dir())
-            raise InputError(f"{flag} {spec}: no such built-in classifier; built-in: {known}")
-        return folder
+    if builtin.is_builtin(spec):
+        return builtin.resolve(spec, "classifier", flag)
     folder = Path(spec)
     if not folder.is_dir():
         raise InputError(f"{flag} {spec}: no such folder; expected a run folder or builtin:NAME")

@@ -64,6 +64,18 @@ def run_module(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
+def labeled_shards(tiny_model, tmp_path_factory) -> Path:
+    """21 labeled samples of source classes 1, 3 and 4 (7 each) in 5 shards of 5."""
+    from generate.cli import main as ptgen
+
+    out = tmp_path_factory.mktemp("labeled") / "shards"
+    args = ["synth", "--model", tiny_model, "--out", out, "--class-ids", "1,3,4", "--per-class", 7,
+            "--shard-size", 5, "--quiet"]
+    assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def pseudo_shards(tiny_model, classifier, target, tmp_path_factory) -> Path:
     """12 unlabeled pseudo samples: 4 for each of the target's 3 training images."""
     from generate.cli import main as ptgen

@@ -2,16 +2,15 @@
 samples are recognised by the shipped classifier well above chance."""
 
 import json
-from pathlib import Path
 
 import torch
 
 from generate.models import builtin_info, load_generator
+from ptcommon import builtin
 from recipes.glyphs_1k.consistency import class_consistency, frechet_distance, load_classifier, render_features
 
-ROOT = Path(__file__).resolve().parent.parent
-GENERATOR = ROOT / "generate" / "builtin" / "glyphs-1k"
-CLASSIFIER = ROOT / "train" / "builtin" / "glyphs-1k"
+GENERATOR = builtin.folder("glyphs-1k", "generator")
+CLASSIFIER = builtin.folder("glyphs-1k", "classifier")
 
 
 def test_generator_folder_loads_with_diffusers_from_pretrained():

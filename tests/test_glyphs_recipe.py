@@ -2,22 +2,22 @@
 
 import json
 import unicodedata
-from pathlib import Path
 
 import pytest
 import torch
 
+from ptcommon import builtin
 from recipes.glyphs_1k import classes as glyph_classes
+from recipes.glyphs_1k.class_list import GlyphClass, load_classes
 from recipes.glyphs_1k.fonts import FACE_NAMES, candidate_codepoints, common_coverage, face_paths
 from recipes.glyphs_1k.render import GlyphRenderer, derive_seed
 
-ROOT = Path(__file__).resolve().parent.parent
-CLASSIFIER_DIR = ROOT / "train" / "builtin" / "glyphs-1k"
+CLASSIFIER_DIR = builtin.folder("glyphs-1k", "classifier")
 
 
 @pytest.fixture(scope="module")
-def chosen() -> list[glyph_classes.GlyphClass]:
-    return glyph_classes.load_classes()
+def chosen() -> list[GlyphClass]:
+    return load_classes()
 
 
 @pytest.fixture(scope="module")

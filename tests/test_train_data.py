@@ -4,7 +4,6 @@ import pytest
 import torch
 from PIL import Image
 
-from generate.cli import main as ptgen
 from ptcommon.cli import InputError
 from train.data.folder import UnlabeledImages, labeled_split
 from train.data.shards import CorruptCounter, ShardSet
@@ -13,15 +12,9 @@ from train.data.transforms import Preprocess
 GRAY16 = Preprocess(image_size=16, in_chans=1, mean=(0.5,), std=(0.5,))
 
 
-@pytest.fixture(scope="module")
-def shards(tiny_model, tmp_path_factory):
-    from click.testing import CliRunner
-
-    out = tmp_path_factory.mktemp("data") / "shards"
-    args = ["synth", "--model", tiny_model, "--out", out, "--class-ids", "1,3,4", "--per-class", 7,
-            "--shard-size", 5, "--quiet"]
-    assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
-    return out
+@pytest.fixture()
+def shards(labeled_shards):
+    return labeled_shards
 
 
 def test_eval_pipeline_reads_every_sample_once_with_mapped_labels(shards):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from ptcommon.cli import Group, InputError
+from ptcommon import builtin
+from ptcommon.cli import Group
+from ptcommon.shards import ReadPolicy, read_options
 
 from .data import digits as digits_data
 from .trainer import TrainSettings
@@ -34,8 +37,36 @@ def main() -> None:
     """
 
 
+@dataclass
+class RunRequest:
+    """The flags every training command shares, before the run starts."""
+
+    out: Path | None
+    settings: TrainSettings
+    workers: int
+    img_size: int | None
+    device: str
+    resume: bool
+    quiet: bool
+
+    def start(self, command: str):
+        """Join torchrun's group if any, choose the run folder (rank 0 announces it). Called once every
+        input has been checked, so that a refusal leaves no run folder behind."""
+        from .commands import RunContext
+        from .distributed import setup
+        from .runs import prepare_run_dir
+
+        dist = setup(self.device)
+        run_dir = prepare_run_dir(self.out, command, self.resume)
+        if dist.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            click.echo(f"pttrain {command}: run folder {run_dir}", err=True)
+        dist.barrier()
+        return RunContext(command, run_dir, self.settings, dist, self.workers, self.resume, not self.quiet)
+
+
 def training_options(epochs: int, batch_size: int, lr: float):
-    """The flags every training command shares; they build a TrainSettings."""
+    """The flags every training command shares; the command receives them as one RunRequest, `run`."""
 
     def decorate(command):
         options = [
@@ -68,7 +99,9 @@ def training_options(epochs: int, batch_size: int, lr: float):
         @functools.wraps(command)
         def wrapper(**kw):
             names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "ema_decay", "checkpoint_every", "seed")
-            kw["settings"] = TrainSettings(**{n: kw.pop(n) for n in names})
+            settings = TrainSettings(**{n: kw.pop(n) for n in names})
+            kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
+                                                         ("out", "workers", "img_size", "device", "resume", "quiet")})
             return command(**kw)
 
         return wrapper
@@ -76,60 +109,33 @@ def training_options(epochs: int, batch_size: int, lr: float):
     return decorate
 
 
-def check_init(init: str, arch: str, target, img_size: int | None) -> None:
-    """--init none trains --arch from random weights, at a size it can take; anything else must be
-    a finished run, whose input size the fine-tune keeps. Checked before the run folder exists, so
-    a refusal leaves nothing behind."""
-    from .commands import new_model
-    from .models import run_config
-
-    if init == "none":
-        new_model(target, arch, img_size)
-        return
-    trained = run_config(init, "--init").image_size
-    if img_size is not None and img_size != trained:
-        raise InputError(f"--img-size {img_size}: --init {init} was trained at {trained} px and a fine-tune keeps "
-                         f"its input size (target images are resized to it); drop --img-size")
-
-
-def start_run(command: str, out: Path | None, resume: bool, device: str):
-    """Join torchrun's group if any, choose the run folder (rank 0 announces it)."""
-    from .distributed import setup
-    from .runs import prepare_run_dir
-
-    dist = setup(device)
-    run_dir = prepare_run_dir(out, command, resume)
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        click.echo(f"pttrain {command}: run folder {run_dir}", err=True)
-    dist.barrier()
-    return dist, run_dir
+skip_corrupt_option = click.option("--skip-corrupt", is_flag=True,
+                                   help="With shards: skip damaged shards or samples with a warning, instead of stopping.")
 
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Folder written by ptgen synth.")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Any timm architecture name.")
-@click.option("--skip-corrupt", is_flag=True, help="Skip damaged shards or samples with a warning, instead of stopping.")
+@skip_corrupt_option
+@read_options
 @training_options(epochs=10, batch_size=128, lr=2e-3)
-def pp(shards: Path, arch: str, skip_corrupt: bool, out, settings: TrainSettings, workers: int, img_size, device: str,
-       resume: bool, quiet: bool) -> None:
+def pp(shards: Path, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: RunRequest) -> None:
     """Pseudo pre-training: train ARCH on the shards' source labels.
 
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import TargetInfo, run_pp
+    from .commands import TargetInfo, prepare_model, run_pp
     from .data.shards import ShardSet
     from .models import check_arch
 
     check_arch(arch)
-    data = ShardSet(shards, "--shards", labeled=True)
-    check_init("none", arch, TargetInfo.of_shards(data), img_size)
-    dist, run_dir = start_run("pp", out, resume, device)
-    run_pp(data, arch, run_dir, settings, dist, img_size=img_size, workers=workers, skip_corrupt=skip_corrupt,
-           resume=resume, progress=not quiet)
-    if dist.main:
-        click.echo(f"pp done: {run_dir}")
+    data = ShardSet(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt)
+    model, config = prepare_model(TargetInfo.of_shards(data), "none", arch, run.img_size)
+    ctx = run.start("pp")
+    run_pp(data, model, config, ctx)
+    if ctx.dist.main:
+        click.echo(f"pp done: {ctx.run_dir}")
 
 
 @main.command(epilog=PREPROCESS_HELP)
@@ -137,30 +143,24 @@ def pp(shards: Path, arch: str, skip_corrupt: bool, out, settings: TrainSettings
               help="ImageFolder tree with train/ (and test/), or a folder of labeled ptgen shards.")
 @click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
-@click.option("--skip-corrupt", is_flag=True, help="With shards: skip damaged ones with a warning, instead of stopping.")
+@skip_corrupt_option
+@read_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, out, settings: TrainSettings, workers: int, img_size,
-             device: str, resume: bool, quiet: bool) -> None:
+def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: RunRequest) -> None:
     """Fine-tune on the target task: the --init run's backbone with a fresh head for the target classes.
 
     With --init none the model starts from random weights (the scratch baseline). From an
     ImageFolder, an epoch is one pass over train/ and test accuracy is logged after every epoch
     when DATA has test/. From labeled shards, the classes (and their source ids) are the shards'.
     """
-    from .commands import TargetInfo, is_shard_folder, run_finetune
-    from .data.folder import labeled_split
-    from .data.shards import ShardSet
+    from .commands import open_labeled, prepare_model, run_finetune
 
-    if is_shard_folder(data):
-        target = TargetInfo.of_shards(ShardSet(data, "--data", labeled=True))
-    else:
-        target = TargetInfo.of_folder(labeled_split(data, "train"))
-    check_init(init, arch, target, img_size)
-    dist, run_dir = start_run("finetune", out, resume, device)
-    run_finetune(data, init, arch, run_dir, settings, dist, img_size=img_size, workers=workers,
-                 skip_corrupt=skip_corrupt, resume=resume, progress=not quiet)
-    if dist.main:
-        click.echo(f"finetune done: {run_dir}")
+    labeled = open_labeled(data, "--data", policy, skip_corrupt)
+    model, config = prepare_model(labeled.target, init, arch, run.img_size)
+    ctx = run.start("finetune")
+    run_finetune(labeled, init, model, config, ctx)
+    if ctx.dist.main:
+        click.echo(f"finetune done: {ctx.run_dir}")
 
 
 @main.command(epilog=PREPROCESS_HELP)
@@ -178,10 +178,10 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, out, settings
               help="Unlabeled images per labeled image in a batch (mu).")
 @click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
               help="UDA's sharpening temperature of the weak-view targets.")
+@read_options
 @training_options(epochs=20, batch_size=16, lr=1e-3)
 def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
-         uda_temperature: float, out, settings: TrainSettings, workers: int, img_size, device: str, resume: bool,
-         quiet: bool) -> None:
+         uda_temperature: float, policy: ReadPolicy, run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -192,29 +192,27 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     Strong views: RandAugment (2 ops, magnitude 9) and random erasing. An epoch is one pass
     over the unlabeled data; labeled batches are drawn with replacement alongside.
     """
-    from .commands import TargetInfo, open_unlabeled, run_pssl
-    from .data.folder import labeled_split
+    from .commands import open_labeled, open_unlabeled, prepare_model, run_pssl
     from .ssl import ALGORITHMS
 
-    target = TargetInfo.of_folder(labeled_split(data, "train"))
-    open_unlabeled(unlabeled)
-    check_init(init, arch, target, img_size)
+    labeled = open_labeled(data, "--data", policy, shards_allowed=False)
+    source = open_unlabeled(unlabeled, policy)
+    model, config = prepare_model(labeled.target, init, arch, run.img_size)
     kwargs = {"weight": unlabeled_weight}
     if threshold is not None:
         kwargs["threshold"] = threshold
     if algo == "uda":
         kwargs["temperature"] = uda_temperature
     algorithm = ALGORITHMS[algo](**kwargs)
-    dist, run_dir = start_run("pssl", out, resume, device)
-    run_pssl(data, unlabeled, init, arch, algorithm, ratio, run_dir, settings, dist, img_size=img_size,
-             workers=workers, resume=resume, progress=not quiet)
-    if dist.main:
-        click.echo(f"pssl done: {run_dir}")
+    ctx = run.start("pssl")
+    run_pssl(labeled, source, init, model, config, algorithm, ratio, ctx)
+    if ctx.dist.main:
+        click.echo(f"pssl done: {ctx.run_dir}")
 
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
-@click.option("--teacher", default="builtin:glyphs-1k", show_default=True,
+@click.option("--teacher", default=builtin.DEFAULT_SPEC, show_default=True,
               help="The source classifier: builtin:NAME or a run folder.")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="The student's architecture.")
 @click.option("--alpha", type=click.FloatRange(min=0), default=1.0, show_default=True,
@@ -222,8 +220,7 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
 @click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Softening temperature T of teacher and auxiliary head (the loss is scaled by T^2).")
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float, out, settings: TrainSettings,
-       workers: int, img_size, device: str, resume: bool, quiet: bool) -> None:
+def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float, run: RunRequest) -> None:
     """Knowledge distillation baseline: the source classifier as teacher on the target's training images.
 
     The student (ARCH, from random weights) has the target head and an auxiliary head over the
@@ -231,18 +228,16 @@ def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float,
     KL(teacher_T || auxiliary_T). Teacher and student see the same jittered image, each through
     its own preprocessing. The run ships the student without the auxiliary head.
     """
-    from .commands import TargetInfo, run_kd
-    from .data.folder import labeled_split
+    from .commands import open_labeled, prepare_model, run_kd
     from .models import resolve_run
 
-    target = TargetInfo.of_folder(labeled_split(data, "train"))
+    labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False)
     resolve_run(teacher, "--teacher")
-    check_init("none", arch, target, img_size)
-    dist, run_dir = start_run("kd", out, resume, device)
-    run_kd(data, teacher, arch, alpha, kd_temperature, run_dir, settings, dist, img_size=img_size, workers=workers,
-           resume=resume, progress=not quiet)
-    if dist.main:
-        click.echo(f"kd done: {run_dir}")
+    model, config = prepare_model(labeled.target, "none", arch, run.img_size)
+    ctx = run.start("kd")
+    run_kd(labeled, teacher, model, config, alpha, kd_temperature, ctx)
+    if ctx.dist.main:
+        click.echo(f"kd done: {ctx.run_dir}")
 
 
 @main.command("eval")
@@ -253,15 +248,16 @@ def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float,
 @click.option("--confusion", type=click.Path(path_type=Path), help="Confusion-matrix PNG. [default: RUN/confusion.png, "
               "or ./confusion.png for a built-in run]")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--skip-corrupt", is_flag=True)
-def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, skip_corrupt: bool) -> None:
+@skip_corrupt_option
+@read_options
+def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, skip_corrupt: bool,
+                 policy: ReadPolicy) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
     from .commands import run_eval, write_eval
-    from .models import BUILTIN_PREFIX
 
-    result, names = run_eval(run_spec, data, workers, skip_corrupt)
+    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt)
     if confusion is None:
-        confusion = Path("confusion.png") if run_spec.startswith(BUILTIN_PREFIX) else Path(run_spec) / "confusion.png"
+        confusion = Path("confusion.png") if builtin.is_builtin(run_spec) else Path(run_spec) / "confusion.png"
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))

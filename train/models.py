@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import save_file
 
 from ptcommon.cli import InputError
-from ptcommon.runfolder import (BUILTIN_PREFIX, CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_arch, create_model,
+from ptcommon.runfolder import (CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_arch, create_model,
                                 load_run, resolve_run, run_config)
 
-__all__ = ["BUILTIN_PREFIX", "WEIGHTS_FILE", "ModelConfig", "check_arch", "check_input_size", "create_model",
+__all__ = ["WEIGHTS_FILE", "ModelConfig", "check_arch", "check_input_size", "create_model",
            "default_image_size", "load_run", "resolve_run", "run_config", "save_run"]
 
 # timm's CNNs downsample 32x, so smaller inputs leave their last stages a 1x1 map (or nothing);

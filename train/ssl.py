@@ -1,5 +1,5 @@
 """Consistency-based semi-supervised learning on labeled target data plus unlabeled (pseudo)
-samples (METHOD.md, P-SSL step 2). Each algorithm says only how its unlabeled loss differs.
+samples (docs/method.md, P-SSL step 2). Each algorithm says only how its unlabeled loss differs.
 
 A batch is ((images, labels), (weak views, strong views)); the labeled part is plain
 cross-entropy for both algorithms.

@@ -3,8 +3,8 @@
     python -m recipes.glyphs_1k.build
 
 1. choose the 1000 source classes (classes.json)
-2. train the source classifier           -> train/builtin/glyphs-1k/
-3. train the generator                   -> generate/builtin/glyphs-1k/
+2. train the source classifier           -> ptcommon/builtin/glyphs-1k/classifier/
+3. train the generator                   -> ptcommon/builtin/glyphs-1k/generator/
 4. measure class consistency on all classes, and draw the contact sheet under docs/
 
 Every step resumes from its checkpoint when the command is repeated (work files lie under
@@ -19,16 +19,19 @@ import shutil
 import time
 from pathlib import Path
 
+from ptcommon import builtin
+
 from . import classes as classes_step
 from . import train_classifier, train_generator
 from .consistency import main as consistency_main
 from .sheet import contact_sheet
 
 ROOT = Path(__file__).resolve().parents[2]
-CLASSIFIER_DIR = ROOT / "train" / "builtin" / "glyphs-1k"
-GENERATOR_DIR = ROOT / "generate" / "builtin" / "glyphs-1k"
+CLASSIFIER_DIR = builtin.folder("glyphs-1k", "classifier")
+GENERATOR_DIR = builtin.folder("glyphs-1k", "generator")
 SHEET = ROOT / "docs" / "glyphs-1k-samples.png"
-# Chosen by benchmarks/sampling_defaults.py and sampling_transfer.py (docs/results.md): 5
+# Chosen by benchmarks/sampling_defaults.py and sampling_transfer.py (docs/results.md, "The
+# built-in generator: what ships, and why"): 5
 # DPM-Solver++ steps at guidance 2 match 10 and 20 in consistency, fidelity and transfer at
 # twice the speed of 10, and unlike 3 steps they hold up across guidance 1.5-3.
 SHIPPED_DEFAULTS = {"steps": 5, "guidance": 2.0}

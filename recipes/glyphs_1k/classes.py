@@ -14,17 +14,16 @@ import argparse
 import functools
 import json
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from .class_list import CLASSES_JSON, GlyphClass, load_classes
 from .fonts import FACE_NAMES, candidate_codepoints
 from .render import STROKE_RADII, GlyphRenderer
 
-HERE = Path(__file__).resolve().parent
-CLASSES_JSON = HERE / "classes.json"
-SELECTION_JSON = HERE / "selection.json"
+SELECTION_JSON = Path(__file__).resolve().parent / "selection.json"
 
 NUM_CLASSES = 1000
 IMAGE_SIZE = 16
@@ -35,16 +34,6 @@ MIN_INK_PIXELS = 4.0
 RENDERS_PER_CLASS = 32
 MEAN_SEED = 0
 RANDOM_SUBSET_DRAWS = 20
-
-
-@dataclass(frozen=True)
-class GlyphClass:
-    """One source class."""
-
-    id: int
-    codepoint: int
-    char: str
-    name: str
 
 
 def ink_pixels(renderer: GlyphRenderer) -> torch.Tensor:
@@ -127,11 +116,6 @@ def shipped_renderer(size: int = IMAGE_SIZE) -> GlyphRenderer:
     twelve faces takes seconds, so a process builds it once per size (renders are pure functions
     of their arguments, so sharing it is safe)."""
     return GlyphRenderer([c.codepoint for c in load_classes(CLASSES_JSON)], size=size)
-
-
-def load_classes(path: Path = CLASSES_JSON) -> list[GlyphClass]:
-    """The committed class list, in id order."""
-    return [GlyphClass(**entry) for entry in json.loads(Path(path).read_text(encoding="utf-8"))]
 
 
 def write_classes(classes: list[GlyphClass], record: dict, classes_path: Path, selection_path: Path) -> None:

@@ -2,8 +2,8 @@
 Frechet distance between the classifier's features of those samples and of real renders of the
 same classes (an FID in the source classifier's feature space, so it also sees lost diversity).
 
-    python -m recipes.glyphs_1k.consistency --model generate/builtin/glyphs-1k \\
-        --classifier train/builtin/glyphs-1k --per-class 2
+    python -m recipes.glyphs_1k.consistency --model ptcommon/builtin/glyphs-1k/generator \\
+        --classifier ptcommon/builtin/glyphs-1k/classifier --per-class 2
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from .class_list import load_classes
 from .fonts import face_paths
 
 # Masters hold twice the output resolution: an identity bilinear sample at half resolution
@@ -193,9 +194,7 @@ def _blur121(images: torch.Tensor) -> torch.Tensor:
 
 def benchmark(batch_size: int = 4096, batches: int = 20) -> float:
     """Images a second that `batches()` yields for the 1000 source classes on this machine."""
-    from .classes import shipped_renderer
-
-    renderer = shipped_renderer()
+    renderer = GlyphRenderer([c.codepoint for c in load_classes()])
     stream = renderer.batches(batch_size, seed=0)
     next(stream)  # the first batch pays for allocation
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """A contact sheet of generated samples beside real renders of the same classes, for people to look at.
 
-    python -m recipes.glyphs_1k.sheet --model generate/builtin/glyphs-1k --out docs/glyphs-1k-samples.png
-    python -m recipes.glyphs_1k.sheet --model generate/builtin/glyphs-1k --out docs/sampling_steps.png \
+    python -m recipes.glyphs_1k.sheet --model ptcommon/builtin/glyphs-1k/generator --out docs/glyphs-1k-samples.png
+    python -m recipes.glyphs_1k.sheet --model ptcommon/builtin/glyphs-1k/generator --out docs/sampling_steps.png \
         --rows 8 --settings 3/1.5,5/2,10/2
 """
 
@@ -15,7 +15,8 @@ import torch
 
 from generate.models import load_generator
 
-from .classes import CLASSES_JSON, load_classes, shipped_renderer
+from .class_list import CLASSES_JSON, load_classes
+from .classes import shipped_renderer
 
 
 def contact_sheet(

@@ -1,29 +1,30 @@
 """Train the glyphs-1k source classifier on freshly rendered batches (never a repeated image).
 
-    python -m recipes.glyphs_1k.train_classifier --out train/builtin/glyphs-1k --minutes 7
+    python -m recipes.glyphs_1k.train_classifier --out ptcommon/builtin/glyphs-1k/classifier --minutes 7
 
-The run folder ends up holding `model.safetensors` (fp16), `config.json` (everything needed
-to rebuild the model with `timm.create_model` and to preprocess its input) and
-`metrics.json` (top-1 on renders from seeds that training never used). While training, a
-`checkpoint.pt` is kept there; rerunning the same command resumes from it, and it is
-deleted once the final files are written.
+The run folder ends up holding `model.safetensors` (fp16) and `config.json`, written by
+`train.models.save_run` as for any `pttrain` run (everything needed to rebuild the model and to
+preprocess its input), and `metrics.json` (top-1 on renders from seeds that training never
+used). While training, a `checkpoint.pt` is kept there; rerunning the same command resumes
+from it, and it is deleted once the final files are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import time
 from pathlib import Path
 
-import timm
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from timm.scheduler import CosineLRScheduler
 
-from .classes import CLASSES_JSON, GlyphClass, load_classes
+from train.models import ModelConfig, create_model, load_run, save_run
+
+from .class_list import CLASSES_JSON, GlyphClass, load_classes
 from .render import GlyphRenderer, derive_seed
 
 # A ResNet with a deep stem whose pooling is a strided convolution: a 16x16 input runs its
@@ -55,11 +56,6 @@ NORMALIZE_MEAN = 0.15
 NORMALIZE_STD = 0.29
 
 
-def build_model(arch: str, num_classes: int, timm_kwargs: dict) -> torch.nn.Module:
-    """The classifier, one input channel, randomly initialised."""
-    return timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=1, **timm_kwargs)
-
-
 def preprocess(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 1, H, W) renders -> normalised float input, channels-last for CPU speed."""
     x = images.float().div_(255.0).sub_(NORMALIZE_MEAN).div_(NORMALIZE_STD)
@@ -88,20 +84,19 @@ def eval_seeds_unseen(train_steps: int, num_images: int = EVAL_IMAGES, batch_siz
     return all(derive_seed(EVAL_STREAM, k, part) not in train for k in range(batches) for part in (0, 1))
 
 
-def run_config(classes: list[GlyphClass], arch: str, timm_kwargs: dict, size: int) -> dict:
-    """The run folder's config.json."""
-    return {
-        "arch": arch,
-        "num_classes": len(classes),
-        "class_names": [c.name for c in classes],
-        "source_ids": [c.id for c in classes],
-        "codepoints": [c.codepoint for c in classes],
-        "image_size": size,
-        "in_chans": 1,
-        "mean": [NORMALIZE_MEAN],
-        "std": [NORMALIZE_STD],
-        "timm_kwargs": timm_kwargs,
-    }
+def model_config(classes: list[GlyphClass], arch: str, timm_kwargs: dict, size: int) -> ModelConfig:
+    """The run folder's config.json, as `pttrain` writes and every stage reads it."""
+    return ModelConfig(
+        arch=arch,
+        num_classes=len(classes),
+        class_names=[c.name for c in classes],
+        image_size=size,
+        in_chans=1,
+        mean=[NORMALIZE_MEAN],
+        std=[NORMALIZE_STD],
+        source_ids=[c.id for c in classes],
+        timm_kwargs=timm_kwargs,
+    )
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
@@ -120,27 +115,32 @@ def train(
     size: int,
     checkpoint_every_s: float = CHECKPOINT_EVERY_S,
 ) -> dict:
-    """Train (or resume) into `out`; return the metrics."""
+    """Train (or resume) into `out`; return the metrics.
+
+    Why not train/trainer.py: the loss is `Supervised(label_smoothing=0.1)`'s and fresh renders
+    would fit `Trainer`'s `batches(epoch)`, but `Trainer` runs a fixed number of steps (epochs x
+    steps per epoch) with its cosine floor fixed at 1e-2 x the peak rate. This recipe's budget is
+    minutes of training steps (7 in the build), its cosine follows the fraction of that budget
+    spent and decays to 1e-3 x the peak, and it checkpoints by seconds; `Trainer` would also leave
+    metrics.jsonl and curve.png in the run folder, which the build ships whole.
+    """
     # Zero-initialised residual branches start with subnormal gradients, which run 20x slower
     # on x86 CPUs; flushing them to zero changes nothing that matters for training.
     torch.set_flush_denormal(True)
     out.mkdir(parents=True, exist_ok=True)
     classes = load_classes(classes_path)
-    config = run_config(classes, arch, timm_kwargs, size)
+    config = model_config(classes, arch, timm_kwargs, size)
     renderer = GlyphRenderer([c.codepoint for c in classes], size=size)
 
-    def make_model() -> torch.nn.Module:
-        return build_model(arch, len(classes), timm_kwargs).to(memory_format=torch.channels_last)
-
-    model = make_model()
+    model = create_model(config).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, weight_decay=WEIGHT_DECAY)
 
     checkpoint_path = out / "checkpoint.pt"
     if (out / "model.safetensors").exists() and not checkpoint_path.exists():
         raise SystemExit(f"{out} already holds a finished run; choose another --out")
     if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, weights_only=False)
-        if state["config"] != config:
+        state = torch.load(checkpoint_path, weights_only=True)
+        if state["config"] != config.as_dict():
             raise SystemExit(f"{checkpoint_path} belongs to a different configuration; remove it or choose another --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -186,18 +186,14 @@ def train(
             last_log = now
         if now - last_save > checkpoint_every_s:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                     "train_seconds": train_seconds, "budget": budget, "config": config}
+                     "train_seconds": train_seconds, "budget": budget, "config": config.as_dict()}
             _save_atomic(state, checkpoint_path)
             last_save = now
 
-    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items() if v.is_floating_point()}
-    weights.update({k: v.detach().contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
-    save_file(weights, str(out / "model.safetensors"))
-    (out / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-
-    # Score what ships: the fp16 weights loaded back into a fresh model.
-    shipped = make_model()
-    shipped.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(out / "model.safetensors")).items()})
+    # fp16 halves the shipped bytes; half() leaves the integer BatchNorm counters as they are.
+    save_run(out, copy.deepcopy(model).half(), config)
+    # Score what ships: the fp16 weights loaded back the way every later step loads them.
+    shipped = load_run(str(out), "--out")[0].to(memory_format=torch.channels_last)
     metrics = {
         "top1_unseen_renders": evaluate(shipped, renderer),
         "eval_images": EVAL_IMAGES,

@@ -1,7 +1,7 @@
 """Train the glyphs-1k generator: a class-conditional diffusers UNet2DModel, on fresh renders.
 
     python -m recipes.glyphs_1k.train_generator --recipe small+template --minutes 60 \\
-        --out runs/gen --classifier train/builtin/glyphs-1k
+        --out runs/gen --classifier ptcommon/builtin/glyphs-1k/classifier
 
 The training clock counts training steps only (evaluation and checkpoints pause it), so
 candidates compare at equal training time. At each `--eval-at` minute the EMA weights are
@@ -19,20 +19,27 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from .classes import CLASSES_JSON, load_classes, shipped_renderer
+from generate.models import load_generator
+
+from .class_list import CLASSES_JSON, load_classes
+from .classes import shipped_renderer
 from .consistency import class_consistency, load_classifier
 from .generator_recipe import CANDIDATES, GeneratorRecipe, class_means, pca_codes, templates
 from .render import derive_seed
+
+if TYPE_CHECKING:  # diffusers takes seconds to import, so the functions that use it import it themselves
+    from diffusers import DDPMScheduler, UNet2DModel
 
 NUM_TRAIN_TIMESTEPS = 1000
 DATA_STREAM = 7  # renderer seed stream for generator training, apart from the classifier's
 
 
-def build(recipe: GeneratorRecipe, num_classes: int, codes: torch.Tensor):
+def build(recipe: GeneratorRecipe, num_classes: int, codes: torch.Tensor) -> tuple[UNet2DModel, DDPMScheduler]:
     import diffusers
     from diffusers import UNet2DModel
 
@@ -46,7 +53,10 @@ def build(recipe: GeneratorRecipe, num_classes: int, codes: torch.Tensor):
     return unet, noise
 
 
-def export(unet, noise_scheduler, recipe: GeneratorRecipe, names: list[str], tmpl: torch.Tensor | None, out: Path) -> Path:
+def export(
+    unet: UNet2DModel, noise_scheduler: DDPMScheduler, recipe: GeneratorRecipe, names: list[str],
+    tmpl: torch.Tensor | None, out: Path,
+) -> Path:
     """Write a generator folder: fp16 weights (half the bytes; sampling upcasts), a DPM-Solver
     sampler with the training noise schedule, and ptgen.json with classes and defaults."""
     import diffusers
@@ -74,6 +84,16 @@ def export(unet, noise_scheduler, recipe: GeneratorRecipe, names: list[str], tmp
 
 
 def train(args: argparse.Namespace) -> None:
+    """Train (or resume) one candidate into `args.out`.
+
+    Why not train/trainer.py: the denoising loss could be written as an `Algorithm`, but
+    `Trainer` would change the model through the rest. This loop runs AdamW without weight decay
+    at a constant rate after warm-up (Trainer: cosine decay), keeps diffusers' EMAModel with its
+    own warm-up (power 2/3) where Trainer's timm EMA has a fixed decay, budgets minutes of
+    training steps with the clock paused at each `--eval-at` mark for an export and a class
+    consistency check (Trainer: epochs x steps per epoch), and writes a diffusers model folder,
+    not a run folder.
+    """
     from diffusers.optimization import get_constant_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
@@ -129,8 +149,6 @@ def train(args: argparse.Namespace) -> None:
         ema.restore(unet.parameters())
         row = {"minutes": minute, "step": step, "images_seen": step * recipe.batch_size}
         if classifier is not None:
-            from generate.models import load_generator
-
             gen = load_generator(str(folder))
             ids = list(range(0, len(classes), args.eval_every))
             result = class_consistency(gen, classifier[0], classifier[1], ids, args.eval_per_class,

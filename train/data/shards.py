@@ -1,11 +1,12 @@
 """Shard folders written by the generation stage, read through a WebDataset pipeline.
 
-This module knows the shard format (docs/shards.md) and nothing of how the shards were made.
+The format itself (names, header, which members are read and how they are decoded) is
+`ptcommon.shards`; this module adds what training needs: epochs, shuffling, splitting over
+ranks and workers, and the label mapping.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,10 @@ from pathlib import Path
 import webdataset as wds
 
 from ptcommon.cli import InputError
+from ptcommon.shards import (ReadPolicy, ShardFormatError, decode, read_header, shard_paths, refuse_unexpected,
+                             tar_samples)
 
 SHUFFLE_BUFFER = 2000
-IMAGE_KEYS = ("png", "jpg", "jpeg", "webp")
 
 
 @dataclass
@@ -27,6 +29,8 @@ class CorruptCounter:
     where: set = field(default_factory=set)
 
     def __call__(self, exn: Exception) -> bool:
+        if isinstance(exn, ShardFormatError):  # a refusal, never a damage to skip
+            raise exn
         shard = next((str(a) for a in exn.args if isinstance(a, str) and ".tar" in a), "a shard")
         if not self.skip:
             raise InputError(f"{shard}: corrupted or unreadable shard ({exn.__class__.__name__}: "
@@ -40,20 +44,21 @@ class CorruptCounter:
 class ShardSet:
     """A folder of ptgen shards: its dataset.json, its shard files and the label mapping."""
 
-    def __init__(self, root: Path, flag: str = "--shards", labeled: bool | None = None):
+    def __init__(self, root: Path, flag: str = "--shards", labeled: bool | None = None,
+                 policy: ReadPolicy | None = None, skip_corrupt: bool = False):
         """`labeled` True or False refuses a folder of the other kind; None takes either."""
         self.root = root
-        header_path = root / "dataset.json"
-        if not header_path.exists():
-            raise InputError(f"{flag} {root}: no dataset.json; expected a folder written by ptgen synth or ptgen pseudo")
-        self.header = json.loads(header_path.read_text())
-        prefix, count, size = self.header["prefix"], self.header["count"], self.header["shard_size"]
-        self.paths = [root / f"{prefix}-{k:06d}.tar" for k in range(-(-count // size))]
+        self.policy = policy or ReadPolicy()
+        self.corrupt = CorruptCounter(skip_corrupt)
+        self.header = read_header(root, flag)
+        self.paths = shard_paths(root, self.header)
         missing = [p.name for p in self.paths if not p.exists()]
         if missing:
             raise InputError(f"{flag} {root}: {len(missing)} of {len(self.paths)} shards missing ({missing[0]}, ...); "
                              "finish the generation first (rerun the same ptgen command)")
-        self.count = count
+        if self.policy.strict:  # up front, so a refusal comes before any run folder or training step
+            refuse_unexpected(self.paths, f"{flag} {root}")
+        self.count = int(self.header["count"])
         self.labeled = bool(self.header.get("labeled"))
         if labeled is not None and labeled != self.labeled:
             kind = "labeled (ptgen synth)" if self.labeled else "unlabeled (ptgen pseudo)"
@@ -65,6 +70,13 @@ class ShardSet:
         self.index_of = {cid: i for i, cid in enumerate(self.class_ids)}
         self.image_size = int(self.header["image_size"])
         self.channels = int(self.header.get("channels", 1))
+
+    def report_skipped(self) -> None:
+        """One line for each kind of data this process skipped while reading: damaged, or not in the format."""
+        if self.corrupt.count:
+            print(f"warning: skipped {self.corrupt.count} damaged samples or shards in {sorted(self.corrupt.where)}")
+        if (summary := self.policy.summary()) is not None:
+            print(f"warning: {summary}")
 
     def pipeline(self, transform, batch_size: int, *, train: bool, seed: int, with_labels: bool,
                  corrupt: CorruptCounter, batches_per_worker: int | None = None) -> wds.DataPipeline:
@@ -78,10 +90,10 @@ class ShardSet:
         urls = [str(p) for p in self.paths]
         stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)] if train else [
             wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-        stages += [wds.tarfile_to_samples(handler=corrupt)]
+        stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt))
         if train:
             stages.append(wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER // 2))
-        stages += [wds.decode("pil", handler=corrupt), wds.map(self._fields(transform, with_labels), handler=corrupt)]
+        stages += [wds.map(decode, handler=corrupt), wds.map(self._fields(transform, with_labels), handler=corrupt)]
         stages.append(wds.batched(batch_size, partial=not train))
         pipeline = wds.DataPipeline(*stages)
         if batches_per_worker is not None:
@@ -89,15 +101,17 @@ class ShardSet:
         return pipeline
 
     def _fields(self, transform, with_labels: bool):
-        """(image,) or (image, head index) of a decoded sample; a sample missing a member names its shard."""
+        """(image,) or (image, head index) of a decoded sample; a sample missing its label names its shard."""
 
-        def extract(sample: dict) -> tuple:
-            image = next((sample[k] for k in IMAGE_KEYS if k in sample), None)
-            if image is None or (with_labels and "cls" not in sample):
-                raise ValueError(f"sample {sample.get('__key__')} lacks its image or label", sample.get("__url__", ""))
+        def extract(sample) -> tuple:
             if not with_labels:
-                views = transform(image)  # one tensor, or several views of one image (weak, strong)
+                views = transform(sample.image)  # one tensor, or several views of one image (weak, strong)
                 return views if isinstance(views, tuple) else (views,)
-            return transform(image), self.index_of[int(sample["cls"])]
+            if sample.label is None:
+                raise ValueError(f"sample {sample.key} lacks its label", sample.shard)
+            if sample.label not in self.index_of:
+                raise ValueError(f"sample {sample.key}: label {sample.label} is not among dataset.json's class_ids",
+                                 sample.shard)
+            return transform(sample.image), self.index_of[sample.label]
 
         return extract

@@ -1,0 +1,272 @@
+"""The shard format in code: the one thing the generation and training stages share.
+
+`docs/shards.md` describes it for readers; this module is what both stages import, so a name
+or a rule changes here or nowhere. It holds the folder's file names, the shard and sample
+names, the header (`dataset.json`) reader, and the only way the project reads shard members.
+
+Reading is deliberately narrow, because shards travel between people: a member is read only
+if the format defines it (the image, `.cls`, `.json`), and each is decoded by a decoder chosen
+here (Pillow with its decompression-bomb limit, `int`, `json.loads`). Nothing is unpickled or
+`torch.load`-ed, whatever a member is called. Members the format does not define are never
+read: they are skipped and named once in the log, or, with `strict`, refuse the dataset.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import click
+from PIL import Image
+
+from .cli import InputError
+
+FORMAT = "ptgen-shards/1"
+DATASET_FILE = "dataset.json"
+MANIFEST_FILE = "manifest.parquet"
+INFO_FILE = "_info.json"
+PARTS_DIR = "_parts"
+
+KEY_WIDTH = 9
+IMAGE_FORMATS = ("png", "jpg", "webp")
+LABEL_MEMBER = "cls"
+META_MEMBER = "json"
+MEMBERS = (LABEL_MEMBER, META_MEMBER, *IMAGE_FORMATS)
+# Manifest columns every row has; the rest are the sample's `.json` fields.
+MANIFEST_COLUMNS = ("key", "shard", "image_bytes")
+
+# Far above any real image (a 4096x4096 RGB PNG is under 50 MB), far below what would hurt to
+# hold in memory per sample and loader worker.
+DEFAULT_MAX_MEMBER_MB = 64
+
+
+def sample_key(index: int) -> str:
+    """The key of sample `index`: digits only, since WebDataset splits member names at the first dot."""
+    return f"{index:0{KEY_WIDTH}d}"
+
+
+def shard_name(prefix: str, shard: int) -> str:
+    return f"{prefix}-{shard:06d}.tar"
+
+
+def shard_glob(prefix: str) -> str:
+    return f"{prefix}-*.tar"
+
+
+def temp_name(name: str) -> str:
+    """Where a shard (or any file the stages write atomically) lies while incomplete: hidden, so no reader sees it."""
+    return f".{name}.tmp"
+
+
+def part_name(shard: str) -> str:
+    """The manifest part of a shard, under PARTS_DIR."""
+    return f"{shard.removesuffix('.tar')}.parquet"
+
+
+def num_shards(count: int, shard_size: int) -> int:
+    return -(-count // shard_size)
+
+
+def is_shard_folder(path: Path) -> bool:
+    return (path / DATASET_FILE).exists()
+
+
+def read_header(root: Path, flag: str = "") -> dict:
+    """`dataset.json` of a shard folder; a missing or damaged one is a one-line error naming `flag` and the folder."""
+    where = f"{flag} {root}" if flag else str(root)
+    path = root / DATASET_FILE
+    if not path.exists():
+        raise InputError(f"{where}: no {DATASET_FILE}; expected a folder written by ptgen synth or ptgen pseudo")
+    try:
+        header = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{where}: {DATASET_FILE} is not valid JSON") from None
+    missing = [k for k in ("prefix", "count", "shard_size") if not isinstance(header, dict) or k not in header]
+    if missing:
+        raise InputError(f"{where}: {DATASET_FILE} lacks {', '.join(missing)}; is it from ptgen synth or ptgen pseudo?")
+    return header
+
+
+def shard_paths(root: Path, header: dict) -> list[Path]:
+    """Every shard a complete folder holds, in order."""
+    prefix = header["prefix"]
+    return [root / shard_name(prefix, k) for k in range(num_shards(header["count"], header["shard_size"]))]
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """('000000001', 'png') for '000000001.png': the key up to the first dot of the base name, as WebDataset splits."""
+    folder, _, base = name.rpartition("/")
+    key, _, ext = base.partition(".")
+    return (f"{folder}/{key}" if folder else key), ext.lower()
+
+
+class ShardFormatError(InputError):
+    """A shard holds something the reader refuses: a member over the size limit, or (strict) one the format lacks."""
+
+
+@dataclass
+class ReadPolicy:
+    """How shards from elsewhere are read: what is refused, and what was skipped so far (in this process)."""
+
+    strict: bool = False
+    max_member_bytes: int = DEFAULT_MAX_MEMBER_MB << 20
+    skipped: Counter = field(default_factory=Counter)  # (shard name, extension) -> members skipped
+
+    def unexpected(self, shard: str, member: str, ext: str) -> None:
+        name = Path(shard).name
+        if self.strict:
+            raise ShardFormatError(f"{shard}: member {member} is not part of the shard format (image "
+                                   f"{'/'.join(IMAGE_FORMATS)}, .{LABEL_MEMBER}, .{META_MEMBER}); "
+                                   "refusing the dataset (--strict)")
+        if (name, ext) not in self.skipped:
+            print(f"warning: {shard}: skipping .{ext} members (not part of the shard format; never decoded)",
+                  file=sys.stderr, flush=True)
+        self.skipped[name, ext] += 1
+
+    def summary(self) -> str | None:
+        """One line on what was skipped, or None when nothing was."""
+        if not self.skipped:
+            return None
+        total = sum(self.skipped.values())
+        where = sorted({f".{ext} in {name}" for name, ext in self.skipped})
+        more = f" and {len(where) - 3} more" if len(where) > 3 else ""
+        return f"skipped {total} members that the shard format does not define ({', '.join(where[:3])}{more})"
+
+
+def read_options(command):
+    """--strict and --max-member-mb for a command that reads shards; the command receives `policy`."""
+    import functools
+
+    @click.option("--strict", is_flag=True, help="Refuse shards holding members the shard format does not define "
+                  "(default: skip them unread and name them once in the log).")
+    @click.option("--max-member-mb", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_MAX_MEMBER_MB,
+                  show_default=True, help="Refuse a shard member larger than this, before reading it.")
+    @functools.wraps(command)
+    def wrapper(strict: bool, max_member_mb: float, **kw):
+        return command(policy=ReadPolicy(strict=strict, max_member_bytes=int(max_member_mb * 2**20)), **kw)
+
+    return wrapper
+
+
+def members(stream: BinaryIO, shard: str, policy: ReadPolicy) -> Iterator[dict]:
+    """The format's members of one tar stream, as {fname, data, __url__}; others skipped unread.
+
+    A member's size is checked from its tar header, before any of it is read."""
+    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        for info in tar:
+            if not info.isreg():
+                continue
+            key, ext = split_member(info.name)
+            if ext not in MEMBERS:
+                policy.unexpected(shard, info.name, ext)
+                continue
+            if info.size > policy.max_member_bytes:
+                raise ShardFormatError(
+                    f"{shard}: member {info.name} (key {key}) is {info.size / 2**20:.1f} MB, over the "
+                    f"{policy.max_member_bytes / 2**20:.0f} MB limit; refused without reading it "
+                    "(raise --max-member-mb if the dataset really holds images that large)")
+            yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": shard}
+            tar.members = []  # a streamed tar otherwise keeps every header it has passed
+
+
+def tar_samples(sources: Iterable[dict], policy: ReadPolicy, handler) -> Iterator[dict]:
+    """A WebDataset stage: {url} dicts -> samples {__key__, __url__, <ext>: bytes}, through `members`.
+
+    `handler` decides on damaged tars as WebDataset's handlers do; a ShardFormatError is never
+    handed to it, so --skip-corrupt cannot turn a refusal into silence."""
+    from webdataset.tariterators import group_by_keys, url_opener
+
+    def expand(streams: Iterable[dict]) -> Iterator[dict]:
+        for source in streams:
+            try:
+                yield from members(source["stream"], source["url"], policy)
+            except ShardFormatError:
+                raise
+            except Exception as exn:  # a damaged tar: tarfile raises ReadError, EOFError, OSError
+                exn.args = (*exn.args, source["url"])
+                if not handler(exn):
+                    return
+            yield {}  # end of shard: samples never straddle two shards
+
+    return group_by_keys(expand(url_opener(sources, handler=handler)), handler=handler)
+
+
+def open_image(data: bytes, where: str) -> Image.Image:
+    """Decode an image member with Pillow's decompression-bomb limit as an error, not a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ShardFormatError(f"{where}: image refused by Pillow's decompression-bomb limit ({err})") from None
+    return image
+
+
+@dataclass
+class Sample:
+    """One decoded sample: the image, the source label (None for pseudo samples) and the `.json` fields."""
+
+    key: str
+    shard: str
+    image: Image.Image
+    label: int | None
+    meta: dict
+
+    @property
+    def where(self) -> str:
+        return f"{self.shard}: sample {self.key}"
+
+
+def decode(sample: dict) -> Sample:
+    """A grouped sample's members through the format's own decoders; a sample that lacks its image, or
+    whose label is not decimal text, raises ValueError naming its shard (the reader's handler decides)."""
+    shard, key = sample.get("__url__", "?"), sample.get("__key__", "?")
+    fmt = next((f for f in IMAGE_FORMATS if f in sample), None)
+    if fmt is None:
+        raise ValueError(f"sample {key} lacks its image", shard)
+    label = None
+    if LABEL_MEMBER in sample:
+        text = sample[LABEL_MEMBER].decode("ascii", errors="replace").strip()
+        if not text.isdecimal():
+            raise ValueError(f"sample {key}: .{LABEL_MEMBER} is not a decimal class id", shard)
+        label = int(text)
+    meta = json.loads(sample[META_MEMBER]) if META_MEMBER in sample else {}
+    return Sample(key, shard, open_image(sample[fmt], f"{shard}: sample {key}"), label, meta)
+
+
+def read_samples(paths: Iterable[Path], policy: ReadPolicy | None = None) -> Iterator[Sample]:
+    """Decoded samples of finished shards, in order, without a pipeline (inspection, tools)."""
+    policy = policy or ReadPolicy()
+
+    def reraise(exn: Exception) -> bool:
+        raise exn
+
+    for raw in tar_samples(({"url": str(p)} for p in paths), policy, reraise):
+        yield decode(raw)
+
+
+def refuse_unexpected(paths: Iterable[Path], where: str) -> None:
+    """--strict, checked up front from the tar headers: refuse a dataset holding members the format does not define."""
+    for ext, names in unexpected_members(paths).items():
+        raise ShardFormatError(f"{where}: {names[0]} holds .{ext} members, which the shard format does not define; "
+                               "refusing the dataset (--strict)")
+
+
+def unexpected_members(paths: Iterable[Path]) -> dict[str, list[str]]:
+    """{extension: [shard names]} of members the format does not define, from the tar headers alone."""
+    found: dict[str, set[str]] = {}
+    for path in paths:
+        with tarfile.open(path) as tar:
+            for info in tar:
+                ext = split_member(info.name)[1]
+                if info.isreg() and ext not in MEMBERS:
+                    found.setdefault(ext, set()).add(path.name)
+    return {ext: sorted(names) for ext, names in sorted(found.items())}
