@@ -41,6 +41,7 @@ def bare(gen, n: int, batch: int, steps: int, guidance: float) -> float:
 
 def synth(gen, model: str, out: Path, per_class: int, classes: int, batch: int, steps: int, guidance: float) -> float:
     settings = SynthSettings(model=model, steps=steps, guidance=guidance, seed=0, shard_size=1000, image_format="png",
+                             compiled=False,
                              dtype="fp32", batch_size=batch, class_ids=tuple(range(classes)), per_class=per_class)
     stats = generate_shards(SynthJob(settings, gen), out, progress=False)
     return stats.images_per_s

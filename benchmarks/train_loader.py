@@ -54,7 +54,7 @@ def save_random_model(folder: Path, image_size: int) -> Path:
 
 
 def make_shards(out: Path, images: int) -> tuple[Path, str]:
-    if builtin_info("glyphs-1k").installed:
+    if builtin_info("glyphs-1k")["installed"]:
         model, note = "builtin:glyphs-1k", "builtin:glyphs-1k, 2 sampling steps"
     else:
         model, note = str(save_random_model(out.parent / "model", image_size=16)), "random 16x16 model"

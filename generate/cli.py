@@ -12,17 +12,20 @@ import click
 
 from ptcommon import builtin
 from ptcommon.cli import Group, InputError
-from ptcommon.shards import IMAGE_FORMATS, ReadPolicy, read_options, refuse_unexpected
+from ptcommon.outputs import check_output_dir, check_output_file, free_bytes, human_bytes, human_seconds
+from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_options, refuse_unexpected
 
 from .distributed import rank_and_world
 from .generator import Generator
 from .models import DTYPES, list_builtins, load_generator
-from .store import check_writable
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
 DEFAULT_BATCH = 128
 DEFAULT_SHARD_SIZE = 1000
+# Above these a job is more likely a slip of the keyboard than a plan: it waits for --yes.
+CONFIRM_BYTES = 10**12
+CONFIRM_SECONDS = 7 * 86400
 
 
 @click.group(cls=Group, name="ptgen", context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,11 +94,18 @@ def generation_options(default_out: str):
                      help="Images per shard."),
         click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True),
+        click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True,
+                     help="fp16 is for CUDA only; bf16 also runs on CPUs (fast where they have AVX-512 BF16 or AMX)."),
+        click.option("--compile", "compile_", is_flag=True,
+                     help="torch.compile the generator's network: faster sampling after a warm-up of a minute or "
+                          "more. Part of the config hash, since compiled kernels may round differently."),
         click.option("--rank", type=click.IntRange(min=0), help="This process's rank. [default: torchrun's RANK, else 0]"),
         click.option("--world", type=click.IntRange(min=1),
                      help="Number of processes. [default: torchrun's WORLD_SIZE, else 1]"),
         click.option("--overwrite", is_flag=True, help="Replace shards of another config in --out instead of refusing."),
+        click.option("--yes", is_flag=True, help=f"Start a job even if it would write more than "
+                     f"{human_bytes(CONFIRM_BYTES)} or take more than {CONFIRM_SECONDS // 86400} days at the rate "
+                     "of its first batch (without it, such a job stops and says why)."),
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
 
@@ -109,6 +119,21 @@ def generation_options(default_out: str):
         return wrapper
 
     return decorate
+
+
+def check_compile(device: str) -> None:
+    """Refuse --compile where torch.compile cannot run, before loading anything."""
+    import os
+    import shutil
+
+    import torch
+
+    if not torch._dynamo.is_dynamo_supported():
+        raise InputError("--compile: torch.compile does not support this Python or platform; drop --compile")
+    compiler = os.environ.get("CXX", "g++")
+    if device != "cuda" and shutil.which(compiler) is None:
+        raise InputError(f"--compile: compiling for the CPU needs a C++ compiler ({compiler} not found on PATH); "
+                         "install one or drop --compile")
 
 
 @dataclass
@@ -126,38 +151,58 @@ class GenerationRequest:
     image_format: str
     device: str
     dtype: str
+    compile_: bool
     rank: int | None
     world: int | None
     overwrite: bool
+    yes: bool
     quiet: bool
 
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
         self.rank, self.world = rank_and_world(self.rank, self.world)
-        check_writable(self.out)
+        check_output_dir(self.out, "--out")
+        if self.compile_:
+            check_compile(self.device)
         generator = load_generator(self.model, device=self.device, dtype=self.dtype)
+        if self.compile_:
+            generator.compile()
         steps = self.steps if self.steps is not None else generator.defaults.steps
         guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
         if guidance > 1 and not generator.supports_guidance:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
                            "shard_size": self.shard_size, "image_format": self.image_format, "dtype": self.dtype,
-                           "batch_size": self.batch_size}
+                           "compiled": self.compile_, "batch_size": self.batch_size}
 
     def write(self, job, what: str) -> None:
         from .runner import generate_shards
 
         rank, world, out = self.rank, self.world, self.out
+        bound = job.plan.count * sample_bytes_bound(job.generator.image_size, job.generator.channels)
+        if bound > CONFIRM_BYTES and not self.yes:
+            raise InputError(f"this job writes {job.plan.count:,} images, up to {human_bytes(bound)} in {out}, more "
+                             f"than {human_bytes(CONFIRM_BYTES)}; check --classes/--per-class, or pass --yes to start it")
 
         def announce(job) -> None:
             if rank == 0:
                 s = job.settings
-                click.echo(f"ptgen: {job.plan.count} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {job.generator.image_size}px, {job.plan.num_shards} shards, world {world})",
+                click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
+                           f"{s.guidance}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}; "
+                           f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
+
+        def estimate(rate: float, left: int) -> None:
+            seconds = left / rate
+            if seconds > CONFIRM_SECONDS and not self.yes:
+                raise InputError(f"at the first batch's {rate:.1f} img/s, rank {rank}'s {left:,} remaining images "
+                                 f"take {human_seconds(seconds)}, more than {CONFIRM_SECONDS // 86400} days; check "
+                                 "--classes/--per-class, or pass --yes to run it")
+            if rank == 0:
+                click.echo(f"ptgen: first batch at {rate:.1f} img/s; the rest takes about {human_seconds(seconds)}",
                            err=True)
 
         stats = generate_shards(job, out, rank=rank, world=world, overwrite=self.overwrite,
-                                progress=not self.quiet and rank == 0, on_ready=announce)
+                                progress=not self.quiet and rank == 0, on_ready=announce, on_first_batch=estimate)
         state = "folder complete" if stats.complete else "other ranks' shards still missing"
         click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
                    f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
@@ -191,8 +236,12 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
 @click.option("--target", type=click.Path(path_type=Path), required=True,
               help="The target task: an ImageFolder tree; every image of its train/ is a condition (never test/).")
 @click.option("--classifier", default=builtin.DEFAULT_SPEC, show_default=True,
-              help="The source classifier C_s: builtin:NAME or a pttrain run folder. Its classes map onto the "
+              help="The source classifier C_s: builtin:NAME, a pttrain run folder, or timm:NAME (an ImageNet-1k "
+                   "model, whose classes map onto a DiT's or BigGAN's by index). Its classes map onto the "
                    "generator's by source class id.")
+@click.option("--classifier-weights", type=click.Path(path_type=Path),
+              help="For timm:NAME without network access: a local state dict (.safetensors, or .pth read with "
+                   "weights_only). [default: timm's pretrained weights from the hub]")
 @click.option("--per-target", type=click.IntRange(min=1), default=DEFAULT_PER_TARGET, show_default=True,
               help="Pseudo samples per target image.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -200,8 +249,8 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
 @click.option("--top-k", type=click.IntRange(min=1), help="Keep the k most probable source classes, renormalised. "
               "[default: all]")
 @generation_options(default_out="shards/pseudo")
-def pseudo(target: Path, classifier: str, per_target: int, temperature: float, top_k: int | None,
-           gen: GenerationRequest) -> None:
+def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_target: int, temperature: float,
+           top_k: int | None, gen: GenerationRequest) -> None:
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
@@ -209,19 +258,17 @@ def pseudo(target: Path, classifier: str, per_target: int, temperature: float, t
     G_s(z, p) conditioned on the probability-weighted mixture of class embeddings. Shards as
     ptgen synth's, without .cls; each .json holds target_key and the top source classes.
     """
-    import hashlib
-
-    from ptcommon.runfolder import WEIGHTS_FILE, resolve_run
+    from ptcommon.classifiers import check_classifier, classifier_digest
 
     from .pseudo import PseudoJob, PseudoSettings, target_images
     from .soft_labels import soft_labels
 
     paths = target_images(target)
-    classifier_dir = resolve_run(classifier, "--classifier")
+    check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()
-    probs = soft_labels(paths, classifier, generator, temperature, top_k)
+    probs = soft_labels(paths, classifier, generator, temperature, top_k, weights=classifier_weights)
     keys = [p.relative_to(target).as_posix() for p in paths]
-    digest = hashlib.sha256((classifier_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+    digest = classifier_digest(classifier, classifier_weights)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
                               top_k=top_k)
     gen.write(PseudoJob(settings, generator, keys, probs, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
@@ -244,6 +291,8 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool
 
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
+    if grid is not None:
+        check_output_file(grid, "--grid")
     summary = summarize(folder)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
@@ -273,15 +322,37 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of {name, path, num_classes, image_size}.")
-def models(as_json: bool) -> None:
-    """The built-in models: name, folder, number of classes and image size."""
+@click.argument("folder", type=click.Path(path_type=Path), required=False)
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON: a list of {name, installed, path, backend, num_classes, image_size, channels} "
+                   "for the built-in models, or one such object for FOLDER.")
+def models(folder: Path | None, as_json: bool) -> None:
+    """The built-in models and the backends; with FOLDER, which backend it is for and what it holds.
+
+    The backend is read from the folder's own description (diffusers' model_index.json, or its
+    subfolders), without loading weights.
+    """
+    from .backends import BACKENDS
+    from .models import describe_folder
+
+    if folder is not None:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder")
+        info = describe_folder(folder, "FOLDER")
+        click.echo(json.dumps(info, indent=1) if as_json else
+                   f"{folder}: backend {info['backend']}, {info['num_classes']} classes, {info['image_size']}px, "
+                   f"{info['channels']} channels")
+        return
     infos = list_builtins()
     if as_json:
-        click.echo(json.dumps([i.as_dict() for i in infos], indent=1))
+        click.echo(json.dumps(infos, indent=1))
         return
     for info in infos:
-        if info.installed:
-            click.echo(f"{info.name}  {info.num_classes} classes  {info.image_size}px  {info.path}")
+        if info["installed"]:
+            click.echo(f"{info['name']}  {info['backend']}  {info['num_classes']} classes  {info['image_size']}px  "
+                       f"{info['path']}")
         else:
-            click.echo(f"{info.name}  (not installed in this build; expected at {info.path})")
+            click.echo(f"{info['name']}  (not installed in this build; expected at {info['path']})")
+    click.echo("backends (chosen from a --model folder's own files):")
+    for backend in BACKENDS:
+        click.echo(f"  {backend.name:6s} {backend.layout}")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,26 @@ class SamplingDefaults:
 
 
 class Generator(abc.ABC):
-    """A class-conditional image generator over a fixed set of source classes."""
+    """A class-conditional image generator over a fixed set of source classes.
+
+    A backend also says, from a folder's files alone, whether the folder is its kind (`claims`)
+    and what it holds (`describe`), so that `--model` picks the backend from the folder's own
+    description and `ptgen models` can report on a folder without loading weights.
+    """
+
+    name: str = ""  # short backend name, as `ptgen models` lists it
+    layout: str = ""  # the files a folder of this backend has, for error messages
+    network: str = ""  # the attribute holding the network every sampling step runs (what --compile compiles)
+
+    @classmethod
+    @abc.abstractmethod
+    def claims(cls, folder: Path) -> bool:
+        """Whether `folder` is a model of this backend (from its description files, no weights read)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def describe(cls, folder: Path) -> dict:
+        """{num_classes, image_size, channels} of the model in `folder`, from its config files only."""
 
     @property
     @abc.abstractmethod
@@ -49,6 +72,10 @@ class Generator(abc.ABC):
     @property
     def defaults(self) -> SamplingDefaults:
         return SamplingDefaults()
+
+    def compile(self) -> None:
+        """Replace the per-step network by its torch.compile'd form (`ptgen synth --compile`)."""
+        setattr(self, self.network, torch.compile(getattr(self, self.network)))
 
     @abc.abstractmethod
     def parameter_count(self) -> int:
@@ -97,3 +124,24 @@ def check_condition(condition: torch.Tensor, num_classes: int) -> None:
         raise ValueError(f"class ids must have shape (batch,); got {tuple(condition.shape)}")
     if len(condition) and (int(condition.min()) < 0 or int(condition.max()) >= num_classes):
         raise ValueError(f"class ids must lie in [0, {num_classes}); got {condition.tolist()}")
+
+
+def seeded_latents(
+    scheduler: SchedulerMixin,
+    seeds: Sequence[int],
+    shape: tuple[int, ...],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[list[torch.Generator], torch.Tensor]:
+    """Initial noise for a batch, each `shape`-sized row from its own CPU generator seeded with its
+    seed, scaled for `scheduler`; also the generators, for the scheduler's steps.
+
+    Passing the same generators to `scheduler.step` keeps an ancestral sampler's per-step noise
+    per sample too, so an image depends on its own seed only, whatever its batch-mates and whatever
+    the device (DiTPipeline draws the whole batch from one generator).
+    """
+    from diffusers.utils.torch_utils import randn_tensor
+
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    x = randn_tensor((len(seeds), *shape), generator=generators, device=device, dtype=dtype)
+    return generators, x * scheduler.init_noise_sigma

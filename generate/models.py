@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,45 +16,22 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-@dataclass(frozen=True)
-class BuiltinInfo:
-    name: str
-    path: Path
-    installed: bool
-    num_classes: int | None
-    image_size: int | None
+def describe_folder(folder: Path, flag: str = "--model") -> dict:
+    """Which backend a model folder is for and what it holds, from its config files (no weights read)."""
+    from .backends import backend_for
 
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "num_classes": self.num_classes,
-            "image_size": self.image_size,
-            "installed": self.installed,
-        }
+    backend = backend_for(folder, flag)
+    return {"path": str(folder), "backend": backend.name, **backend.describe(folder)}
 
 
-def builtin_info(name: str) -> BuiltinInfo:
-    """Describe a built-in model from its config files, without loading weights."""
+def builtin_info(name: str) -> dict:
+    """A built-in generator: its SPEC, whether this installation has it, and what its folder holds."""
     path = builtin.folder(name, "generator")
-    unet_config = path / "unet" / "config.json"
-    if not unet_config.exists():
-        return BuiltinInfo(builtin.PREFIX + name, path, False, None, None)
-    config = json.loads(unet_config.read_text())
-    meta_path = path / "ptgen.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    rows = config["num_class_embeds"]
-    size = config["sample_size"]
-    return BuiltinInfo(
-        builtin.PREFIX + name,
-        path,
-        True,
-        rows - 1 if meta.get("null_class") else rows,
-        size if isinstance(size, int) else size[0],
-    )
+    described = describe_folder(path) if path.is_dir() else {"path": str(path)}
+    return {"name": builtin.PREFIX + name, "installed": path.is_dir(), **described}
 
 
-def list_builtins() -> list[BuiltinInfo]:
+def list_builtins() -> list[dict]:
     return [builtin_info(name) for name in builtin.names()]
 
 
@@ -67,12 +42,12 @@ def _model_folder(spec: str) -> Path:
     if path.is_dir():
         return path
     if path.exists():
-        raise InputError(f"--model {spec}: is a file; expected a diffusers model folder (unet/, scheduler/)")
+        raise InputError(f"--model {spec}: is a file; expected a diffusers model folder")
     if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
         return _download(spec)
     raise InputError(
         f"--model {spec}: no such folder; expected {builtin.DEFAULT_SPEC}, a diffusers model folder "
-        "(unet/, scheduler/) or a hub id such as owner/name"
+        "or a hub id such as facebook/DiT-XL-2-256"
     )
 
 
@@ -90,15 +65,30 @@ def _download(repo_id: str) -> Path:
 
 def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32") -> Generator:
     """Load the generator a SPEC names, on `device` in `dtype` (fp32, fp16 or bf16)."""
-    from .unet_backend import UNetGenerator
+    from .backends import backend_for
 
+    device = resolve_device(device)
+    if device == "cpu" and dtype == "fp16":
+        # CPUs run fp16 by emulation, slower than fp32, and its range overflows in attention.
+        raise InputError("--dtype fp16: half precision is for CUDA; on CPU use --dtype bf16 (fast where the "
+                         "processor has AVX-512 BF16 or AMX) or fp32")
     folder = _model_folder(spec)
-    return UNetGenerator(folder, device=resolve_device(device), dtype=DTYPES[dtype])
+    return backend_for(folder)(folder, device=device, dtype=DTYPES[dtype])
 
 
 def resolve_device(device: str) -> str:
+    """cpu, or the GPU of this process's node-local rank, so that the processes a launcher starts
+    on one node (torchrun --nproc_per_node 8, or SLURM tasks) take one GPU each."""
+    from .distributed import local_rank
+
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is visible; use --device cpu or auto")
+    if device == "cuda":
+        local, count = local_rank(), torch.cuda.device_count()
+        if local >= count:
+            raise InputError(f"--device cuda: this process is local rank {local} but the node shows {count} GPUs; "
+                             f"start at most {count} processes per node")
+        return f"cuda:{local}"
     return device

@@ -44,9 +44,18 @@ class WorkPlan:
         start = shard * self.shard_size
         return range(start, min(start + self.shard_size, self.count))
 
-    def shards_for_rank(self, rank: int, world: int) -> list[int]:
-        """Round-robin, so that ranks finish at about the same time whatever the shard count."""
-        return list(range(rank, self.num_shards, world))
+    def shards_for_rank(self, rank: int, world: int) -> range:
+        """Round-robin, so that ranks finish at about the same time whatever the shard count.
+
+        A range, not a list: a plan of 10^11 images has 10^8 shards, and nothing about them may
+        be built before the first one starts."""
+        return range(rank, self.num_shards, world)
+
+    def rank_samples(self, rank: int, world: int) -> int:
+        """How many samples `rank`'s shards hold, by arithmetic: only the last shard may be short."""
+        mine = self.shards_for_rank(rank, world)
+        short = self.num_shards * self.shard_size - self.count
+        return len(mine) * self.shard_size - (short if self.num_shards - 1 in mine else 0)
 
     def batches(self, shard: int, batch_size: int) -> list[range]:
         samples = self.samples(shard)

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ptcommon.shards import MANIFEST_COLUMNS
+from ptcommon.outputs import disk_full_error, is_disk_full
+from ptcommon.shards import MANIFEST_COLUMNS, sample_bytes_bound
 
 from .generator import Generator
 from .plan import WorkPlan
@@ -55,20 +56,22 @@ class JobSettings:
     shard_size: int
     image_format: str
     dtype: str
+    compiled: bool
     batch_size: int
 
     def hashed(self) -> dict:
         """The settings that decide the shards' bytes (not the model SPEC, not the batch size)."""
+        # `compiled` only when on, so that every dataset made before the flag existed keeps its hash.
         return {"steps": self.steps, "guidance": self.guidance, "seed": self.seed, "shard_size": self.shard_size,
-                "image_format": self.image_format, "dtype": self.dtype}
+                "image_format": self.image_format, "dtype": self.dtype, **({"compiled": True} if self.compiled else {})}
 
 
 @dataclass
 class RunStats:
-    images: int = 0
+    images: int = 0  # in shards this run committed
     shards_written: int = 0
     shards_skipped: int = 0
-    bytes: int = 0
+    bytes: int = 0  # of shards this run committed
     seconds: float = 0.0
     complete: bool = False
 
@@ -120,6 +123,7 @@ class _Writer(threading.Thread):
         self.folder.write_part(shard, self._rows)
         self._open.commit()
         self.stats.bytes += self.folder.shard_path(shard).stat().st_size
+        self.stats.images += len(self._rows)
         self.stats.shards_written += 1
         self._open, self._rows = None, []
 
@@ -135,33 +139,52 @@ def run_job(
     guidance: float,
     image_format: str,
     progress: bool = True,
+    on_first_batch: Callable[[float, int], None] | None = None,
 ) -> RunStats:
-    """Write this rank's unfinished shards, then merge the manifest if the folder is complete."""
+    """Write this rank's unfinished shards, then merge the manifest if the folder is complete.
+
+    `on_first_batch(images_per_s, images_left)` sees the rate of the first batch, before the
+    rest of the job starts. A full disk stops the run with one line saying how much more space
+    it needs; the shard being written is removed, so a rerun resumes from the last one finished."""
     plan = job.plan
-    mine = plan.shards_for_rank(rank, world)
-    todo = [k for k in mine if not folder.is_complete(k)]
-    stats = RunStats(shards_skipped=len(mine) - len(todo))
-    total = sum(len(plan.samples(k)) for k in todo)
+    stats = RunStats()
+    total = plan.rank_samples(rank, world)
     bar = tqdm(total=total, unit="img", disable=not progress, desc=f"rank {rank}" if world > 1 else "synth")
     writer = _Writer(job, folder, image_format, bar, stats)
     writer.start()
     start = time.perf_counter()
     try:
-        for shard in todo:
-            for indices in plan.batches(shard, batch_size):
-                seeds = [job.seed(i) for i in indices]
-                images = job.generator.sample(job.condition(indices), seeds, steps, guidance)
-                _put(writer, (shard, indices, images))
-            _put(writer, (shard, None, None))
-            stats.images += len(plan.samples(shard))
-    finally:
-        writer.inbox.put(None)
-        writer.join()
-        bar.close()
-    if writer.error is not None:
-        raise writer.error
-    stats.seconds = time.perf_counter() - start
-    stats.complete = folder.merge(folder.read_header())
+        try:
+            for shard in plan.shards_for_rank(rank, world):
+                if folder.is_complete(shard):  # checked as the loop reaches it: no up-front pass over every shard
+                    stats.shards_skipped += 1
+                    total -= len(plan.samples(shard))
+                    bar.total = total
+                    bar.refresh()
+                    continue
+                for indices in plan.batches(shard, batch_size):
+                    seeds = [job.seed(i) for i in indices]
+                    images = job.generator.sample(job.condition(indices), seeds, steps, guidance)
+                    _put(writer, (shard, indices, images))
+                    if on_first_batch is not None:
+                        on_first_batch(len(indices) / (time.perf_counter() - start), total - len(indices))
+                        on_first_batch = None
+                _put(writer, (shard, None, None))
+        finally:
+            writer.inbox.put(None)
+            writer.join()
+            bar.close()
+        if writer.error is not None:
+            raise writer.error
+        stats.seconds = time.perf_counter() - start
+        stats.complete = folder.merge(folder.read_header())
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        # Finished shards say what an image costs on disk, tar headers and padding included.
+        per_image = (stats.bytes / stats.images if stats.images
+                     else sample_bytes_bound(job.generator.image_size, job.generator.channels))
+        raise disk_full_error("--out", folder.root, "its shards", (total - stats.images) * per_image) from None
     return stats
 
 
@@ -172,15 +195,22 @@ def _put(writer: _Writer, item: tuple) -> None:
 
 
 def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
-                    progress: bool = True, on_ready: Callable[[Job], None] | None = None) -> RunStats:
+                    progress: bool = True, on_ready: Callable[[Job], None] | None = None,
+                    on_first_batch: Callable[[float, int], None] | None = None) -> RunStats:
     """Check and prepare `out` for this job, then write this rank's unfinished shards.
 
     `on_ready` is called once the folder is checked and prepared, before sampling starts.
     """
     folder = ShardFolder(out, job.plan)
-    folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
+    try:
+        folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        raise disk_full_error("--out", out, "dataset.json", job.plan.count * sample_bytes_bound(
+            job.generator.image_size, job.generator.channels)) from None
     if on_ready is not None:
         on_ready(job)
     s = job.settings
     return run_job(job, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
-                   guidance=s.guidance, image_format=s.image_format, progress=progress)
+                   guidance=s.guidance, image_format=s.image_format, progress=progress, on_first_batch=on_first_batch)

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from ptcommon.cli import InputError
-from ptcommon.runfolder import ModelConfig, load_run
+from ptcommon.classifiers import load_classifier
+from ptcommon.runfolder import ModelConfig
 
 from .generator import Generator
 
@@ -40,15 +41,17 @@ def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Ten
                          f"{generator.num_classes}, so its classes cannot be matched")
     bad = [i for i in ids if not 0 <= i < generator.num_classes]
     if bad:
-        raise InputError(f"--classifier {spec}: source class {bad[0]} is not one of the generator's 0..{generator.num_classes - 1}")
+        raise InputError(f"--classifier {spec}: its {config.num_classes} classes reach source class {bad[0]}, but the "
+                         f"generator's classes are 0..{generator.num_classes - 1}; use a classifier over the "
+                         "generator's classes")
     return torch.tensor(ids)
 
 
 @torch.inference_mode()
 def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature: float, top_k: int | None,
-                batch_size: int = 256) -> torch.Tensor:
+                batch_size: int = 256, weights: Path | None = None) -> torch.Tensor:
     """(len(paths), generator.num_classes) probabilities over the generator's classes."""
-    model, config = load_run(spec, "--classifier")
+    model, config = load_classifier(spec, "--classifier", weights)
     mapping = class_map(config, generator, spec)
     rows = []
     for i in range(0, len(paths), batch_size):

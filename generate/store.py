@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
+from ptcommon.outputs import atomic_path
 from ptcommon.shards import DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, part_name, shard_glob, temp_name
 from .plan import WorkPlan
 
@@ -35,9 +35,8 @@ def config_hash(config: dict) -> str:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write through a per-process temporary name, so concurrent ranks writing the same file never tear it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _describe_difference(ours: dict, theirs: dict) -> str:
@@ -47,17 +46,6 @@ def _describe_difference(ours: dict, theirs: dict) -> str:
         a, b = json.dumps(ours.get(k)), json.dumps(theirs.get(k))
         shown.append(f"{k} {a[:40]} here vs {b[:40]} there")
     return "; ".join(shown) + (f" (and {len(keys) - 4} more)" if len(keys) > 4 else "")
-
-
-def check_writable(root: Path) -> None:
-    """Refuse an output folder that cannot be created or written, before anything is written."""
-    probe = root
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise InputError(f"--out {root}: cannot be created: {probe} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise InputError(f"--out {root}: cannot be written: no write permission on {probe}")
 
 
 class ShardFolder:

@@ -53,14 +53,13 @@ class ShardWriter:
         self._file = open(self._tmp, "wb")
         # Fixed owner, mode and mtime so that equal content gives equal bytes.
         self._tar = wds.TarWriter(self._file, user="", group="", mode=0o444, mtime=0, encoder=False)
-        self.bytes_written = 0
 
     def write(self, record: SampleRecord, image: bytes) -> None:
         sample = {"__key__": record.key, self.image_format: image}
         if record.label is not None:
             sample[LABEL_MEMBER] = str(record.label).encode()
         sample[META_MEMBER] = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
-        self.bytes_written += self._tar.write(sample)
+        self._tar.write(sample)
 
     def commit(self) -> None:
         self._tar.close()

@@ -39,7 +39,7 @@ class ModelConfig:
         return asdict(self)
 
 
-def check_arch(arch: str) -> None:
+def check_arch(arch: str, flag: str = "--arch") -> None:
     """Refuse an unknown architecture, naming the closest valid ones."""
     import difflib
 
@@ -49,7 +49,7 @@ def check_arch(arch: str) -> None:
     if arch not in names:
         close = difflib.get_close_matches(arch, names, n=5, cutoff=0.5)
         hint = f"closest: {', '.join(close)}" if close else "see timm.list_models()"
-        raise InputError(f"--arch {arch}: not a timm architecture; {hint}")
+        raise InputError(f"{flag} {arch}: not a timm architecture; {hint}")
 
 
 def create_model(config: ModelConfig) -> torch.nn.Module:

@@ -74,6 +74,17 @@ def num_shards(count: int, shard_size: int) -> int:
     return -(-count // shard_size)
 
 
+def sample_bytes_bound(image_size: int, channels: int) -> int:
+    """Bytes one sample takes in a shard at most, before any is written: each member is a 512-byte
+    tar header plus its data padded to 512 bytes; the image at most its raw pixels plus the
+    encoder's headers (PNG of noise is about raw size, JPEG and WebP at quality 95 less), `.cls`
+    and `.json` one block each."""
+    def block(n: int) -> int:
+        return 512 + -(-n // 512) * 512
+
+    return block(image_size * image_size * channels + 1024) + 2 * block(512)
+
+
 def is_shard_folder(path: Path) -> bool:
     return (path / DATASET_FILE).exists()
 

@@ -28,7 +28,8 @@ def test_generator_folder_loads_with_diffusers_from_pretrained():
 
 def test_builtin_spec_resolves_and_matches_the_classifier_classes():
     info = builtin_info("glyphs-1k")
-    assert info.installed and info.num_classes == 1000 and info.image_size == 16
+    assert info["installed"] and info["num_classes"] == 1000 and info["image_size"] == 16
+    assert info["backend"] == "unet" and info["channels"] == 1
     _, config = load_classifier(CLASSIFIER)
     meta = json.loads((GENERATOR / "ptgen.json").read_text())
     assert config.class_names == meta["class_names"]

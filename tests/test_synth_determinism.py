@@ -88,3 +88,13 @@ def test_sigkill_then_rerun_matches_uninterrupted(tiny_model, tmp_path, referenc
     assert f"({done} already done)" in rerun.stdout
     assert not list(out.glob(".*.tmp"))
     assert_same_dataset(out, reference)
+
+
+def test_bf16_shards_are_the_same_bytes_across_batch_sizes_and_ranks(cli, tiny_model, tmp_path):
+    one = tmp_path / "one"
+    assert cli(ptgen, synth_args(tiny_model, one, "--dtype", "bf16", "--batch-size", 1)).exit_code == 0
+    split = tmp_path / "split"
+    for rank in (1, 0):
+        args = synth_args(tiny_model, split, "--dtype", "bf16", "--batch-size", 5, "--rank", rank, "--world", 2)
+        assert cli(ptgen, args).exit_code == 0
+    assert_same_dataset(one, split)

@@ -54,10 +54,21 @@ def test_model_that_is_not_class_conditional(cli, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_folder_without_unet(cli, tmp_path):
+def test_a_folder_that_is_no_known_generator_names_what_was_expected(cli, tmp_path):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "weights.bin").write_bytes(b"")
     line = run_bad(cli, tmp_path / "out", "--model", tmp_path / "empty")
-    assert "no unet/ subfolder" in line
+    assert "not a generator folder ptgen knows (found weights.bin)" in line
+    assert "dit: model_index.json (DiTPipeline), transformer/, vae/, scheduler/" in line and "unet: unet/" in line
+
+
+def test_a_text_to_image_pipeline_is_not_supported_yet(cli, tmp_path):
+    folder = tmp_path / "sd"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    line = run_bad(cli, tmp_path / "out", "--model", folder)
+    assert "a StableDiffusionPipeline (text-to-image) is not supported yet" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_guidance_without_null_class(cli, tiny_model_no_null, tmp_path):
@@ -98,9 +109,24 @@ def test_rerun_of_a_finished_folder_skips_everything(cli, tiny_model, tmp_path):
 def test_default_model_is_the_builtin(cli, tmp_path):
     info = builtin_info("glyphs-1k")
     result = cli(ptgen, ["synth", "--out", tmp_path / "out", "--classes", "2", "--per-class", "1", "--quiet"])
-    if info.installed:
+    if info["installed"]:
         assert result.exit_code == 0, result.output
     else:
         assert result.exit_code != 0
-        assert "--model builtin:glyphs-1k: the built-in model is missing" in result.stderr
+        assert "--model builtin:glyphs-1k: the built-in generator is missing" in result.stderr
         assert not (tmp_path / "out").exists()
+
+
+def test_rank_and_world_come_from_slurm_when_torchrun_is_absent(monkeypatch):
+    from generate.distributed import local_rank, rank_and_world
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    assert rank_and_world(None, None) == (5, 8) and local_rank() == 1
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert rank_and_world(None, None) == (2, 4)  # torchrun's own variables win
+    assert rank_and_world(0, 1) == (0, 1)  # and flags win over both

@@ -56,3 +56,79 @@ def save_tiny_unet(
         meta["template"] = "templates.safetensors"
     (folder / "ptgen.json").write_text(json.dumps(meta))
     return folder
+
+
+def save_tiny_dit(folder: Path, num_classes: int = 10, learned_sigma: bool = True) -> Path:
+    """A DiTPipeline folder (transformer/, vae/, scheduler/, model_index.json with id2label), as
+    `DiTPipeline.save_pretrained` writes it: 4x4 latents of 4 channels decoded to 8x8 RGB."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    transformer = DiTTransformer2DModel(
+        sample_size=4,
+        patch_size=2,
+        in_channels=4,
+        out_channels=8 if learned_sigma else 4,
+        num_layers=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        num_embeds_ada_norm=num_classes,
+        norm_type="ada_norm_zero",
+    )
+    # Two blocks: the VAE halves the resolution once, so 4x4 latents decode to 8x8 images.
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=8,
+    )
+    pipe = DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler(clip_sample=False))
+    pipe.save_pretrained(folder)
+    # save_pretrained does not write id2label; the hub's DiT folders carry it in model_index.json.
+    index_path = folder / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["id2label"] = {str(i): f"tiny class {i}, synonym {i}" for i in range(num_classes)}
+    index_path.write_text(json.dumps(index, indent=2))
+    return folder
+
+
+def save_tiny_biggan(folder: Path, num_classes: int = 10) -> Path:
+    """A BigGAN folder as pytorch-pretrained-biggan's models are published: config.json (its
+    BigGANConfig) and pytorch_model.bin (`torch.save(model.state_dict())`). 8-d noise, channel width
+    4, four GenBlocks of which three upsample (4 -> 32 px), self-attention before the last."""
+    from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+    from pytorch_pretrained_biggan.model import BigGANBatchNorm, SelfAttn
+
+    torch.manual_seed(0)
+    # The first block takes the 16 * channel_width channels of the 4x4 seed; each block halves or keeps them.
+    config = BigGANConfig(output_dim=32, z_dim=8, class_embed_dim=8, channel_width=4, num_classes=num_classes,
+                          layers=[(True, 16, 8), (True, 8, 4), (True, 4, 2), (False, 2, 1)],
+                          attention_layer_position=3)
+    model = BigGAN(config)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, BigGANBatchNorm):
+                # Distinct statistics per truncation row, so that picking the row changes the image.
+                module.running_means.normal_(0, 0.3)
+                module.running_vars.uniform_(0.5, 1.5)
+            elif isinstance(module, SelfAttn):
+                module.gamma.fill_(1.0)  # 0 at init would leave attention out of the images
+        # The package leaves the final norm's affine uninitialised (torch.Tensor(n)); a wide gain
+        # spreads the images over the whole range instead of mid-grey.
+        model.generator.bn.weight.fill_(2.0)
+        model.generator.bn.bias.zero_()
+        # Spectral norm divides each weight by u.W.v, and fresh random u, v make that estimate
+        # arbitrary (near 0 blows activations up); published weights carry converged u, v. Each
+        # training-mode pass runs one power iteration.
+        model.train()
+        for _ in range(20):
+            model(torch.zeros(1, config.z_dim), torch.zeros(1, num_classes), 1.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(config.to_json_string())
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder

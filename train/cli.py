@@ -10,9 +10,11 @@ import click
 
 from ptcommon import builtin
 from ptcommon.cli import Group
+from ptcommon.outputs import check_output_dir, check_output_file
 from ptcommon.shards import ReadPolicy, read_options
 
 from .data import digits as digits_data
+from .runs import RUNS_DIR
 from .trainer import TrainSettings
 
 DEFAULT_ARCH = "resnet18"
@@ -100,6 +102,7 @@ def training_options(epochs: int, batch_size: int, lr: float):
         def wrapper(**kw):
             names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "ema_decay", "checkpoint_every", "seed")
             settings = TrainSettings(**{n: kw.pop(n) for n in names})
+            check_output_dir(kw["out"] or RUNS_DIR, "--out")
             kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
                                                          ("out", "workers", "img_size", "device", "resume", "quiet")})
             return command(**kw)
@@ -131,7 +134,7 @@ def pp(shards: Path, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: Run
 
     check_arch(arch)
     data = ShardSet(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt)
-    model, config = prepare_model(TargetInfo.of_shards(data), "none", arch, run.img_size)
+    model, config = prepare_model(TargetInfo.of_shards(data), "none", arch, run.img_size, seed=run.settings.seed)
     ctx = run.start("pp")
     run_pp(data, model, config, ctx)
     if ctx.dist.main:
@@ -156,7 +159,7 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
     from .commands import open_labeled, prepare_model, run_finetune
 
     labeled = open_labeled(data, "--data", policy, skip_corrupt)
-    model, config = prepare_model(labeled.target, init, arch, run.img_size)
+    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed)
     ctx = run.start("finetune")
     run_finetune(labeled, init, model, config, ctx)
     if ctx.dist.main:
@@ -197,7 +200,7 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
 
     labeled = open_labeled(data, "--data", policy, shards_allowed=False)
     source = open_unlabeled(unlabeled, policy)
-    model, config = prepare_model(labeled.target, init, arch, run.img_size)
+    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed)
     kwargs = {"weight": unlabeled_weight}
     if threshold is not None:
         kwargs["threshold"] = threshold
@@ -213,14 +216,18 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
 @click.option("--teacher", default=builtin.DEFAULT_SPEC, show_default=True,
-              help="The source classifier: builtin:NAME or a run folder.")
+              help="The source classifier: builtin:NAME, a run folder, or timm:NAME (e.g. an ImageNet-1k model).")
+@click.option("--teacher-weights", type=click.Path(path_type=Path),
+              help="For timm:NAME without network access: a local state dict (.safetensors, or .pth read with "
+                   "weights_only). [default: timm's pretrained weights from the hub]")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="The student's architecture.")
 @click.option("--alpha", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of the distillation term.")
 @click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Softening temperature T of teacher and auxiliary head (the loss is scaled by T^2).")
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float, run: RunRequest) -> None:
+def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha: float, kd_temperature: float,
+       run: RunRequest) -> None:
     """Knowledge distillation baseline: the source classifier as teacher on the target's training images.
 
     The student (ARCH, from random weights) has the target head and an auxiliary head over the
@@ -228,14 +235,15 @@ def kd(data: Path, teacher: str, arch: str, alpha: float, kd_temperature: float,
     KL(teacher_T || auxiliary_T). Teacher and student see the same jittered image, each through
     its own preprocessing. The run ships the student without the auxiliary head.
     """
+    from ptcommon.classifiers import load_classifier
+
     from .commands import open_labeled, prepare_model, run_kd
-    from .models import resolve_run
 
     labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False)
-    resolve_run(teacher, "--teacher")
-    model, config = prepare_model(labeled.target, "none", arch, run.img_size)
+    source = load_classifier(teacher, "--teacher", teacher_weights)
+    model, config = prepare_model(labeled.target, "none", arch, run.img_size, seed=run.settings.seed)
     ctx = run.start("kd")
-    run_kd(labeled, teacher, model, config, alpha, kd_temperature, ctx)
+    run_kd(labeled, teacher, source, model, config, alpha, kd_temperature, ctx)
     if ctx.dist.main:
         click.echo(f"kd done: {ctx.run_dir}")
 
@@ -255,9 +263,12 @@ def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, 
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
     from .commands import run_eval, write_eval
 
-    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt)
     if confusion is None:
         confusion = Path("confusion.png") if builtin.is_builtin(run_spec) else Path(run_spec) / "confusion.png"
+    for flag, path in (("--json", json_path), ("--confusion", confusion)):
+        if path is not None:
+            check_output_file(path, flag)
+    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt)
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))
@@ -316,4 +327,5 @@ def digits(out: Path, labels_per_class: int, seed: int, overwrite: bool) -> None
     Digit folders are named 0 to 9; <row> is the image's row in sklearn's load_digits(). The
     parts are disjoint, and the same arguments always give byte-identical files.
     """
+    check_output_dir(out, "--out")
     click.echo(digits_data.export(out, labels_per_class, seed, overwrite))

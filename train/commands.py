@@ -26,6 +26,7 @@ from .data.transforms import Preprocess, weak_and_strong
 from .distributed import Dist
 from .evaluate import Evaluation, evaluate, plot_confusion
 from .models import ModelConfig, check_input_size, create_model, default_image_size, load_run, run_config, save_run
+from .seeding import loader_generator, seed_everything
 from .trainer import Algorithm, Supervised, Trainer, TrainSettings
 
 DEFAULT_MEAN_STD = (0.5, 0.5)
@@ -99,13 +100,16 @@ def open_unlabeled(path: Path, policy: ReadPolicy) -> ShardSet | UnlabeledImages
     return UnlabeledImages(path)
 
 
-def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None) -> tuple[torch.nn.Module, ModelConfig]:
+def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None, *,
+                  seed: int = 0) -> tuple[torch.nn.Module, ModelConfig]:
     """The model a command trains, built once and checked before the run folder exists.
 
     --init none: ARCH from random weights for TARGET's classes, at --img-size or the data's size
     raised to 32 px (scratch, and pseudo pre-training itself). Otherwise the --init run's backbone
     with a fresh head (PP step 3), which keeps the run's input contract: size, channels and
-    normalisation; target images adapt to it."""
+    normalisation; target images adapt to it. The random weights, or the fresh head, follow from
+    `seed` (--seed): the same on every rank."""
+    seed_everything(seed, "model")
     if init == "none":
         channels = target.in_chans
         config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
@@ -131,16 +135,17 @@ def _preprocess(config: ModelConfig) -> Preprocess:
     return Preprocess(config.image_size, config.in_chans, tuple(config.mean), tuple(config.std))
 
 
-def _loader(dataset, batch_size: int, workers: int, sampler=None) -> DataLoader:
+def _loader(dataset, batch_size: int, workers: int, sampler=None, generator: torch.Generator | None = None) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      persistent_workers=False, drop_last=False)
+                      persistent_workers=False, drop_last=False, generator=generator)
 
 
 def _drawn_batches(dataset, batch_size: int, steps: int, seed: int, epoch: int, rank: int, workers: int) -> DataLoader:
-    """`steps` batches drawn with replacement: the same count on every rank, whatever the set's size."""
+    """`steps` batches drawn with replacement: the same count on every rank, whatever the set's size;
+    the draws and the workers' augmentations follow from (seed, epoch, rank)."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch * 1000 + rank)
     sampler = RandomSampler(dataset, replacement=True, num_samples=steps * batch_size, generator=g)
-    return _loader(dataset, batch_size, workers, sampler=sampler)
+    return _loader(dataset, batch_size, workers, sampler=sampler, generator=loader_generator(seed, rank, epoch))
 
 
 def _shard_batches(data: ShardSet, transform, batch_size: int, ctx: RunContext, with_labels: bool = True):
@@ -151,7 +156,8 @@ def _shard_batches(data: ShardSet, transform, batch_size: int, ctx: RunContext, 
     def batches(epoch: int) -> DataLoader:
         pipeline = data.pipeline(transform, batch_size, train=True, seed=ctx.settings.seed * 100_003 + epoch,
                                  with_labels=with_labels, corrupt=data.corrupt, batches_per_worker=per_worker)
-        return DataLoader(pipeline, batch_size=None, num_workers=ctx.workers)
+        return DataLoader(pipeline, batch_size=None, num_workers=ctx.workers,
+                          generator=loader_generator(ctx.settings.seed, "shards", ctx.dist.rank, epoch))
 
     return batches, steps
 
@@ -248,16 +254,18 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
                         data=unlabeled if isinstance(unlabeled, ShardSet) else None)
 
 
-def run_kd(data: LabeledData, teacher_spec: str, backbone: torch.nn.Module, config: ModelConfig, alpha: float,
+def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, ModelConfig],
+           backbone: torch.nn.Module, config: ModelConfig, alpha: float,
            temperature: float, ctx: RunContext) -> Trainer:
     """The KD baseline: the student learns the target labels and mimics the teacher's source classes."""
     from .kd import Distillation, KDStudent, paired_views
 
-    teacher, teacher_config = load_run(teacher_spec, "--teacher")
+    teacher, teacher_config = source
     teacher.to(ctx.dist.device).eval().requires_grad_(False)
     data.train_set.transform = paired_views(_preprocess(config), _preprocess(teacher_config))
     batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
     record = {"data": str(data.root), "teacher": teacher_spec, "alpha": alpha, "temperature": temperature}
+    seed_everything(ctx.settings.seed, "auxiliary head")
     return fit_and_save(ctx, KDStudent(backbone, teacher_config.num_classes), Distillation(teacher, alpha, temperature),
                         batches, steps, config, record, validate=_test_validator(data, config, ctx),
                         shipped=lambda student: student.backbone)

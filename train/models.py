@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from ptcommon.cli import InputError
+from ptcommon.outputs import tensor_bytes, write_atomically
 from ptcommon.runfolder import (CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_arch, create_model,
                                 load_run, resolve_run, run_config)
 
@@ -33,10 +34,14 @@ def default_image_size(data_size: int) -> int:
 
 
 def save_run(folder: Path, model: torch.nn.Module, config: ModelConfig) -> None:
+    """Write the run's config, then its weights; the weights file is what marks a run finished,
+    so it appears only whole."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE))
-    (folder / CONFIG_FILE).write_text(json.dumps(config.as_dict(), ensure_ascii=False, indent=1) + "\n")
+    config_text = json.dumps(config.as_dict(), ensure_ascii=False, indent=1) + "\n"
+    write_atomically(folder / CONFIG_FILE, lambda tmp: tmp.write_text(config_text), "--out", lambda: len(config_text))
+    write_atomically(folder / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)), "--out",
+                     lambda: tensor_bytes(state))
 
 
 def check_input_size(model: torch.nn.Module, config: ModelConfig) -> None:

@@ -10,11 +10,12 @@ from ptcommon.cli import InputError
 from .models import WEIGHTS_FILE
 
 CHECKPOINT_FILE = "checkpoint.pt"
+RUNS_DIR = Path("runs")
 
 
 def default_run_dir(command: str) -> Path:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{command}-{stamp}"
+    return RUNS_DIR / f"{command}-{stamp}"
 
 
 def prepare_run_dir(out: Path | None, command: str, resume: bool) -> Path:

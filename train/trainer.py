@@ -3,12 +3,13 @@
 What differs between commands lives in an `Algorithm`: what a step's loss is (supervised
 cross-entropy here; FixMatch, UDA and KD say only what they change). The loop owns the rest:
 optimiser, cosine schedule with warm-up, AMP on CUDA, optional EMA, logs, checkpoints, resume.
+Every random draw of a step follows from (--seed, rank, step), so a resumed run ends with the
+weights of an uninterrupted one (train/seeding.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,8 +21,11 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+from ptcommon.outputs import tensor_bytes, write_atomically
+
 from .distributed import Dist
 from .runs import CHECKPOINT_FILE
+from .seeding import seed_everything
 
 METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "curve.png"
@@ -114,9 +118,8 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "settings": asdict(self.s),
         }
-        tmp = self.run_dir / (CHECKPOINT_FILE + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.run_dir / CHECKPOINT_FILE)
+        write_atomically(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp), "--out",
+                         lambda: tensor_bytes(state))
 
     def resume(self) -> None:
         state = torch.load(self.run_dir / CHECKPOINT_FILE, map_location=self.dist.device, weights_only=True)
@@ -133,10 +136,18 @@ class Trainer:
             with open(self.run_dir / METRICS_FILE, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
+    def _draw(self, batches: Iterator, step: int):
+        """The batch of STEP, drawn (augmentations without workers, then the model's dropout) from STEP's
+        random state, whether the run got here straight or resumed and is skipping past it: a pipeline
+        that reads ahead (WebDataset's batcher takes the next batch's first sample) draws alike either way."""
+        seed_everything(self.s.seed, self.dist.rank, step)
+        return next(batches)
+
     def _epoch_batches(self, epoch: int, skip: int) -> Iterator:
+        seed_everything(self.s.seed, self.dist.rank, "epoch", epoch)  # for loaders that draw their seed at iter()
         it = iter(self.batches(epoch))
-        for _ in range(skip):  # resuming mid-epoch: the data order of an uninterrupted run
-            next(it)
+        for step in range(epoch * self.steps_per_epoch, epoch * self.steps_per_epoch + skip):
+            self._draw(it, step)  # resuming mid-epoch: the data and draws of an uninterrupted run
         return it
 
     def fit(self) -> None:
@@ -149,7 +160,7 @@ class Trainer:
             batches = self._epoch_batches(epoch, self.step % self.steps_per_epoch)
             self.train_model.train()
             for _ in range(self.steps_per_epoch - self.step % self.steps_per_epoch):
-                batch = next(batches)
+                batch = self._draw(batches, self.step)
                 self.scheduler.step_update(self.step)
                 with amp:
                     loss, extra = self.algorithm.loss(self.train_model, batch, device)

@@ -17,6 +17,8 @@ from ptcommon.cli import InputError
 from ptcommon.shards import (ReadPolicy, ShardFormatError, decode, read_header, shard_paths, refuse_unexpected,
                              tar_samples)
 
+from ..seeding import derive_seed
+
 SHUFFLE_BUFFER = 2000
 
 
@@ -82,9 +84,10 @@ class ShardSet:
                  corrupt: CorruptCounter, batches_per_worker: int | None = None) -> wds.DataPipeline:
         """Batches of (images, labels) or (images,).
 
-        Training draws shards with replacement, seeded per (seed, rank, worker), and cuts the
-        endless stream into epochs of `batches_per_worker` batches: every rank takes the same
-        number of steps however unevenly shards divide, so no rank waits at an epoch's end.
+        Training draws shards with replacement and shuffles their samples, both seeded per (seed,
+        rank, worker), and cuts the endless stream into epochs of `batches_per_worker` batches:
+        every rank takes the same number of steps however unevenly shards divide, so no rank waits
+        at an epoch's end.
         Evaluation reads every shard once, split over ranks and workers.
         """
         urls = [str(p) for p in self.paths]
@@ -92,7 +95,7 @@ class ShardSet:
             wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
         stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt))
         if train:
-            stages.append(wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER // 2))
+            stages.append(_seeded_shuffle(seed))
         stages += [wds.map(decode, handler=corrupt), wds.map(self._fields(transform, with_labels), handler=corrupt)]
         stages.append(wds.batched(batch_size, partial=not train))
         pipeline = wds.DataPipeline(*stages)
@@ -115,3 +118,14 @@ class ShardSet:
             return transform(sample.image), self.index_of[sample.label]
 
         return extract
+
+
+def _seeded_shuffle(seed: int):
+    """WebDataset's shuffle buffer, seeded per (seed, rank, worker) once the stream starts in its
+    process (wds.shuffle alone seeds from the clock)."""
+
+    def stage(samples):
+        rank, _, worker, _ = wds.utils.pytorch_worker_info()
+        return wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER // 2, seed=derive_seed(seed, rank, worker))(samples)
+
+    return stage

@@ -19,24 +19,10 @@ import torch
 from torch import nn
 
 from ptcommon.cli import InputError
-from .generator import Generator, SamplingDefaults, check_condition, to_uint8
 
-META_FILE = "ptgen.json"
-_WEIGHT_SUFFIXES = (".safetensors", ".bin")
-
-
-def _public_config(config: dict) -> dict:
-    """Drop diffusers' bookkeeping keys (paths, library version) that do not change the samples."""
-    return {k: v for k, v in config.items() if not k.startswith("_")}
-
-
-def _weights_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+from ..conditioning import mix
+from ..generator import Generator, SamplingDefaults, seeded_latents, to_uint8
+from .folder import META_FILE, pipeline_class, public_config, read_json, read_meta, weights_digest
 
 
 class UNetGenerator(Generator):
@@ -47,6 +33,24 @@ class UNetGenerator(Generator):
     embedding table is taken out of the model and replaced by an identity: the UNet then adds
     whatever vector it is given to the timestep embedding, exactly as it would add a table row.
     """
+
+    name = "unet"
+    network = "unet"
+    layout = "unet/ (a class-conditional UNet2DModel), scheduler/, optionally ptgen.json"
+
+    @classmethod
+    def claims(cls, folder: Path) -> bool:
+        # Text-to-image pipelines also hold a unet/; theirs is a UNet2DConditionModel.
+        return (folder / "unet").is_dir() and pipeline_class(folder) is None
+
+    @classmethod
+    def describe(cls, folder: Path) -> dict:
+        config = read_json(folder / "unet" / "config.json")
+        rows, size = config.get("num_class_embeds"), config.get("sample_size")
+        null = bool(read_meta(folder).get("null_class"))
+        return {"num_classes": rows - 1 if rows and null else rows,
+                "image_size": size if isinstance(size, int) or size is None else size[0],
+                "channels": config.get("out_channels")}
 
     def __init__(self, folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
         import diffusers
@@ -76,10 +80,11 @@ class UNetGenerator(Generator):
         self._scheduler_config = sched_config
         self._scheduler_cls = scheduler_cls
 
-        meta_path = self.folder / META_FILE
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = read_meta(self.folder)
         rows = unet.config.num_class_embeds
         self._has_null = bool(meta.get("null_class", False))
+        # The null class of guidance: the table's last row, when the model was trained with one.
+        self._null = rows - 1 if self._has_null else None
         n = rows - 1 if self._has_null else rows
         self._num_classes = n
         self._class_names = list(meta.get("class_names") or [f"class_{i}" for i in range(n)])
@@ -99,9 +104,9 @@ class UNetGenerator(Generator):
         self.unet = unet.to(self.device).eval()
         self._fingerprint = {
             "backend": "diffusers-unet2d",
-            "unet": _public_config(dict(unet.config)),
-            "scheduler": {"class": sched_config["_class_name"], **_public_config(sched_config)},
-            "weights_sha256": _weights_digest(self.folder / "unet"),
+            "unet": public_config(dict(unet.config)),
+            "scheduler": {"class": sched_config["_class_name"], **public_config(sched_config)},
+            "weights_sha256": weights_digest(self.folder / "unet"),
             "template": hashlib.sha256((self.folder / meta["template"]).read_bytes()).hexdigest()
             if self._templates is not None
             else None,
@@ -155,20 +160,12 @@ class UNetGenerator(Generator):
 
     def class_embedding(self, condition: torch.Tensor) -> torch.Tensor:
         """Rows of the embedding table for class ids, or their mixture for soft labels."""
-        return self._mix(self._table, condition)
-
-    def _mix(self, table: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        check_condition(condition, self._num_classes)
-        if condition.is_floating_point():
-            return condition.to(self.device, table.dtype) @ table[: self._num_classes]
-        return table[condition.to(self.device)]
+        return mix(self._table, condition, self._num_classes)
 
     @torch.inference_mode()
     def sample(
         self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
     ) -> np.ndarray:
-        from diffusers.utils.torch_utils import randn_tensor
-
         if len(seeds) != len(condition):
             raise ValueError(f"{len(seeds)} seeds for {len(condition)} conditions")
         guided = guidance > 1.0
@@ -177,21 +174,17 @@ class UNetGenerator(Generator):
         # A fresh scheduler per batch: multistep solvers keep state between steps.
         scheduler = self._scheduler_cls.from_config(self._scheduler_config)
         scheduler.set_timesteps(steps, device=self.device)
-        # One CPU generator per sample makes each image a function of its own seed only,
-        # whatever the batch and whatever the device.
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        shape = (len(seeds), self.channels, self.image_size, self.image_size)
-        x = randn_tensor(shape, generator=generators, device=self.device, dtype=self.dtype)
-        x = x * scheduler.init_noise_sigma
+        shape = (self.channels, self.image_size, self.image_size)
+        generators, x = seeded_latents(scheduler, seeds, shape, self.device, self.dtype)
 
         emb = self.class_embedding(condition)
         if guided:
-            emb = torch.cat([emb, self._table[-1].expand_as(emb)])
+            emb = torch.cat([emb, self._table[self._null].expand_as(emb)])
         template = None
         if self._templates is not None:
-            template = self._mix(self._templates, condition)
+            template = mix(self._templates, condition, self._num_classes)
             if guided:
-                template = torch.cat([template, self._templates[-1].expand_as(template)])
+                template = torch.cat([template, self._templates[self._null].expand_as(template)])
             template = template.view(len(emb), -1, self.image_size, self.image_size).to(self.dtype)
         for t in scheduler.timesteps:
             x_in = scheduler.scale_model_input(x, t)

@@ -1,0 +1,112 @@
+"""Classifier SPECs, for both stages: `builtin:NAME`, a run folder, or `timm:NAME` (an ImageNet model).
+
+A source classifier is read in two places: pseudo conditional sampling (`ptgen pseudo
+--classifier`) and the distillation baseline (`pttrain kd --teacher`). Run folders and built-ins
+carry their classes and preprocessing in `config.json` (`ptcommon.runfolder`); a `timm:` model
+gets them from timm: its data config (input size, mean, std) and ImageNet-1k's classes in index
+order, which is the order DiT and BigGAN use for their labels, so its outputs map onto such a
+generator's classes by index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from .cli import InputError
+from .runfolder import WEIGHTS_FILE, ModelConfig, check_arch, load_run, resolve_run
+
+TIMM_PREFIX = "timm:"
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+
+
+def is_timm(spec: str) -> bool:
+    return spec.startswith(TIMM_PREFIX)
+
+
+def check_classifier(spec: str, flag: str, weights: Path | None = None) -> None:
+    """Refuse a SPEC that names nothing loadable, before any work: cheap checks only."""
+    if not is_timm(spec):
+        if weights is not None:
+            raise InputError(f"{flag}-weights {weights}: only for a timm:NAME classifier; {spec} carries its own")
+        resolve_run(spec, flag)
+        return
+    check_arch(spec[len(TIMM_PREFIX):], flag)
+    if weights is not None:
+        if not weights.is_file():
+            raise InputError(f"{flag}-weights {weights}: no such file")
+        if weights.suffix not in WEIGHTS_SUFFIXES:
+            raise InputError(f"{flag}-weights {weights}: expected a state dict in {', '.join(WEIGHTS_SUFFIXES)}")
+
+
+def _timm_classes(num_classes: int) -> list[str]:
+    if num_classes == 1000:
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        return [info.index_to_description(i) for i in range(num_classes)]
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+def _read_state(weights: Path, flag: str) -> dict:
+    """A state dict from a file, never by unpickling code: safetensors, or torch.load under weights_only."""
+    if weights.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(weights))
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle's UnpicklingError and torch's own, for anything but plain tensors
+        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
+        raise InputError(f"{flag}-weights {weights}: not a plain state dict ({reason}); refusing to unpickle it") from None
+    for key in ("state_dict", "model"):  # training checkpoints nest the weights
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def _load_timm(spec: str, flag: str, weights: Path | None) -> tuple[torch.nn.Module, ModelConfig]:
+    import timm
+    from timm.data import resolve_data_config
+
+    name = spec[len(TIMM_PREFIX):]
+    check_classifier(spec, flag, weights)
+    try:
+        model = timm.create_model(name, pretrained=weights is None)
+    except Exception as err:  # offline: the hub client raises many types
+        raise InputError(f"{flag} {spec}: could not fetch timm's pretrained weights ({type(err).__name__}); "
+                         f"without network access pass a local weights file with {flag}-weights FILE") from None
+    if weights is not None:
+        try:
+            model.load_state_dict(_read_state(weights, flag))
+        except RuntimeError as err:
+            raise InputError(f"{flag}-weights {weights}: does not fit {name} "
+                             f"({str(err).splitlines()[0][:120]})") from None
+    data = resolve_data_config({}, model=model)
+    size = data["input_size"]
+    config = ModelConfig(arch=name, num_classes=model.num_classes, class_names=_timm_classes(model.num_classes),
+                         image_size=size[-1], in_chans=size[0], mean=list(data["mean"]), std=list(data["std"]),
+                         source_ids=list(range(model.num_classes)))
+    return model.eval(), config
+
+
+def load_classifier(spec: str, flag: str, weights: Path | None = None) -> tuple[torch.nn.Module, ModelConfig]:
+    """The model a classifier SPEC names, in eval mode, with the config that says how to feed it."""
+    if is_timm(spec):
+        return _load_timm(spec, flag, weights)
+    check_classifier(spec, flag, weights)
+    return load_run(spec, flag)
+
+
+def classifier_digest(spec: str, weights: Path | None = None) -> str:
+    """What identifies a classifier's weights, for a dataset's config hash."""
+    path = weights if is_timm(spec) else resolve_run(spec, "--classifier") / WEIGHTS_FILE
+    if path is None:  # timm's hub weights: the name and timm's pretrained tag say which
+        return f"{spec}:pretrained"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,85 @@
+"""pttrain --seed: the same command and seed give the same weights, another seed other weights,
+and a run interrupted and resumed ends with the weights of an uninterrupted one."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from train.cli import main as pttrain
+from train.commands import TargetInfo, prepare_model
+from train.trainer import Trainer
+
+FAST = ["--arch", "test_resnet", "--img-size", "16", "--quiet"]
+
+
+def finetune(target, *extra):
+    """Scratch: 3 images in batches of 2 are 2 steps an epoch, 6 in all."""
+    return ["finetune", "--data", target, "--init", "none", "--epochs", 3, "--batch-size", 2, *extra]
+
+
+def pssl(target, pseudo_shards, *extra):
+    """FixMatch (RandAugment, random erasing) on 12 pseudo shard samples, 4 a batch: 3 steps an epoch."""
+    return ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--ratio", 2,
+            "--batch-size", 2, "--epochs", 2, "--threshold", 0, *extra]
+
+
+def weights(cli, args, out) -> dict[str, torch.Tensor]:
+    result = cli(pttrain, [*args, "--out", out, *FAST])
+    assert result.exit_code == 0, result.output + result.stderr
+    return load_file(str(out / "model.safetensors"))
+
+
+def equal(a: dict, b: dict) -> bool:
+    assert a.keys() == b.keys()
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("command", ["finetune", "finetune-workers", "pssl", "kd"])
+def test_the_same_seed_gives_the_same_weights(cli, target, pseudo_shards, tmp_path, command):
+    args = {"finetune": finetune(target, "--seed", 7),
+            "finetune-workers": finetune(target, "--seed", 7, "--workers", 2, "--epochs", 2),
+            "pssl": pssl(target, pseudo_shards, "--seed", 7),
+            "kd": ["kd", "--data", target, "--epochs", 1, "--batch-size", 2, "--seed", 7]}[command]
+    first, second = weights(cli, args, tmp_path / "1"), weights(cli, args, tmp_path / "2")
+    assert equal(first, second)
+
+
+def test_another_seed_gives_other_weights(cli, target, tmp_path):
+    assert not equal(weights(cli, finetune(target, "--seed", 1), tmp_path / "1"),
+                     weights(cli, finetune(target, "--seed", 2), tmp_path / "2"))
+
+
+def test_the_seed_draws_the_initial_weights(target):
+    info = TargetInfo(["a", "b"], 1, 12)
+
+    def initial(seed):
+        return prepare_model(info, "none", "test_resnet", 16, seed=seed)[0].state_dict()
+
+    assert equal(initial(3), initial(3)) and not equal(initial(3), initial(4))
+
+
+@pytest.mark.parametrize("command", ["finetune", "finetune-workers", "pssl"])
+def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(cli, target, pseudo_shards, tmp_path,
+                                                                           monkeypatch, command):
+    # Interrupted mid-epoch: after step 3 of finetune's 2-step epochs, after step 4 of pssl's 3-step ones.
+    args, stop = {"finetune": (finetune(target, "--seed", 5), 3),
+                  "finetune-workers": (finetune(target, "--seed", 5, "--workers", 2), 3),
+                  "pssl": (pssl(target, pseudo_shards, "--seed", 5), 4)}[command]
+    args = [*args, "--checkpoint-every", 1]
+    straight = weights(cli, args, tmp_path / "straight")
+
+    checkpoint, steps = Trainer._checkpoint, []
+
+    def interrupt(self):
+        checkpoint(self)
+        steps.append(self.step)
+        if self.step == stop:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "interrupted"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_checkpoint", interrupt)
+        result = cli(pttrain, [*args, "--out", out, *FAST])
+    assert result.exit_code == 130 and steps == list(range(1, stop + 1))
+    assert (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
+    assert equal(weights(cli, [*args, "--resume"], out), straight)
