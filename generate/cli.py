@@ -95,7 +95,9 @@ def generation_options(default_out: str):
         click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True,
-                     help="fp16 is for CUDA only; bf16 also runs on CPUs (fast where they have AVX-512 BF16 or AMX)."),
+                     help="bf16 runs on GPUs and on CPUs with AVX-512 BF16 or AMX (the built-in model: same class "
+                          "consistency and FD as fp32 at 1.5x its rate on 2 cores, docs/results.md); fp16 is for "
+                          "CUDA only. Part of the config hash."),
         click.option("--compile", "compile_", is_flag=True,
                      help="torch.compile the generator's network: faster sampling after a warm-up of a minute or "
                           "more. Part of the config hash, since compiled kernels may round differently."),
@@ -188,7 +190,7 @@ class GenerationRequest:
             if rank == 0:
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}; "
+                           f"{s.guidance}, {s.dtype}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}; "
                            f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
 
         def estimate(rate: float, left: int) -> None:

@@ -138,3 +138,13 @@ def test_compile_without_a_compiler_is_refused_in_one_line(dit, cli, tmp_path, m
     result = cli(ptgen, ["synth", "--model", dit, "--device", "cpu", "--compile", "--out", tmp_path / "o"])
     assert result.exit_code == 2 and "--compile: compiling for the CPU needs a C++ compiler" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_hub_sources_while_the_hub_is_unreachable_say_how_to_go_local(target, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the state of an offline machine, without waiting on the network
+    result = cli(ptgen, ["synth", "--model", "facebook/DiT-XL-2-256", "--out", tmp_path / "o"])
+    assert result.exit_code == 2 and "could not fetch it from the model hub" in result.stderr
+    assert "pass a local diffusers model folder" in result.stderr and not (tmp_path / "o").exists()
+    result = cli(pttrain, ["kd", "--data", target, "--teacher", "timm:resnet18", "--out", tmp_path / "kd", *TRAIN])
+    assert result.exit_code == 2 and "could not fetch timm's pretrained weights" in result.stderr
+    assert "--teacher-weights FILE" in result.stderr and not (tmp_path / "kd").exists()

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, run_module
 from generate.cli import main as ptgen
 
-ARGS = ["--per-class", 8, "--shard-size", 6, "--batch-size", 4, "--quiet"]  # 40 images, 7 shards
+ARGS = ["--per-class", 8, "--shard-size", 6, "--batch-size", 4, "--dtype", "fp32", "--quiet"]  # 40 images, 7 shards
 
 
 def synth_args(model, out, *extra):

@@ -18,9 +18,14 @@ from .runs import RUNS_DIR
 from .trainer import TrainSettings
 
 DEFAULT_ARCH = "resnet18"
-PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), resized to --img-size "
-                   "square (bilinear, antialiased), scaled to [0, 1] and normalised; training adds a mild "
-                   "random affine jitter, no flips.")
+PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
+                   "one of two policies (--augment). glyph: resized to --img-size square (bilinear, "
+                   "antialiased), scaled to [0, 1] and normalised (0.5/0.5 for a new model); training adds a "
+                   "mild random affine jitter, no flips. natural: timm's create_transform with the "
+                   "architecture's pretrained_cfg (a new model normalises with its mean/std, e.g. ImageNet's): "
+                   "training takes a random resized crop, a horizontal flip and a colour jitter; evaluation "
+                   "resizes and takes the center crop (crop_pct). auto picks glyph, for grayscale and RGB data "
+                   "alike: measured, natural did not beat it on RGB photo patches (docs/results.md).")
 
 
 @click.group(cls=Group, name="pttrain", context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,10 +55,12 @@ class RunRequest:
     device: str
     resume: bool
     quiet: bool
+    augment: str
 
-    def start(self, command: str):
-        """Join torchrun's group if any, choose the run folder (rank 0 announces it). Called once every
-        input has been checked, so that a refusal leaves no run folder behind."""
+    def start(self, command: str, augment: str):
+        """Join torchrun's group if any, choose the run folder (rank 0 announces it and the
+        augmentation policy AUGMENT). Called once every input has been checked, so that a refusal
+        leaves no run folder behind."""
         from .commands import RunContext
         from .distributed import setup
         from .runs import prepare_run_dir
@@ -62,9 +69,11 @@ class RunRequest:
         run_dir = prepare_run_dir(self.out, command, self.resume)
         if dist.main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            click.echo(f"pttrain {command}: run folder {run_dir}", err=True)
+            click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment})",
+                       err=True)
         dist.barrier()
-        return RunContext(command, run_dir, self.settings, dist, self.workers, self.resume, not self.quiet)
+        return RunContext(command, run_dir, self.settings, dist, self.workers, self.resume, not self.quiet,
+                          augment, self.augment)
 
 
 def training_options(epochs: int, batch_size: int, lr: float):
@@ -91,6 +100,10 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          help="Model input size, for a new model (a finetune from a run keeps the run's). [default: "
                          "the data's size, raised to 32 when smaller: timm's CNNs downsample 32x, and 16 px "
                          "glyphs resized to 32 trained resnet18 better, docs/results.md]"),
+            click.option("--augment", type=click.Choice(["auto", "glyph", "natural"]), default="auto",
+                         show_default=True, help="Preprocessing and augmentation policy (below). auto: from the data's "
+                         "channels (shards' dataset.json, the training images): glyph for grayscale and, as "
+                         "measured, for RGB too (docs/results.md)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
             click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
@@ -104,7 +117,8 @@ def training_options(epochs: int, batch_size: int, lr: float):
             settings = TrainSettings(**{n: kw.pop(n) for n in names})
             check_output_dir(kw["out"] or RUNS_DIR, "--out")
             kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
-                                                         ("out", "workers", "img_size", "device", "resume", "quiet")})
+                                                         ("out", "workers", "img_size", "device", "resume", "quiet",
+                                                          "augment")})
             return command(**kw)
 
         return wrapper
@@ -128,14 +142,16 @@ def pp(shards: Path, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: Run
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import TargetInfo, prepare_model, run_pp
+    from .commands import TargetInfo, choose_augment, prepare_model, run_pp
     from .data.shards import ShardSet
     from .models import check_arch
 
     check_arch(arch)
     data = ShardSet(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt)
-    model, config = prepare_model(TargetInfo.of_shards(data), "none", arch, run.img_size, seed=run.settings.seed)
-    ctx = run.start("pp")
+    target = TargetInfo.of_shards(data)
+    augment = choose_augment(run.augment, target)
+    model, config = prepare_model(target, "none", arch, run.img_size, seed=run.settings.seed, augment=augment)
+    ctx = run.start("pp", augment)
     run_pp(data, model, config, ctx)
     if ctx.dist.main:
         click.echo(f"pp done: {ctx.run_dir}")
@@ -156,11 +172,12 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
     ImageFolder, an epoch is one pass over train/ and test accuracy is logged after every epoch
     when DATA has test/. From labeled shards, the classes (and their source ids) are the shards'.
     """
-    from .commands import open_labeled, prepare_model, run_finetune
+    from .commands import choose_augment, open_labeled, prepare_model, run_finetune
 
     labeled = open_labeled(data, "--data", policy, skip_corrupt)
-    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed)
-    ctx = run.start("finetune")
+    augment = choose_augment(run.augment, labeled.target)
+    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
+    ctx = run.start("finetune", augment)
     run_finetune(labeled, init, model, config, ctx)
     if ctx.dist.main:
         click.echo(f"finetune done: {ctx.run_dir}")
@@ -192,22 +209,24 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
               view's cross-entropy target (Sohn et al. 2020; weight 1, ratio 7)
     uda       the weak view's prediction sharpened at temperature 0.4 is the strong view's KL
               target where the weak view is confident (>= 0.8) (Xie et al. 2020)
-    Strong views: RandAugment (2 ops, magnitude 9) and random erasing. An epoch is one pass
+    Strong views: the weak view plus RandAugment (2 ops, magnitude 9; torchvision's under the glyph
+    policy, timm's under the natural one) and random erasing. An epoch is one pass
     over the unlabeled data; labeled batches are drawn with replacement alongside.
     """
-    from .commands import open_labeled, open_unlabeled, prepare_model, run_pssl
+    from .commands import choose_augment, open_labeled, open_unlabeled, prepare_model, run_pssl
     from .ssl import ALGORITHMS
 
     labeled = open_labeled(data, "--data", policy, shards_allowed=False)
     source = open_unlabeled(unlabeled, policy)
-    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed)
+    augment = choose_augment(run.augment, labeled.target)
+    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
     kwargs = {"weight": unlabeled_weight}
     if threshold is not None:
         kwargs["threshold"] = threshold
     if algo == "uda":
         kwargs["temperature"] = uda_temperature
     algorithm = ALGORITHMS[algo](**kwargs)
-    ctx = run.start("pssl")
+    ctx = run.start("pssl", augment)
     run_pssl(labeled, source, init, model, config, algorithm, ratio, ctx)
     if ctx.dist.main:
         click.echo(f"pssl done: {ctx.run_dir}")
@@ -232,17 +251,19 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
 
     The student (ARCH, from random weights) has the target head and an auxiliary head over the
     teacher's classes: loss = cross-entropy on the target labels + alpha * T^2 *
-    KL(teacher_T || auxiliary_T). Teacher and student see the same jittered image, each through
-    its own preprocessing. The run ships the student without the auxiliary head.
+    KL(teacher_T || auxiliary_T). Teacher and student see the same augmented image (the --augment
+    policy's jitter, or crop, flip and colour jitter), each through its own resizing and
+    normalisation. The run ships the student without the auxiliary head.
     """
     from ptcommon.classifiers import load_classifier
 
-    from .commands import open_labeled, prepare_model, run_kd
+    from .commands import choose_augment, open_labeled, prepare_model, run_kd
 
     labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False)
     source = load_classifier(teacher, "--teacher", teacher_weights)
-    model, config = prepare_model(labeled.target, "none", arch, run.img_size, seed=run.settings.seed)
-    ctx = run.start("kd")
+    augment = choose_augment(run.augment, labeled.target)
+    model, config = prepare_model(labeled.target, "none", arch, run.img_size, seed=run.settings.seed, augment=augment)
+    ctx = run.start("kd", augment)
     run_kd(labeled, teacher, source, model, config, alpha, kd_temperature, ctx)
     if ctx.dist.main:
         click.echo(f"kd done: {ctx.run_dir}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -22,14 +22,15 @@ from ptcommon.shards import ReadPolicy, is_shard_folder
 
 from .data.folder import UnlabeledImages, labeled_split
 from .data.shards import ShardSet
-from .data.transforms import Preprocess, weak_and_strong
+from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
 from .distributed import Dist
 from .evaluate import Evaluation, evaluate, plot_confusion
-from .models import ModelConfig, check_input_size, create_model, default_image_size, load_run, run_config, save_run
+from .models import (ModelConfig, check_input_size, create_model, default_image_size, load_run, resolve_run,
+                     run_config, save_run)
 from .seeding import loader_generator, seed_everything
 from .trainer import Algorithm, Supervised, Trainer, TrainSettings
 
-DEFAULT_MEAN_STD = (0.5, 0.5)
+DEFAULT_MEAN_STD = (0.5, 0.5)  # a new model's normalisation under the glyph policy
 
 
 @dataclass
@@ -43,6 +44,8 @@ class RunContext:
     workers: int
     resume: bool
     progress: bool
+    augment: str = "glyph"  # the policy the run trains with (train/data/transforms.py)
+    augment_flag: str = "glyph"  # what --augment said (auto, or a policy)
 
 
 @dataclass
@@ -100,22 +103,33 @@ def open_unlabeled(path: Path, policy: ReadPolicy) -> ShardSet | UnlabeledImages
     return UnlabeledImages(path)
 
 
+def choose_augment(flag: str, target: TargetInfo) -> str:
+    """--augment: the policy it names, or for auto the one the data's channels call for
+    (`transforms.AUTO_POLICY`), decided from the data this command trains on."""
+    return auto_policy(target.in_chans) if flag == "auto" else flag
+
+
 def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None, *,
-                  seed: int = 0) -> tuple[torch.nn.Module, ModelConfig]:
+                  seed: int = 0, augment: str = "glyph") -> tuple[torch.nn.Module, ModelConfig]:
     """The model a command trains, built once and checked before the run folder exists.
 
     --init none: ARCH from random weights for TARGET's classes, at --img-size or the data's size
     raised to 32 px (scratch, and pseudo pre-training itself). Otherwise the --init run's backbone
     with a fresh head (PP step 3), which keeps the run's input contract: size, channels and
     normalisation; target images adapt to it. The random weights, or the fresh head, follow from
-    `seed` (--seed): the same on every rank."""
+    `seed` (--seed): the same on every rank. A new model normalises with 0.5/0.5 under the glyph
+    policy, with the mean/std of ARCH's pretrained_cfg under the natural one (`augment`)."""
     seed_everything(seed, "model")
     if init == "none":
         channels = target.in_chans
+        if augment == "natural":
+            stats = arch_data_config(arch)
+            mean, std = per_channel(stats["mean"], channels), per_channel(stats["std"], channels)
+        else:
+            mean, std = [DEFAULT_MEAN_STD[0]] * channels, [DEFAULT_MEAN_STD[1]] * channels
         config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
                              image_size=img_size or default_image_size(target.image_size), in_chans=channels,
-                             mean=[DEFAULT_MEAN_STD[0]] * channels, std=[DEFAULT_MEAN_STD[1]] * channels,
-                             source_ids=target.source_ids)
+                             mean=mean, std=std, source_ids=target.source_ids)
         model = create_model(config)
         check_input_size(model, config)
         return model, config
@@ -131,8 +145,20 @@ def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None
     return model, config
 
 
-def _preprocess(config: ModelConfig) -> Preprocess:
-    return Preprocess(config.image_size, config.in_chans, tuple(config.mean), tuple(config.std))
+def _preprocess(config: ModelConfig, policy: str = "glyph") -> Preprocess:
+    """The preprocessing of CONFIG's model under POLICY (natural: with its architecture's
+    interpolation and crop_pct)."""
+    pre = Preprocess(config.image_size, config.in_chans, tuple(config.mean), tuple(config.std))
+    if policy == "glyph":
+        return pre
+    stats = arch_data_config(config.arch)
+    return replace(pre, policy=policy, interpolation=stats["interpolation"], crop_pct=stats["crop_pct"])
+
+
+def run_augment(spec: str, flag: str = "--run") -> str:
+    """The policy a run folder trained with (its train.json); glyph for runs from before the choice."""
+    record = resolve_run(spec, flag) / "train.json"
+    return json.loads(record.read_text()).get("augment", "glyph") if record.exists() else "glyph"
 
 
 def _loader(dataset, batch_size: int, workers: int, sampler=None, generator: torch.Generator | None = None) -> DataLoader:
@@ -177,7 +203,7 @@ def _test_validator(data: LabeledData, config: ModelConfig, ctx: RunContext):
     """Top-1 on DATA's test/ after every epoch, for an ImageFolder that has one."""
     if data.train_set is None or not (data.root / "test").is_dir():
         return None
-    test_set = labeled_split(data.root, "test", _preprocess(config).transform(augment=False))
+    test_set = labeled_split(data.root, "test", _preprocess(config, ctx.augment).transform(augment=False))
 
     def validate(m: torch.nn.Module) -> dict:
         result = evaluate(m, _loader(test_set, 256, ctx.workers), config.num_classes, ctx.dist.device)
@@ -202,7 +228,8 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
     if ctx.dist.main:
         save_run(ctx.run_dir, shipped(trainer.final_model), config)
         (ctx.run_dir / "train.json").write_text(json.dumps(
-            {"command": ctx.command, **record, **skipped, "settings": asdict(ctx.settings)},
+            {"command": ctx.command, **record, "augment": ctx.augment, "augment_flag": ctx.augment_flag,
+             **skipped, "settings": asdict(ctx.settings)},
             indent=1, default=str) + "\n")
     if data is not None:
         data.report_skipped()
@@ -211,13 +238,14 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
 
 def run_pp(data: ShardSet, model: torch.nn.Module, config: ModelConfig, ctx: RunContext) -> Trainer:
     """Supervised training on the shards' source labels (docs/method.md, PP step 2)."""
-    batches, steps = _shard_batches(data, _preprocess(config).transform(augment=True), ctx.settings.batch_size, ctx)
+    transform = _preprocess(config, ctx.augment).transform(augment=True)
+    batches, steps = _shard_batches(data, transform, ctx.settings.batch_size, ctx)
     return fit_and_save(ctx, model, Supervised(), batches, steps, config, {"shards": str(data.root)}, data=data)
 
 
 def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: ModelConfig, ctx: RunContext) -> Trainer:
     """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline)."""
-    transform = _preprocess(config).transform(augment=True)
+    transform = _preprocess(config, ctx.augment).transform(augment=True)
     if data.shards is not None:
         batches, steps = _shard_batches(data.shards, transform, ctx.settings.batch_size, ctx)
     else:
@@ -232,7 +260,7 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     """SSL on the labeled target images plus unlabeled samples (docs/method.md, P-SSL step 2).
 
     An epoch is one pass over the unlabeled data; labeled batches are drawn alongside."""
-    pre = _preprocess(config)
+    pre = _preprocess(config, ctx.augment)
     data.train_set.transform = pre.transform(augment=True)
     views = weak_and_strong(pre)
     batch_u = ctx.settings.batch_size * ratio
@@ -262,7 +290,7 @@ def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, 
 
     teacher, teacher_config = source
     teacher.to(ctx.dist.device).eval().requires_grad_(False)
-    data.train_set.transform = paired_views(_preprocess(config), _preprocess(teacher_config))
+    data.train_set.transform = paired_views(_preprocess(config, ctx.augment), _preprocess(teacher_config))
     batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
     record = {"data": str(data.root), "teacher": teacher_spec, "alpha": alpha, "temperature": temperature}
     seed_everything(ctx.settings.seed, "auxiliary head")
@@ -272,9 +300,10 @@ def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, 
 
 
 def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool) -> tuple[Evaluation, list[str]]:
-    """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards."""
+    """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards,
+    preprocessed as the run's policy evaluates."""
     model, config = load_run(run, "--run")
-    pre = _preprocess(config)
+    pre = _preprocess(config, run_augment(run))
     if is_shard_folder(data):
         shards = ShardSet(data, "--data", policy=policy, skip_corrupt=skip_corrupt)
         if config.source_ids is None:

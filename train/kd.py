@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from torchvision.transforms import v2
 
 from .data.transforms import Preprocess
 from .trainer import Algorithm
@@ -34,9 +33,10 @@ class KDStudent(nn.Module):
 
 
 def paired_views(student: Preprocess, teacher: Preprocess):
-    """One random affine jitter, then the student's and the teacher's own preprocessing."""
-    jitter = v2.RandomAffine(degrees=8, translate=(0.08, 0.08), scale=(0.9, 1.1))
-    to_student, to_teacher = student.transform(augment=False), teacher.transform(augment=False)
+    """One augmentation of the student's policy (glyph: a random affine jitter; natural: a random
+    resized crop, flip and colour jitter), then each model's own resizing and normalisation."""
+    jitter = student.jitter()
+    to_student, to_teacher = student.square(), teacher.square()
 
     def apply(image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
         moved = jitter(image.convert(student.mode))
