@@ -87,6 +87,8 @@ def resolve_device(device: str) -> str:
         raise InputError("--device cuda: no CUDA device is visible; use --device cpu or auto")
     if device == "cuda":
         local, count = local_rank(), torch.cuda.device_count()
+        if count == 1:  # the launcher bound one GPU to this process (srun --gpus-per-task 1)
+            return "cuda:0"
         if local >= count:
             raise InputError(f"--device cuda: this process is local rank {local} but the node shows {count} GPUs; "
                              f"start at most {count} processes per node")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -69,6 +70,12 @@ class ShardWriter:
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        self._tar.close()
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        """Drop the unfinished shard. Closing flushes buffers, which fails again on a full disk:
+        that must not keep the temporary file from going."""
+        try:
+            with contextlib.suppress(OSError):
+                self._tar.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)

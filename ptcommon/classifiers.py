@@ -52,18 +52,20 @@ def _timm_classes(num_classes: int) -> list[str]:
 
 def _read_state(weights: Path, flag: str) -> dict:
     """A state dict from a file, never by unpickling code: safetensors, or torch.load under weights_only."""
-    if weights.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(weights))
     try:
+        if weights.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(weights))
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle's UnpicklingError and torch's own, for anything but plain tensors
+    except Exception as err:  # safetensors' and pickle's errors, and torch's own for anything but plain tensors
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise InputError(f"{flag}-weights {weights}: not a plain state dict ({reason}); refusing to unpickle it") from None
     for key in ("state_dict", "model"):  # training checkpoints nest the weights
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
+    if not isinstance(state, dict):
+        raise InputError(f"{flag}-weights {weights}: holds a {type(state).__name__}, not a state dict")
     return state
 
 
@@ -81,7 +83,7 @@ def _load_timm(spec: str, flag: str, weights: Path | None) -> tuple[torch.nn.Mod
     if weights is not None:
         try:
             model.load_state_dict(_read_state(weights, flag))
-        except RuntimeError as err:
+        except (RuntimeError, TypeError) as err:
             raise InputError(f"{flag}-weights {weights}: does not fit {name} "
                              f"({str(err).splitlines()[0][:120]})") from None
     data = resolve_data_config({}, model=model)

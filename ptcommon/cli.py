@@ -6,6 +6,7 @@ dump, for anything that is their input's fault.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -15,6 +16,15 @@ class InputError(click.ClickException):
     """Bad input: the message names the flag or file, the value, and what would be right."""
 
     exit_code = 2
+
+
+def one_line(message: str) -> str:
+    """A refusal raised in a DataLoader worker reaches the main process as the worker's formatted
+    traceback; the user is owed only its last line, the refusal itself, without the class name."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return re.sub(r"^[\w.]+(Error|Exception): ", "", last)
 
 
 class Group(click.Group):
@@ -28,7 +38,7 @@ class Group(click.Group):
             click.echo(err.ctx.get_help() if err.ctx else str(err))
             code = 0
         except click.ClickException as err:
-            click.echo(f"{name}: error: {err.format_message()}", err=True)
+            click.echo(f"{name}: error: {one_line(err.format_message())}", err=True)
             code = err.exit_code
         except click.Abort:
             click.echo(f"{name}: interrupted", err=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import tarfile
 import warnings
@@ -102,13 +103,27 @@ def read_header(root: Path, flag: str = "") -> dict:
     missing = [k for k in ("prefix", "count", "shard_size") if not isinstance(header, dict) or k not in header]
     if missing:
         raise InputError(f"{where}: {DATASET_FILE} lacks {', '.join(missing)}; is it from ptgen synth or ptgen pseudo?")
+    # The prefix becomes file names: a path or a `pipe:` URL there would read outside the folder or run a command.
+    if not isinstance(header["prefix"], str) or not re.fullmatch(r"[A-Za-z0-9_]+", header["prefix"]):
+        raise InputError(f"{where}: {DATASET_FILE} has prefix {str(header['prefix'])[:40]!r}; expected letters, "
+                         "digits and _ only")
+    bad = [k for k in ("count", "shard_size") if not isinstance(header[k], int) or header[k] < 1]
+    if bad:
+        raise InputError(f"{where}: {DATASET_FILE} has {bad[0]} {str(header[bad[0]])[:20]!r}; expected a positive integer")
     return header
 
 
-def shard_paths(root: Path, header: dict) -> list[Path]:
-    """Every shard a complete folder holds, in order."""
-    prefix = header["prefix"]
-    return [root / shard_name(prefix, k) for k in range(num_shards(header["count"], header["shard_size"]))]
+def shard_paths(root: Path, header: dict, flag: str = "") -> list[Path]:
+    """Every shard a complete folder holds, in order, as absolute paths (never read as URLs); a folder
+    missing any is a one-line error, found without listing more names than the folder holds."""
+    prefix, where, root = header["prefix"], f"{flag} {root}" if flag else str(root), root.resolve()
+    expected = num_shards(header["count"], header["shard_size"])
+    present = sum(1 for _ in root.glob(shard_glob(prefix)))
+    first = next((k for k in range(min(expected, present + 1)) if not (root / shard_name(prefix, k)).exists()), None)
+    if first is not None:
+        raise InputError(f"{where}: {max(expected - present, 1)} of {expected} shards missing "
+                         f"({shard_name(prefix, first)}, ...); finish the generation first (rerun the same ptgen command)")
+    return [root / shard_name(prefix, k) for k in range(expected)]
 
 
 def split_member(name: str) -> tuple[str, str]:
@@ -166,11 +181,30 @@ def read_options(command):
     return wrapper
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f}" if n >= 2**20 // 10 else f"{n / 2**20:.2g}"
+
+
+_EXTENSION_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                    tarfile.SOLARIS_XHDTYPE)
+_MAX_EXTENSION_BYTES = 64 << 10
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    def _proc_member(self, tar):  # tarfile's hook for each header, before it reads an extension's data
+        if self.type in _EXTENSION_TYPES and self.size > _MAX_EXTENSION_BYTES:
+            raise ShardFormatError(f"{getattr(tar, 'name', None) or 'a shard'}: a tar header extension of "
+                                   f"{self.size} bytes (over {_MAX_EXTENSION_BYTES}); refused without reading it")
+        return super()._proc_member(tar)
+
+
 def members(stream: BinaryIO, shard: str, policy: ReadPolicy) -> Iterator[dict]:
     """The format's members of one tar stream, as {fname, data, __url__}; others skipped unread.
 
     A member's size is checked from its tar header, before any of it is read."""
-    with tarfile.open(fileobj=stream, mode="r|*") as tar:
+    # Plain ustar only ("r|", no decompression), and header extensions (long names, pax records)
+    # bounded, since tarfile reads those whole before any member size can be checked.
+    with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo) as tar:
         for info in tar:
             if not info.isreg():
                 continue
@@ -180,8 +214,8 @@ def members(stream: BinaryIO, shard: str, policy: ReadPolicy) -> Iterator[dict]:
                 continue
             if info.size > policy.max_member_bytes:
                 raise ShardFormatError(
-                    f"{shard}: member {info.name} (key {key}) is {info.size / 2**20:.1f} MB, over the "
-                    f"{policy.max_member_bytes / 2**20:.0f} MB limit; refused without reading it "
+                    f"{shard}: member {info.name} (key {key}) is {_mb(info.size)} MB, over the "
+                    f"{_mb(policy.max_member_bytes)} MB limit; refused without reading it "
                     "(raise --max-member-mb if the dataset really holds images that large)")
             yield {"fname": info.name, "data": tar.extractfile(info).read(), "__url__": shard}
             tar.members = []  # a streamed tar otherwise keeps every header it has passed
@@ -209,12 +243,16 @@ def tar_samples(sources: Iterable[dict], policy: ReadPolicy, handler) -> Iterato
     return group_by_keys(expand(url_opener(sources, handler=handler)), handler=handler)
 
 
-def open_image(data: bytes, where: str) -> Image.Image:
-    """Decode an image member with Pillow's decompression-bomb limit as an error, not a warning."""
+_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+
+
+def open_image(data: bytes, where: str, fmt: str) -> Image.Image:
+    """Decode an image member with the one Pillow decoder its extension names (a `.png` that is
+    really a TIFF or an EPS is refused, not decoded), and the decompression-bomb limit as an error."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[fmt]])
             image.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise ShardFormatError(f"{where}: image refused by Pillow's decompression-bomb limit ({err})") from None
@@ -250,7 +288,7 @@ def decode(sample: dict) -> Sample:
             raise ValueError(f"sample {key}: .{LABEL_MEMBER} is not a decimal class id", shard)
         label = int(text)
     meta = json.loads(sample[META_MEMBER]) if META_MEMBER in sample else {}
-    return Sample(key, shard, open_image(sample[fmt], f"{shard}: sample {key}"), label, meta)
+    return Sample(key, shard, open_image(sample[fmt], f"{shard}: sample {key}", fmt), label, meta)
 
 
 def read_samples(paths: Iterable[Path], policy: ReadPolicy | None = None) -> Iterator[Sample]:
@@ -275,9 +313,13 @@ def unexpected_members(paths: Iterable[Path]) -> dict[str, list[str]]:
     """{extension: [shard names]} of members the format does not define, from the tar headers alone."""
     found: dict[str, set[str]] = {}
     for path in paths:
-        with tarfile.open(path) as tar:
-            for info in tar:
-                ext = split_member(info.name)[1]
-                if info.isreg() and ext not in MEMBERS:
-                    found.setdefault(ext, set()).add(path.name)
+        try:
+            with tarfile.open(path, mode="r:", tarinfo=_BoundedTarInfo) as tar:
+                for info in tar:
+                    ext = split_member(info.name)[1]
+                    if info.isreg() and ext not in MEMBERS:
+                        found.setdefault(ext, set()).add(path.name)
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ShardFormatError(f"{path}: corrupted or unreadable shard ({type(err).__name__}); "
+                                   "rerun ptgen on it") from None
     return {ext: sorted(names) for ext, names in sorted(found.items())}

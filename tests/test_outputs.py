@@ -208,3 +208,17 @@ def test_a_file_where_the_output_folder_should_be_is_refused(name, fx, cli, tmp_
     line = one_line(cli(command, args))
     assert "--out" in line and str(blocker) in line and "is a file" in line
     assert blocker.read_text() == "mine"
+
+
+def test_an_aborted_shard_leaves_no_temporary_file_even_when_closing_fails(tmp_path):
+    from generate.writer import SampleRecord, ShardWriter
+
+    writer = ShardWriter(tmp_path / "synth-000000.tar", "png")
+    writer.write(SampleRecord("000000000", 1, {}), b"png bytes")
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    writer._file.close = full  # the flush on close fails again, as on a full disk
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

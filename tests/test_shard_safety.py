@@ -134,7 +134,7 @@ def test_an_oversized_member_is_refused_by_name_before_it_is_read(labeled, cli, 
     result = cli(pttrain, ["eval", "--run", "builtin:glyphs-1k", "--data", big, "--max-member-mb", "1",
                            "--confusion", tmp_path / "c.png"])
     assert result.exit_code == 2
-    assert "synth-000001.tar: member 000000007.png (key 000000007) is 3.0 MB, over the 1 MB limit" in result.output
+    assert "synth-000001.tar: member 000000007.png (key 000000007) is 3.0 MB, over the 1.0 MB limit" in result.output
     with pytest.raises(ShardFormatError, match="000000007.png"):
         list(read_samples(sorted(big.glob("*.tar")), ReadPolicy(max_member_bytes=1 << 20)))
 
@@ -143,7 +143,7 @@ def test_an_oversized_member_is_refused_by_name_before_it_is_read(labeled, cli, 
     huge = rewrite_member(labeled, tmp_path / "huge", "000000007.png", None, 4 << 30)
     result = cli(pttrain, ["eval", "--run", "builtin:glyphs-1k", "--data", huge, "--confusion", tmp_path / "c.png"])
     assert result.exit_code == 2
-    assert "member 000000007.png (key 000000007) is 4096.0 MB, over the 64 MB limit" in result.output
+    assert "member 000000007.png (key 000000007) is 4096.0 MB, over the 64.0 MB limit" in result.output
 
 
 def test_a_decompression_bomb_is_refused(tmp_path):
@@ -154,7 +154,7 @@ def test_a_decompression_bomb_is_refused(tmp_path):
     buf = io.BytesIO()
     Image.new("L", (20000, 20000)).save(buf, format="PNG")  # 400 M pixels, a few hundred kB compressed
     with pytest.raises(ShardFormatError, match="decompression-bomb"):
-        open_image(buf.getvalue(), "x.tar: sample 000000000")
+        open_image(buf.getvalue(), "x.tar: sample 000000000", "png")
 
 
 def test_clean_shards_read_exactly_as_with_webdataset_decoders(labeled):
@@ -170,3 +170,46 @@ def test_clean_shards_read_exactly_as_with_webdataset_decoders(labeled):
     assert len(ours) == len(theirs) == 5
     for (a, la), (b, lb) in zip(ours, theirs):
         assert torch.equal(a, b) and list(la) == list(lb)
+
+
+def test_an_image_member_is_decoded_only_by_its_extensions_decoder():
+    from PIL import Image
+
+    from ptcommon.shards import open_image
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, format="TIFF")
+    with pytest.raises(Exception, match="cannot identify image file"):
+        open_image(buf.getvalue(), "x.tar: sample 000000000", "png")  # a TIFF named .png
+
+
+def test_a_header_naming_a_command_or_a_path_is_refused(labeled, cli, tmp_path):
+    import json
+
+    for prefix in ("pipe:touch PWNED #", "../synth", "/tmp/synth"):
+        folder = tmp_path / "f"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(labeled, folder)
+        header = json.loads((folder / "dataset.json").read_text())
+        (folder / "dataset.json").write_text(json.dumps({**header, "prefix": prefix}))
+        (folder / f"{prefix.replace('/', '_')}-000000.tar").write_bytes(b"")
+        result = cli(pttrain, ["pp", "--shards", folder, "--out", tmp_path / "run", *TRAIN])
+        assert result.exit_code == 2 and "expected letters, digits and _ only" in result.stderr
+        assert not (tmp_path / "PWNED").exists() and not (folder / "PWNED").exists()
+
+
+def test_an_oversized_tar_header_extension_is_refused_before_it_is_read(tmp_path):
+    shard = tmp_path / "synth-000000.tar"
+    with tarfile.open(shard, "w", format=tarfile.GNU_FORMAT) as tar:
+        info = tarfile.TarInfo("0" * (200 << 10) + ".png")  # a 200 kB long name, carried in a GNU extension
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(ShardFormatError, match="tar header extension of"):
+        list(read_samples([shard]))
+
+
+def test_a_refusal_in_a_loader_worker_is_still_one_line(labeled, cli, tmp_path):
+    result = cli(pttrain, ["eval", "--run", "builtin:glyphs-1k", "--data", labeled, "--max-member-mb", "0.0001",
+                           "--workers", "1", "--confusion", tmp_path / "c.png"])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("pttrain: error: ") and "over the" in lines[0] and "Traceback" not in result.stderr

@@ -225,6 +225,8 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
         trainer.resume()
     trainer.fit()
     skipped = {"corrupt_skipped": data.corrupt.count, "unexpected_members": data.policy.summary()} if data else {}
+    if data and ctx.workers > 0:  # the counts live in the loader workers, which log what they skip themselves
+        skipped = {"corrupt_skipped": None, "unexpected_members": "counted in the loader workers: see the run's log"}
     if ctx.dist.main:
         save_run(ctx.run_dir, shipped(trainer.final_model), config)
         (ctx.run_dir / "train.json").write_text(json.dumps(

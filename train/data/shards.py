@@ -53,11 +53,7 @@ class ShardSet:
         self.policy = policy or ReadPolicy()
         self.corrupt = CorruptCounter(skip_corrupt)
         self.header = read_header(root, flag)
-        self.paths = shard_paths(root, self.header)
-        missing = [p.name for p in self.paths if not p.exists()]
-        if missing:
-            raise InputError(f"{flag} {root}: {len(missing)} of {len(self.paths)} shards missing ({missing[0]}, ...); "
-                             "finish the generation first (rerun the same ptgen command)")
+        self.paths = shard_paths(root, self.header, flag)
         if self.policy.strict:  # up front, so a refusal comes before any run folder or training step
             refuse_unexpected(self.paths, f"{flag} {root}")
         self.count = int(self.header["count"])
