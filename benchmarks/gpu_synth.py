@@ -15,6 +15,7 @@ dense bf16 peak. Goals: synth >= 0.9 of bare; model FLOP utilisation >= 0.35.
     python -m benchmarks.gpu_synth                       # on a GPU (bf16, batches 32 and 128)
     python -m benchmarks.gpu_synth --tiny --device cpu --dtype fp32 --batches 4,8 --images 16 --steps 2
                                                          # the CPU proof run: a tiny DiT, same code
+    python -m benchmarks.gpu_synth --flops-only --device cpu --dtype fp32   # FLOPs and parameters of DiT-XL/2
 """
 
 from __future__ import annotations
@@ -55,18 +56,24 @@ def build_dit(folder: Path, tiny: bool) -> Path:
     return folder
 
 
-def image_flops(gen, guided: bool, steps: int) -> float:
-    """FLOPs of one image: `steps` transformer passes (two rows when guided) and one VAE decode."""
+def pass_flops(gen) -> tuple[float, float]:
+    """FLOPs of one transformer pass and of one VAE decode, for one image, by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size, rows = gen.transformer.config.sample_size, 2 if guided else 1
-    x = torch.randn(rows, 4, size, size, device=gen.device, dtype=gen.dtype)
-    labels = torch.zeros(rows, dtype=torch.long, device=gen.device)
+    size = gen.transformer.config.sample_size
+    x = torch.randn(1, 4, size, size, device=gen.device, dtype=gen.dtype)
+    labels = torch.zeros(1, dtype=torch.long, device=gen.device)
     with torch.inference_mode(), FlopCounterMode(display=False) as step:
-        gen.transformer(x, timestep=torch.full((rows,), 500, device=gen.device), class_labels=labels)
+        gen.transformer(x, timestep=torch.full((1,), 500, device=gen.device), class_labels=labels)
     with torch.inference_mode(), FlopCounterMode(display=False) as decode:
-        gen.vae.decode(x[:1])
-    return step.get_total_flops() * steps + decode.get_total_flops()
+        gen.vae.decode(x)
+    return step.get_total_flops(), decode.get_total_flops()
+
+
+def image_flops(gen, guided: bool, steps: int) -> float:
+    """FLOPs of one image: `steps` transformer passes (two rows when guided) and one VAE decode."""
+    step, decode = pass_flops(gen)
+    return step * (2 if guided else 1) * steps + decode
 
 
 def sync(device: torch.device) -> None:
@@ -117,6 +124,8 @@ def main() -> None:
     ap.add_argument("--guidance", type=float, default=1.5)
     ap.add_argument("--no-compile", action="store_true", help="eager only")
     ap.add_argument("--section", default="gpu_synth")
+    ap.add_argument("--flops-only", action="store_true",
+                    help="print the FLOPs of one image and the parameter count, and stop (runs on any device)")
     args = ap.parse_args()
 
     from generate.models import load_generator
@@ -126,6 +135,14 @@ def main() -> None:
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if args.dtype == "bf16" else None
+    if args.flops_only:
+        gen = load_generator(str(folder), device=args.device, dtype=args.dtype)
+        step, decode = pass_flops(gen)
+        image = step * (2 if args.guidance > 1 else 1) * args.steps + decode
+        print(f"transformer forward, one image: {step / 1e9:.1f} GFLOP; VAE decode: {decode / 1e9:.1f} GFLOP; "
+              f"one image at {args.steps} steps, guidance {args.guidance}: {image / 1e12:.2f} TFLOP; "
+              f"{gen.parameter_count() / 1e6:.0f} M parameters")
+        return
     rows = []
     for compiled in (False,) if args.no_compile else (False, True):
         gen = load_generator(str(folder), device=args.device, dtype=args.dtype)

@@ -101,7 +101,8 @@ def generation_options(default_out: str):
         click.option("--compile", "compile_", is_flag=True,
                      help="torch.compile the generator's network: faster sampling after a warm-up of a minute or "
                           "more. Part of the config hash, since compiled kernels may round differently."),
-        click.option("--rank", type=click.IntRange(min=0), help="This process's rank. [default: torchrun's RANK, else SLURM_PROCID, else 0]"),
+        click.option("--rank", type=click.IntRange(min=0),
+                     help="This process's rank. [default: torchrun's RANK, else SLURM_PROCID, else 0]"),
         click.option("--world", type=click.IntRange(min=1),
                      help="Number of processes. [default: torchrun's WORLD_SIZE, else SLURM_NTASKS, else 1]"),
         click.option("--overwrite", is_flag=True, help="Replace shards of another config in --out instead of refusing."),
@@ -314,7 +315,7 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool
             if len(counts) > 10:
                 click.echo(f"  ... {len(counts) - 10} more (--json lists all)")
     if policy.strict:
-        refuse_unexpected(sorted(folder.glob("*.tar")), str(folder))
+        refuse_unexpected(summary["unexpected_members"], str(folder))
     if not as_json:
         for ext, names in summary["unexpected_members"].items():
             click.echo(f"not part of the shard format (never decoded): .{ext} members in {len(names)} shards "

@@ -10,13 +10,13 @@ generator's classes by index.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from .cli import InputError
 from .runfolder import WEIGHTS_FILE, ModelConfig, check_arch, load_run, resolve_run
+from .weights import read_state_dict, sha256_of
 
 TIMM_PREFIX = "timm:"
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -50,25 +50,6 @@ def _timm_classes(num_classes: int) -> list[str]:
     return [f"class_{i}" for i in range(num_classes)]
 
 
-def _read_state(weights: Path, flag: str) -> dict:
-    """A state dict from a file, never by unpickling code: safetensors, or torch.load under weights_only."""
-    try:
-        if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(weights))
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except Exception as err:  # safetensors' and pickle's errors, and torch's own for anything but plain tensors
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise InputError(f"{flag}-weights {weights}: not a plain state dict ({reason}); refusing to unpickle it") from None
-    for key in ("state_dict", "model"):  # training checkpoints nest the weights
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise InputError(f"{flag}-weights {weights}: holds a {type(state).__name__}, not a state dict")
-    return state
-
-
 def _load_timm(spec: str, flag: str, weights: Path | None) -> tuple[torch.nn.Module, ModelConfig]:
     import timm
     from timm.data import resolve_data_config
@@ -82,7 +63,7 @@ def _load_timm(spec: str, flag: str, weights: Path | None) -> tuple[torch.nn.Mod
                          f"without network access pass a local weights file with {flag}-weights FILE") from None
     if weights is not None:
         try:
-            model.load_state_dict(_read_state(weights, flag))
+            model.load_state_dict(read_state_dict(weights, f"{flag}-weights {weights.parent}"))
         except (RuntimeError, TypeError) as err:
             raise InputError(f"{flag}-weights {weights}: does not fit {name} "
                              f"({str(err).splitlines()[0][:120]})") from None
@@ -107,8 +88,4 @@ def classifier_digest(spec: str, weights: Path | None = None) -> str:
     path = weights if is_timm(spec) else resolve_run(spec, "--classifier") / WEIGHTS_FILE
     if path is None:  # timm's hub weights: the name and timm's pretrained tag say which
         return f"{spec}:pretrained"
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of([path])

@@ -62,7 +62,7 @@ def shard_glob(prefix: str) -> str:
 
 
 def temp_name(name: str) -> str:
-    """Where a shard (or any file the stages write atomically) lies while incomplete: hidden, so no reader sees it."""
+    """Where a shard lies while it is written: hidden, so no reader (or rerun) takes it for a finished one."""
     return f".{name}.tmp"
 
 
@@ -127,10 +127,11 @@ def shard_paths(root: Path, header: dict, flag: str = "") -> list[Path]:
 
 
 def split_member(name: str) -> tuple[str, str]:
-    """('000000001', 'png') for '000000001.png': the key up to the first dot of the base name, as WebDataset splits."""
-    folder, _, base = name.rpartition("/")
-    key, _, ext = base.partition(".")
-    return (f"{folder}/{key}" if folder else key), ext.lower()
+    """('000000001', 'png') for '000000001.png': split as WebDataset's grouping splits it, extension lower-cased."""
+    from webdataset.tariterators import base_plus_ext
+
+    key, ext = base_plus_ext(name)
+    return key or name, (ext or "").lower()
 
 
 class ShardFormatError(InputError):
@@ -269,10 +270,6 @@ class Sample:
     label: int | None
     meta: dict
 
-    @property
-    def where(self) -> str:
-        return f"{self.shard}: sample {self.key}"
-
 
 def decode(sample: dict) -> Sample:
     """A grouped sample's members through the format's own decoders; a sample that lacks its image, or
@@ -302,9 +299,10 @@ def read_samples(paths: Iterable[Path], policy: ReadPolicy | None = None) -> Ite
         yield decode(raw)
 
 
-def refuse_unexpected(paths: Iterable[Path], where: str) -> None:
-    """--strict, checked up front from the tar headers: refuse a dataset holding members the format does not define."""
-    for ext, names in unexpected_members(paths).items():
+def refuse_unexpected(found: dict[str, list[str]], where: str) -> None:
+    """--strict, checked up front: refuse a dataset whose `unexpected_members` found anything."""
+    if found:
+        ext, names = next(iter(found.items()))
         raise ShardFormatError(f"{where}: {names[0]} holds .{ext} members, which the shard format does not define; "
                                "refusing the dataset (--strict)")
 

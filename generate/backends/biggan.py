@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from ptcommon.cli import InputError
+from ptcommon.weights import read_state_dict
 
 from ..generator import Generator, SamplingDefaults, check_condition, to_uint8
 from .folder import INDEX_FILE, META_FILE, read_json, read_meta, weights_digest
@@ -88,33 +89,13 @@ def noise(seeds: Sequence[int], z_dim: int, truncation: float) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros((0, z_dim), np.float32)
 
 
-def _read_bin(path: Path, label: str) -> dict[str, torch.Tensor]:
-    """`path` under weights_only; `label` starts the error message (the flag and folder, or the folder)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle's UnpicklingError and torch's own, for anything but tensors
-        reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
-        raise InputError(f"{label}: {path.name} is not a plain state dict ({reason}); "
-                         "refusing to unpickle it") from None
-    if not isinstance(state, dict):
-        raise InputError(f"{label}: {path.name} holds a {type(state).__name__}, not a state dict")
-    return state
-
-
 def read_state(folder: Path) -> dict[str, torch.Tensor]:
     """The folder's weights, never by running pickled code: model.safetensors if present, else
     pytorch_model.bin under weights_only."""
-    if (folder / SAFETENSORS_NAME).exists():
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(folder / SAFETENSORS_NAME))
-        except Exception as err:  # safetensors' own error type, for a truncated or foreign file
-            raise InputError(f"--model {folder}: cannot read {SAFETENSORS_NAME} ({str(err)[:120]})") from None
-    if not (folder / WEIGHTS_NAME).exists():
-        raise InputError(f"--model {folder}: no {WEIGHTS_NAME} or {SAFETENSORS_NAME}; "
-                         f"expected {BigGANGenerator.layout}")
-    return _read_bin(folder / WEIGHTS_NAME, f"--model {folder}")
+    for name in (SAFETENSORS_NAME, WEIGHTS_NAME):
+        if (folder / name).exists():
+            return read_state_dict(folder / name, f"--model {folder}")
+    raise InputError(f"--model {folder}: no {WEIGHTS_NAME} or {SAFETENSORS_NAME}; expected {BigGANGenerator.layout}")
 
 
 def convert_to_safetensors(folder: str | Path) -> Path:
@@ -124,7 +105,7 @@ def convert_to_safetensors(folder: str | Path) -> Path:
     folder = Path(folder)
     if not (folder / WEIGHTS_NAME).is_file():
         raise InputError(f"{folder}: no {WEIGHTS_NAME} to convert")
-    state = _read_bin(folder / WEIGHTS_NAME, str(folder))
+    state = read_state_dict(folder / WEIGHTS_NAME, str(folder))
     path = folder / SAFETENSORS_NAME
     save_file({name: tensor.contiguous() for name, tensor in state.items()}, str(path))
     return path

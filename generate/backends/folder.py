@@ -3,9 +3,10 @@ metadata, and the fingerprint parts that identify weights and configs wherever t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from ptcommon.weights import sha256_of
 
 INDEX_FILE = "model_index.json"
 META_FILE = "ptgen.json"
@@ -32,9 +33,5 @@ def public_config(config: dict) -> dict:
 
 
 def weights_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """One SHA-256 over a model folder's weight files, in name order."""
+    return sha256_of(sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES))

@@ -9,7 +9,6 @@ UNet sees as extra input channels, a spatial class condition beside the embeddin
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ptcommon.cli import InputError
+from ptcommon.weights import sha256_of
 
 from ..conditioning import mix
 from ..generator import Generator, SamplingDefaults, seeded_latents, to_uint8
@@ -107,7 +107,7 @@ class UNetGenerator(Generator):
             "unet": public_config(dict(unet.config)),
             "scheduler": {"class": sched_config["_class_name"], **public_config(sched_config)},
             "weights_sha256": weights_digest(self.folder / "unet"),
-            "template": hashlib.sha256((self.folder / meta["template"]).read_bytes()).hexdigest()
+            "template": sha256_of([self.folder / meta["template"]])
             if self._templates is not None
             else None,
             "null_class": self._has_null,

@@ -14,8 +14,8 @@ from pathlib import Path
 import webdataset as wds
 
 from ptcommon.cli import InputError
-from ptcommon.shards import (ReadPolicy, ShardFormatError, decode, read_header, shard_paths, refuse_unexpected,
-                             tar_samples)
+from ptcommon.shards import (ReadPolicy, ShardFormatError, decode, read_header, refuse_unexpected, shard_paths,
+                             tar_samples, unexpected_members)
 
 from ..seeding import derive_seed
 
@@ -55,7 +55,7 @@ class ShardSet:
         self.header = read_header(root, flag)
         self.paths = shard_paths(root, self.header, flag)
         if self.policy.strict:  # up front, so a refusal comes before any run folder or training step
-            refuse_unexpected(self.paths, f"{flag} {root}")
+            refuse_unexpected(unexpected_members(self.paths), f"{flag} {root}")
         self.count = int(self.header["count"])
         self.labeled = bool(self.header.get("labeled"))
         if labeled is not None and labeled != self.labeled:
