@@ -24,7 +24,7 @@ import argparse
 import json
 
 from benchmarks.common import (
-    ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, read_jsonl, run_tool, spread, start_study,
+    EPOCHS_ONLY, ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, read_jsonl, run_tool, spread, start_study,
     study_main, table, train_until_finished, write_section,
 )
 
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             for init, name in ((pp, "pp"), ("none", "scratch")):
                 train_until_finished("finetune", WORK / f"ft-{spec}-{name}-{seed}", "--data", WORK / f"digits-{seed}",
-                                     "--init", init, "--arch", arch, *size, "--seed", seed)
+                                     "--init", init, "--arch", arch, *size, "--seed", seed,
+                                     *EPOCHS_ONLY)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -75,9 +76,9 @@ def report(args: argparse.Namespace) -> None:
         finals = {}
         for name, ax in axes.items():
             curves = [curve(WORK / f"ft-{spec}-{name}-{seed}") for seed in study["seeds"]]
-            finals[name] = [c[-1] for c in curves]
+            finals[name] = [c[-1][1] for c in curves]
             mean = mean_curve(curves)
-            ax.plot(range(1, len(mean) + 1), mean, color=f"C{k}", label=spec)
+            ax.plot(*mean, color=f"C{k}", label=spec)
         held = read_json(pp / "held_out.json")["top1"]
         rows.append([spec, params, f"{images / wall['seconds']:.0f}" + (" (resumed)" if wall["resumed"] else ""),
                      f"{held:.3f}", spread(finals["scratch"]), spread(finals["pp"])])

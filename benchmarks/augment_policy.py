@@ -23,73 +23,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import statistics
 from pathlib import Path
 
 from benchmarks.common import (
-    ROOT, read_json, run_tool, spread, start_study, table, train_until_finished, write_section,
+    EPOCHS_ONLY, ROOT, read_json, run_tool, spread, start_study, table, train_until_finished, write_section,
 )
+from benchmarks.targets import PHOTO_REGIONS, PHOTO_TEST_PER_CLASS, photos, pixel_floors, training_part
 
 WORK = ROOT / "runs" / "augment-policy"
 POLICIES = ("glyph", "natural")
 KINDS = ("digits", "photos")
 BATCH = 16
-PATCH = 32
-PHOTO_TEST_PER_CLASS = 60
-# class: (photo, training box, test box), boxes (left, top, right, bottom) in the 640x427 photo
-PHOTO_REGIONS = {
-    "sky": ("china", (380, 0, 500, 170), (510, 0, 640, 170)),
-    "pagoda": ("china", (100, 130, 320, 225), (105, 240, 320, 335)),
-    "lake": ("china", (352, 240, 440, 295), (445, 240, 530, 290)),
-    "trees": ("china", (370, 340, 485, 427), (490, 330, 640, 427)),
-    "petals": ("flower", (225, 120, 385, 215), (225, 225, 385, 320)),
-    "foliage": ("flower", (0, 0, 160, 330), (470, 0, 640, 300)),
-}
-
-
-def export_photos(out: Path, per_class: int, seed: int) -> None:
-    """The photo-patch target as an ImageFolder tree (train/, test/), from scikit-learn's bundled photos."""
-    import numpy as np
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    bundle = load_sample_images()
-    photos = {Path(name).stem: Image.fromarray(pixels) for name, pixels in zip(bundle.filenames, bundle.images)}
-    for split, count, rng in (("train", per_class, np.random.default_rng(seed)),
-                              ("test", PHOTO_TEST_PER_CLASS, np.random.default_rng(10_000))):
-        for k, (name, (photo, train_box, test_box)) in enumerate(PHOTO_REGIONS.items()):
-            left, top, right, bottom = train_box if split == "train" else test_box
-            folder = out / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                x, y = int(rng.integers(left, right - PATCH + 1)), int(rng.integers(top, bottom - PATCH + 1))
-                photos[photo].crop((x, y, x + PATCH, y + PATCH)).save(folder / f"{i:03d}.png")
-    (out / "done").write_text("")
-
-
-def training_part(tree: Path) -> Path:
-    """TREE's train/ alone (copied once), so that a run logs no test accuracy during training."""
-    part = tree.parent / f"{tree.name}-train"
-    if not (part / "train").is_dir():
-        shutil.copytree(tree / "train", part / "train")
-    return part
-
-
-def pixel_baseline(tree: Path) -> float:
-    """Test top-1 of logistic regression on the raw pixels (in [0, 1]) of TREE's train/ images."""
-    import numpy as np
-    from PIL import Image
-    from sklearn.linear_model import LogisticRegression
-
-    def split(name: str):
-        paths = sorted((tree / name).glob("*/*.png"))
-        x = np.stack([np.asarray(Image.open(p), dtype=np.float32).ravel() / 255 for p in paths])
-        return x, [p.parent.name for p in paths]
-
-    (x_train, y_train), (x_test, y_test) = split("train"), split("test")
-    model = LogisticRegression(max_iter=5000).fit(x_train, y_train)
-    return float(model.score(x_test, y_test))
 
 
 def cells(seed: int) -> dict[str, Path]:
@@ -100,16 +45,17 @@ def run(args: argparse.Namespace) -> None:
     start_study(WORK, args)  # also exports digits-SEED
     for seed in args.seeds:
         for kind, tree in cells(seed).items():
-            if kind == "photos" and not (tree / "done").exists():
-                export_photos(tree, args.photo_labels, seed)
+            if kind == "photos":
+                photos(tree, args.photo_labels, seed)
             n = sum(1 for _ in (tree / "train").glob("*/*.png"))
             epochs = max(1, round(args.steps / math.ceil(n / BATCH)))
             if not (WORK / f"{kind}-pixels-{seed}.json").exists():
-                (WORK / f"{kind}-pixels-{seed}.json").write_text(json.dumps({"top1": pixel_baseline(tree)}))
+                (WORK / f"{kind}-pixels-{seed}.json").write_text(json.dumps({"top1": pixel_floors(tree)["logreg"]}))
             for policy in POLICIES:
                 out = WORK / f"{kind}-{policy}-{seed}"
                 train_until_finished("finetune", out, "--data", training_part(tree), "--init", "none",
-                                     "--augment", policy, "--epochs", epochs, "--batch-size", BATCH, "--seed", seed)
+                                     "--augment", policy, "--epochs", epochs, "--batch-size", BATCH, "--seed", seed,
+                                     *EPOCHS_ONLY)
                 if not (out / "test.json").exists():
                     run_tool("train", "eval", "--run", out, "--data", tree, "--json", out / "test.json")
 

@@ -1,34 +1,48 @@
-"""`ptgen synth` on DiT-XL/2 at 256 px: images/s against the bare network passes, and FLOP utilisation.
+"""`ptgen synth` on DiT-XL/2 at 256 px, or on Stable Diffusion 1.5 at 512 px (`--generator sd15`):
+images/s against the bare network passes, and FLOP utilisation.
 
-A random-weight DiT-XL/2 with the published config (depth 28, hidden 1152, 16 heads, patch 2,
-learned sigma, 1000 classes; latents 4x32x32) and the Stable Diffusion VAE's config costs the
-same FLOPs as the real weights, so no download is needed to measure speed. For each batch size,
-with and without --compile, one run measures:
-  bare   the transformer passes (conditional and unconditional halves in one call) and the VAE
+A random-weight model with the published configs costs the same FLOPs as the real weights, so no
+download is needed to measure speed:
+  dit   DiT-XL/2 (depth 28, hidden 1152, 16 heads, patch 2, learned sigma, 1000 classes; latents
+        4x32x32) and the Stable Diffusion VAE's config
+  sd15  SD-1.5's UNet2DConditionModel (blocks 320/640/1280/1280, 2 layers a block, cross-attention
+        768 wide, 8 heads; latents 4x64x64), its CLIP ViT-L/14 text encoder (768 wide, 12 layers,
+        12 heads, 77 tokens, vocabulary 49408) and VAE; the tokenizer is a stand-in vocabulary of
+        single characters, which changes no FLOP, since every prompt is padded to 77 tokens
+For each batch size, with and without --compile, one run measures:
+  bare   the network passes (conditional and unconditional halves in one call) and the VAE
          decode alone, on random latents: the forward bound of the hardware
   synth  `ptgen synth`'s own loop over the same model (scheduler steps, per-sample seeds,
          uint8 conversion, PNG encoding and tar writing on a thread), model loading excluded
-and the FLOPs of one image (counted by torch's FlopCounterMode: the transformer at batch 2 for
+and the FLOPs of one image (counted by torch's FlopCounterMode: the network at batch 2 for
 guidance, times the steps, plus one VAE decode), hence the achieved FLOP/s against the GPU's
-dense bf16 peak. Goals: synth >= 0.9 of bare; model FLOP utilisation >= 0.35.
+dense bf16 peak. Goals: synth >= 0.9 of bare; model FLOP utilisation >= 0.35. The text encoder of
+sd15 runs once per class when the model loads, outside both timings.
 
     python -m benchmarks.gpu_synth                       # on a GPU (bf16, batches 32 and 128)
+    python -m benchmarks.gpu_synth --generator sd15      # the same for SD-1.5
     python -m benchmarks.gpu_synth --tiny --device cpu --dtype fp32 --batches 4,8 --images 16 --steps 2
                                                          # the CPU proof run: a tiny DiT, same code
     python -m benchmarks.gpu_synth --flops-only --device cpu --dtype fp32   # FLOPs and parameters of DiT-XL/2
+    python -m benchmarks.gpu_synth --generator sd15 --flops-only --device cpu --dtype fp32   # ... of SD-1.5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import string
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from benchmarks.common import table, write_section
+from generate.backends.folder import vae_scale_factor
 
 # Dense bf16 tensor-core peaks from the vendors' data sheets (SXM parts), FLOP/s.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12}
@@ -56,23 +70,108 @@ def build_dit(folder: Path, tiny: bool) -> Path:
     return folder
 
 
-def pass_flops(gen) -> tuple[float, float]:
-    """FLOPs of one transformer pass and of one VAE decode, for one image, by torch's FlopCounterMode."""
+def build_sd15(folder: Path, tiny: bool) -> Path:
+    """A StableDiffusionPipeline folder of random weights: SD-1.5's configs, or a tiny stand-in."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    if tiny:
+        text = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+        unet = dict(sample_size=4, block_out_channels=(8, 16), layers_per_block=1, cross_attention_dim=32,
+                    attention_head_dim=4, norm_num_groups=4)
+        vae = dict(block_out_channels=(8, 8), layers_per_block=1, norm_num_groups=4, sample_size=8)
+    else:
+        text = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+        unet = dict(sample_size=64, block_out_channels=(320, 640, 1280, 1280), layers_per_block=2,
+                    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32)
+        vae = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, norm_num_groups=32, sample_size=512)
+    # A stand-in vocabulary (single characters) in CLIP's file format, under the real vocabulary size.
+    tokens = folder.parent / "tokenizer-files"
+    tokens.mkdir(parents=True, exist_ok=True)
+    symbols = string.ascii_lowercase + string.digits + ".,'-"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    vocab.update((token, i + 2) for i, token in enumerate([*symbols, *(s + "</w>" for s in symbols)]))
+    (tokens / "vocab.json").write_text(json.dumps(vocab))
+    (tokens / "merges.txt").write_text("#version: 0.2\n")
+    (tokens / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 77}))
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu",
+                                                bos_token_id=0, eos_token_id=1, pad_token_id=1, **text))
+    down = ("CrossAttnDownBlock2D",) * (len(unet["block_out_channels"]) - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(unet["block_out_channels"]) - 1)
+    blocks = len(vae["block_out_channels"])
+    pipe = StableDiffusionPipeline(
+        text_encoder=text_encoder,
+        tokenizer=CLIPTokenizer.from_pretrained(tokens),
+        unet=UNet2DConditionModel(in_channels=4, out_channels=4, down_block_types=down, up_block_types=up, **unet),
+        vae=AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, scaling_factor=0.18215,
+                          down_block_types=("DownEncoderBlock2D",) * blocks,
+                          up_block_types=("UpDecoderBlock2D",) * blocks, **vae),
+        scheduler=PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                                steps_offset=1, set_alpha_to_one=False),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def dit_pass(gen, x: torch.Tensor) -> None:
+    labels = torch.arange(len(x), device=gen.device) % gen.num_classes
+    gen.transformer(x, timestep=torch.full((len(x),), 500, device=gen.device), class_labels=labels)
+
+
+def unet_pass(gen, x: torch.Tensor) -> None:
+    context = gen.prompt_embeddings(torch.arange(len(x)) % gen.num_classes, guided=False)
+    gen.unet(x, torch.tensor(500, device=gen.device), encoder_hidden_states=context)
+
+
+def class_names_file(work: Path, classes: int) -> dict:
+    """--class-names for the sd15 model: `classes` names (how many classes changes no FLOP of an image)."""
+    path = work / f"names-{classes}.txt"
+    path.write_text("".join(f"class {i}\n" for i in range(classes)))
+    return {"class_names": path}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One model of the benchmark: how to build its folder, one network pass over latents, and the
+    backend options (from the work folder and the number of classes) that load it."""
+
+    build: Callable[[Path, bool], Path]
+    network_pass: Callable[[object, torch.Tensor], None]
+    options: Callable[[Path, int], dict]
+    title: str
+    description: str
+
+
+SETUPS = {
+    "dit": Setup(build_dit, dit_pass, lambda work, classes: {}, "DiT-XL/2",
+                 "DiT-XL/2 256 px, SD VAE (random weights, published configs)"),
+    "sd15": Setup(build_sd15, unet_pass, class_names_file, "SD-1.5",
+                  "Stable Diffusion 1.5 at 512 px: UNet, CLIP ViT-L/14 text encoder, VAE (random weights, "
+                  "published configs)"),
+}
+
+
+def latents(gen, rows: int) -> torch.Tensor:
+    size = gen.image_size // vae_scale_factor(gen.vae.config)
+    return torch.randn(rows, 4, size, size, device=gen.device, dtype=gen.dtype)
+
+
+def pass_flops(gen, setup: Setup) -> tuple[float, float]:
+    """FLOPs of one network pass and of one VAE decode, for one image, by torch's FlopCounterMode."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    size = gen.transformer.config.sample_size
-    x = torch.randn(1, 4, size, size, device=gen.device, dtype=gen.dtype)
-    labels = torch.zeros(1, dtype=torch.long, device=gen.device)
+    x = latents(gen, 1)
     with torch.inference_mode(), FlopCounterMode(display=False) as step:
-        gen.transformer(x, timestep=torch.full((1,), 500, device=gen.device), class_labels=labels)
+        setup.network_pass(gen, x)
     with torch.inference_mode(), FlopCounterMode(display=False) as decode:
         gen.vae.decode(x)
     return step.get_total_flops(), decode.get_total_flops()
 
 
-def image_flops(gen, guided: bool, steps: int) -> float:
-    """FLOPs of one image: `steps` transformer passes (two rows when guided) and one VAE decode."""
-    step, decode = pass_flops(gen)
+def image_flops(gen, setup: Setup, guided: bool, steps: int) -> float:
+    """FLOPs of one image: `steps` network passes (two rows when guided) and one VAE decode."""
+    step, decode = pass_flops(gen, setup)
     return step * (2 if guided else 1) * steps + decode
 
 
@@ -82,16 +181,13 @@ def sync(device: torch.device) -> None:
 
 
 @torch.inference_mode()
-def bare(gen, batch: int, steps: int, images: int) -> float:
-    """Images/s of the network passes alone (guided: 2 x batch rows per transformer call)."""
-    size = gen.transformer.config.sample_size
-    x = torch.randn(2 * batch, 4, size, size, device=gen.device, dtype=gen.dtype)
-    labels = torch.arange(2 * batch, device=gen.device) % 1000
-    t = torch.full((2 * batch,), 500, device=gen.device)
+def bare(gen, setup: Setup, batch: int, steps: int, images: int) -> float:
+    """Images/s of the network passes alone (guided: 2 x batch rows per network call)."""
+    x = latents(gen, 2 * batch)
     done, start = 0, time.perf_counter()
     while done < images:
         for _ in range(steps):
-            gen.transformer(x, timestep=t, class_labels=labels)
+            setup.network_pass(gen, x)
         gen.vae.decode(x[:batch] / gen.vae.config.scaling_factor)
         done += batch
     sync(gen.device)
@@ -104,7 +200,7 @@ def synth(gen, folder: Path, out: Path, batch: int, steps: int, guidance: float,
     from generate.runner import generate_shards
     from generate.synth import SynthJob, SynthSettings
 
-    classes = min(1000, images)
+    classes = min(gen.num_classes, images)
     settings = SynthSettings(model=str(folder), steps=steps, guidance=guidance, seed=0, shard_size=1000,
                              image_format="png", dtype=dtype, compiled=compiled, batch_size=batch,
                              class_ids=tuple(range(classes)), per_class=max(1, images // classes))
@@ -115,13 +211,15 @@ def synth(gen, folder: Path, out: Path, batch: int, steps: int, guidance: float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tiny", action="store_true", help="a tiny DiT instead of DiT-XL/2 (the CPU proof run)")
+    ap.add_argument("--generator", choices=list(SETUPS), default="dit",
+                    help="the model: DiT-XL/2 (class-conditional) or Stable Diffusion 1.5 (text-to-image)")
+    ap.add_argument("--tiny", action="store_true", help="a tiny model of the same kind (the CPU proof run)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
     ap.add_argument("--batches", default="32,128")
     ap.add_argument("--images", type=int, default=1024, help="images per timed measurement")
     ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--guidance", type=float, default=1.5)
+    ap.add_argument("--guidance", type=float, help="[default: the model's own: 1.5 for DiT, 2.0 for SD]")
     ap.add_argument("--no-compile", action="store_true", help="eager only")
     ap.add_argument("--section", default="gpu_synth")
     ap.add_argument("--flops-only", action="store_true",
@@ -130,32 +228,37 @@ def main() -> None:
 
     from generate.models import load_generator
 
+    setup = SETUPS[args.generator]
     work = Path(tempfile.mkdtemp(prefix="ptgen-gpu-synth-"))
-    folder = build_dit(work / "dit", args.tiny)
+    folder = setup.build(work / args.generator, args.tiny)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if args.dtype == "bf16" else None
+    # One class is enough to count FLOPs, and spares a CPU the text encoder's pass over 1000 prompts.
+    options = setup.options(work, 1 if args.flops_only else min(1000, args.images))
     if args.flops_only:
-        gen = load_generator(str(folder), device=args.device, dtype=args.dtype)
-        step, decode = pass_flops(gen)
-        image = step * (2 if args.guidance > 1 else 1) * args.steps + decode
-        print(f"transformer forward, one image: {step / 1e9:.1f} GFLOP; VAE decode: {decode / 1e9:.1f} GFLOP; "
-              f"one image at {args.steps} steps, guidance {args.guidance}: {image / 1e12:.2f} TFLOP; "
+        gen = load_generator(str(folder), device=args.device, dtype=args.dtype, options=options)
+        guidance = args.guidance if args.guidance is not None else gen.defaults.guidance
+        step, decode = pass_flops(gen, setup)
+        image = step * (2 if guidance > 1 else 1) * args.steps + decode
+        print(f"{setup.title} network forward, one image: {step / 1e9:.1f} GFLOP; VAE decode: {decode / 1e9:.1f} "
+              f"GFLOP; one image at {args.steps} steps, guidance {guidance}: {image / 1e12:.2f} TFLOP; "
               f"{gen.parameter_count() / 1e6:.0f} M parameters")
         return
     rows = []
     for compiled in (False,) if args.no_compile else (False, True):
-        gen = load_generator(str(folder), device=args.device, dtype=args.dtype)
+        gen = load_generator(str(folder), device=args.device, dtype=args.dtype, options=options)
+        guidance = args.guidance if args.guidance is not None else gen.defaults.guidance
         if compiled:
             gen.compile()
-        flops = image_flops(gen, args.guidance > 1, args.steps)
+        flops = image_flops(gen, setup, guidance > 1, args.steps)
         for batch in map(int, args.batches.split(",")):
             # Warm-up at this shape (and compilation, when on), outside the timing.
-            synth(gen, folder, work / f"warm-{compiled}-{batch}", batch, args.steps, args.guidance, batch,
+            synth(gen, folder, work / f"warm-{compiled}-{batch}", batch, args.steps, guidance, batch,
                   args.dtype, compiled)
-            bare(gen, batch, 1, batch)
-            rate_bare = bare(gen, batch, args.steps, args.images)
-            rate_synth = synth(gen, folder, work / f"synth-{compiled}-{batch}", batch, args.steps, args.guidance,
+            bare(gen, setup, batch, 1, batch)
+            rate_bare = bare(gen, setup, batch, args.steps, args.images)
+            rate_synth = synth(gen, folder, work / f"synth-{compiled}-{batch}", batch, args.steps, guidance,
                                args.images, args.dtype, compiled)
             achieved = rate_synth * flops
             rows.append([batch, "yes" if compiled else "no", f"{rate_bare:.1f}", f"{rate_synth:.1f}",
@@ -163,16 +266,17 @@ def main() -> None:
                          f"{achieved / peak:.2f}" if peak else "n/a"])
             print(rows[-1], flush=True)
         del gen
-    model = "tiny DiT (CPU proof run)" if args.tiny else "DiT-XL/2 256 px, SD VAE (random weights, published configs)"
-    title = ("`benchmarks/gpu_synth.py`, CPU proof run (a tiny DiT, not a GPU figure)" if args.tiny
-             else f"GPU throughput of `ptgen synth` (DiT-XL/2) on {name}")
-    note = ("A tiny DiT's passes take microseconds, so its synth/bare ratio measures per-batch overheads "
-            "(scheduler, seeding, PNG encoding), which weigh far less beside DiT-XL/2's 12 TFLOP per image "
-            "(computed, docs/gpu.md); this run shows that the script and the --compile path work. GPU figures: "
+    tiny = f"tiny {'DiT' if args.generator == 'dit' else 'SD'}"
+    model = f"{tiny} (CPU proof run)" if args.tiny else setup.description
+    title = (f"`benchmarks/gpu_synth.py`, CPU proof run (a {tiny}, not a GPU figure)" if args.tiny
+             else f"GPU throughput of `ptgen synth` ({setup.title}) on {name}")
+    note = (f"A {tiny}'s passes take microseconds, so its synth/bare ratio measures per-batch overheads "
+            f"(scheduler, seeding, PNG encoding), which weigh far less beside {setup.title}'s TFLOPs per image "
+            "(docs/gpu.md); this run shows that the script and the --compile path work. GPU figures: "
             "run it on a GPU.\n\n"
             if args.tiny else "")
     md = (f"### {title}\n\n{note}"
-          f"Device: {name}; {model}; {args.dtype}; {args.steps} steps, guidance {args.guidance}; "
+          f"Device: {name}; {model}; {args.dtype}; {args.steps} steps, guidance {guidance}; "
           f"{flops / 1e9:.4g} GFLOP per image (FlopCounterMode); {args.images} images per measurement.\n\n"
           + table(["batch", "compile", "bare img/s", "synth img/s", "synth / bare", "achieved TFLOP/s",
                    f"MFU (of {peak / 1e12:.0f} TFLOP/s bf16)" if peak else "MFU"], rows)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (
-    ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, run_tool, spread, start_study, study_main, table,
+    EPOCHS_ONLY, ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, run_tool, spread, start_study, study_main, table,
     train_until_finished, write_section,
 )
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
             (pp / "real_renders.json").write_text(json.dumps({"top1": real_render_top1(pp)}))
         for seed in args.seeds:
             train_until_finished("finetune", WORK / f"ft-{name}-{seed}", "--data", WORK / f"digits-{seed}", "--init", pp,
-                                 "--seed", seed)
+                                 "--seed", seed, *EPOCHS_ONLY)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -88,10 +88,10 @@ def report(args: argparse.Namespace) -> None:
         synth_s = read_json(shards / "synth_wall.json")["seconds"]
         curves = [curve(WORK / f"ft-{name}-{seed}") for seed in study["seeds"]]
         mean = mean_curve(curves)
-        ax.plot(range(1, len(mean) + 1), mean, color=f"C{k}", label=f"{cand} (steps/guidance)")
+        ax.plot(*mean, color=f"C{k}", label=f"{cand} (steps/guidance)")
         real = read_json(pp / "real_renders.json")["top1"]
         rows.append([cand, f"{count / synth_s:.1f}", f"{synth_s / 60:.1f}", f"{real:.3f}",
-                     spread([c[-1] for c in curves])])
+                     spread([c[-1][1] for c in curves])])
     finish_curve_plot(fig, {ax: "digits test top-1 after pp on each candidate's samples"}, PLOT)
     md = (f"### Sampling settings judged by transfer\n\n"
           f"Command: `python -m benchmarks.sampling_transfer run --candidates {','.join(study['candidates'])} "

@@ -21,6 +21,7 @@ from .models import DTYPES, list_builtins, load_generator
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
+DEFAULT_TOP_K = "all"
 DEFAULT_BATCH = 128
 DEFAULT_SHARD_SIZE = 1000
 # Above these a job is more likely a slip of the keyboard than a plan: it waits for --yes.
@@ -76,16 +77,35 @@ def choose_classes(classes: int | None, class_ids: str | None, num_classes: int)
     return list(range(classes))
 
 
+class TopK(click.ParamType):
+    """--top-k: a positive number of classes, or `all` (None: every class keeps its probability)."""
+
+    name = "K|all"
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, int) or value == "all":
+            return None if value in (None, "all") else value
+        if str(value).isdigit() and int(value) >= 1:
+            return int(value)
+        self.fail(f"{value!r} is neither a positive number of classes nor 'all'", param, ctx)
+
+
 def generation_options(default_out: str):
     """The flags synth and pseudo share: model, sampling, output, ranks."""
     options = [
         click.option("--out", type=click.Path(path_type=Path), default=Path(default_out), show_default=True,
                      help="Folder for the shards; a rerun into it resumes, a different config there is refused."),
         click.option("--model", default=builtin.DEFAULT_SPEC, show_default=True,
-                     help="builtin:NAME, a diffusers folder (unet/ + scheduler/) or a hub id."),
+                     help="builtin:NAME, a diffusers folder (`ptgen models` lists the kinds) or a hub id."),
         click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]"),
         click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less "
                      "turns it off. [default: the model's own]"),
+        click.option("--image-size", type=click.IntRange(min=1), help="Pixels a side; text-to-image models "
+                     "only, any other takes its native size alone. [default: the model's native size]"),
+        click.option("--class-names", type=click.Path(path_type=Path), help="Text-to-image models only: a file "
+                     "of class names, one a line, the first line class 0. [default: ImageNet-1k's, in index order]"),
+        click.option("--prompt", help="Text-to-image models only: the prompt of each class, with {} where its "
+                     "name goes. [default: 'a photo of a {}.']"),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Base seed; sample i's noise is seeded by (seed, i)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
@@ -148,6 +168,9 @@ class GenerationRequest:
     model: str
     steps: int | None
     guidance: float | None
+    image_size: int | None
+    class_names: Path | None
+    prompt: str | None
     seed: int
     batch_size: int
     shard_size: int
@@ -167,7 +190,8 @@ class GenerationRequest:
         check_output_dir(self.out, "--out")
         if self.compile_:
             check_compile(self.device)
-        generator = load_generator(self.model, device=self.device, dtype=self.dtype)
+        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt}
+        generator = load_generator(self.model, device=self.device, dtype=self.dtype, options=options)
         if self.compile_:
             generator.compile()
         steps = self.steps if self.steps is not None else generator.defaults.steps
@@ -249,11 +273,16 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
               help="Pseudo samples per target image.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="T in p = softmax(C_s(x) / T); below 1 sharpens the soft label, above 1 flattens it.")
-@click.option("--top-k", type=click.IntRange(min=1), help="Keep the k most probable source classes, renormalised. "
-              "[default: all]")
+@click.option("--top-k", type=TopK(), default=str(DEFAULT_TOP_K), show_default=True,
+              help="Keep the k most probable source classes, renormalised, or all of them. The default is measured: "
+                   "with all 1000 built-in classes a flat soft label mixes them into one average glyph "
+                   "(docs/results.md).")
+@click.option("--condition", type=click.Choice(["soft", "random"]), default="soft", show_default=True,
+              help="soft: condition on the soft label p (pseudo conditional sampling). random: each sample a uniformly "
+                   "random source class, ignoring the target: the ablation baseline (docs/results.md).")
 @generation_options(default_out="shards/pseudo")
 def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_target: int, temperature: float,
-           top_k: int | None, gen: GenerationRequest) -> None:
+           top_k: int | None, condition: str, gen: GenerationRequest) -> None:
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
@@ -273,7 +302,7 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
-                              top_k=top_k)
+                              top_k=top_k, condition=condition)
     gen.write(PseudoJob(settings, generator, keys, probs, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
 
 
@@ -282,9 +311,13 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
 @click.option("--grid", type=click.Path(path_type=Path), help="Write a contact sheet PNG: rows are classes, columns samples.")
 @click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Classes in the contact sheet.")
 @click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per class in the sheet.")
+@click.option("--target", type=click.Path(path_type=Path), help="For pseudo shards: the --target folder they were "
+              "made from; each row of the contact sheet then starts with its target image (framed in red), "
+              "captioned with its top source classes (id:probability).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @read_options
-def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool, policy: ReadPolicy) -> None:
+def inspect(folder: Path, grid: Path | None, rows: int, cols: int, target: Path | None, as_json: bool,
+            policy: ReadPolicy) -> None:
     """Counts per class, bytes and config of a shard folder; optionally a contact sheet.
 
     Members that the shard format does not define (docs/shards.md, "Reading shards you did not
@@ -321,7 +354,7 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, as_json: bool
             click.echo(f"not part of the shard format (never decoded): .{ext} members in {len(names)} shards "
                        f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     if grid is not None:
-        click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy)}")
+        click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy, target)}")
 
 
 @main.command()

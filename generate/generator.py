@@ -9,13 +9,13 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from diffusers import SchedulerMixin
+    from diffusers import AutoencoderKL, SchedulerMixin
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Generator(abc.ABC):
     name: str = ""  # short backend name, as `ptgen models` lists it
     layout: str = ""  # the files a folder of this backend has, for error messages
     network: str = ""  # the attribute holding the network every sampling step runs (what --compile compiles)
+    # The file a flag gave the classes in (text-to-image's --class-names), for messages about
+    # them; None when the model carries its own classes.
+    class_names_file: Path | None = None
 
     @classmethod
     @abc.abstractmethod
@@ -145,3 +148,54 @@ def seeded_latents(
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     x = randn_tensor((len(seeds), *shape), generator=generators, device=device, dtype=dtype)
     return generators, x * scheduler.init_noise_sigma
+
+
+def denoise(
+    scheduler: SchedulerMixin,
+    x: torch.Tensor,
+    generators: list[torch.Generator],
+    predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    guidance: float,
+    guided_channels: int | None = None,
+) -> torch.Tensor:
+    """Run `scheduler`'s steps from the noise `x` (from `seeded_latents`, with its `generators`).
+
+    `predict(x_in, t)` is one call of the network. With guidance > 1, `x_in` holds the batch twice
+    and `predict` conditions the first copy and leaves the second unconditional, so that one call
+    serves both; the step then takes uncond + guidance * (cond - uncond) over the first
+    `guided_channels` channels (all when None) and the remaining channels (a learned variance)
+    from the conditional half. Otherwise `predict` gets the conditional rows alone.
+    """
+    guided = guidance > 1.0
+    for t in scheduler.timesteps:
+        x_in = scheduler.scale_model_input(x, t)
+        out = predict(torch.cat([x_in, x_in]) if guided else x_in, t)
+        if guided:
+            cond, uncond = out.chunk(2)
+            c = guided_channels if guided_channels is not None else out.shape[1]
+            out = uncond[:, :c] + guidance * (cond[:, :c] - uncond[:, :c])
+            if c < cond.shape[1]:
+                out = torch.cat([out, cond[:, c:]], dim=1)
+        x = scheduler.step(out, t, x, generator=generators).prev_sample
+    return x
+
+
+def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] from a latent diffusion model's latents, the whole batch in one decode.
+
+    The latents are unscaled by the VAE's `scaling_factor` and shifted by its `shift_factor` where
+    its config has one, and cast to the VAE's dtype, which a backend may keep at fp32 when the VAE
+    overflows in fp16 (its config's `force_upcast`).
+    """
+    config = vae.config
+    latents = latents / config.scaling_factor
+    if getattr(config, "shift_factor", None) is not None:
+        latents = latents + config.shift_factor
+    return vae.decode(latents.to(vae.dtype)).sample
+
+
+def latent_model_parameters(network: torch.nn.Module, vae: AutoencoderKL) -> int:
+    """Parameters of a latent diffusion model's per-step `network` and of the VAE's decoding half."""
+    # Decoding runs post_quant_conv (absent in some VAEs) before the decoder proper.
+    modules = [network, vae.post_quant_conv, vae.decoder]
+    return sum(p.numel() for module in modules if module is not None for p in module.parameters())

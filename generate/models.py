@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from pathlib import Path
 
@@ -63,17 +64,43 @@ def _download(repo_id: str) -> Path:
         ) from None
 
 
-def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32") -> Generator:
-    """Load the generator a SPEC names, on `device` in `dtype` (fp32, fp16 or bf16)."""
-    from .backends import backend_for
+def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32", options: dict | None = None) -> Generator:
+    """Load the generator a SPEC names, on `device` in `dtype` (fp32, fp16 or bf16).
 
+    `options` are flags that only some backends take (image_size, class_names, prompt; None
+    values count as not given), passed to the backend's constructor as keyword arguments of the
+    same names. A backend whose constructor lacks one refuses it in one line, except image_size,
+    which every generator has and so accepts at its native value.
+    """
+    from .backends import BACKENDS, backend_for
+
+    given = {name: value for name, value in (options or {}).items() if value is not None}
     device = resolve_device(device)
     if device == "cpu" and dtype == "fp16":
         # CPUs run fp16 by emulation, slower than fp32, and its range overflows in attention.
         raise InputError("--dtype fp16: half precision is for CUDA; on CPU use --dtype bf16 (fast where the "
                          "processor has AVX-512 BF16 or AMX) or fp32")
     folder = _model_folder(spec)
-    return backend_for(folder)(folder, device=device, dtype=DTYPES[dtype])
+    backend = backend_for(folder)
+    for name, value in list(given.items()):
+        if _takes(backend, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name == "image_size":
+            native = backend.describe(folder)["image_size"]
+            if value != native:
+                raise InputError(f"{flag} {value}: {spec} is a {backend.name} model, which samples at its native "
+                                 f"{native} px only; pass {native} or leave {flag} out")
+            del given[name]
+            continue
+        takers = ", ".join(b.name for b in BACKENDS if _takes(b, name))
+        raise InputError(f"{flag} {value}: {spec} is a {backend.name} model, which does not take {flag}; "
+                         f"only these backends do: {takers} (`ptgen models` lists them)")
+    return backend(folder, device=device, dtype=DTYPES[dtype], **given)
+
+
+def _takes(backend: type[Generator], option: str) -> bool:
+    return option in inspect.signature(backend.__init__).parameters
 
 
 def resolve_device(device: str) -> str:

@@ -1,7 +1,9 @@
 """`ptgen pseudo`: pseudo conditional sampling (docs/method.md, P-SSL step 1).
 
 For every image of the target's train/ split, K samples G_s(z, p) conditioned on the soft label
-p = softmax(C_s(x)/T): unlabeled source-domain look-alikes of the target images.
+p = softmax(C_s(x)/T): unlabeled source-domain look-alikes of the target images. With
+--condition random each sample instead takes a uniformly random source class, drawn from its own
+seed: the ablation that shows what conditioning on the target adds (same count, same format).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class PseudoSettings(JobSettings):
     per_target: int = 1
     temperature: float = 1.0
     top_k: int | None = None
+    condition: str = "soft"  # soft: p @ E (PCS); random: a uniformly random source class a sample
 
 
 class PseudoJob:
@@ -58,12 +61,20 @@ class PseudoJob:
     def seed(self, index: int) -> int:
         return sample_seed(self.settings.seed, index)
 
+    def random_class(self, index: int) -> int:
+        draw = torch.Generator().manual_seed(self.seed(index))
+        return int(torch.randint(self.generator.num_classes, (1,), generator=draw))
+
     def condition(self, indices: range) -> torch.Tensor:
+        if self.settings.condition == "random":
+            return torch.tensor([self.random_class(i) for i in indices])
         return self.probs[[i // self.settings.per_target for i in indices]]
 
     def record(self, index: int) -> SampleRecord:
         target = index // self.settings.per_target
         p = self.probs[target]
+        if self.settings.condition == "random":
+            p = torch.nn.functional.one_hot(torch.tensor(self.random_class(index)), len(p)).float()
         top = p.topk(min(TOP_CLASSES_KEPT, len(p)))
         meta = {
             "index": index,
@@ -80,6 +91,7 @@ class PseudoJob:
             "classifier_sha256": self.classifier_digest,
             "targets_sha256": hashlib.sha256("\n".join(self.keys).encode()).hexdigest(),
             "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, **s.hashed(),
+            **({"condition": s.condition} if s.condition != "soft" else {}),
         }
 
     def header(self) -> dict:

@@ -53,8 +53,29 @@ def summarize(root: Path) -> dict:
     }
 
 
-def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: ReadPolicy | None = None) -> Path:
-    """Rows are classes (or, for pseudo samples, target images), columns are samples of that row."""
+def _row_name(label: int | None, meta: dict) -> str:
+    """A row's caption: the class, or for a pseudo sample its target and the target's top source classes."""
+    if label is not None:
+        return meta.get("class_name", str(label))
+    top = ", ".join(f"{c}:{p:.2f}" for c, p in meta.get("top_classes", [])[:3])
+    return f"{meta.get('target_key', '?')}\n{top}" if top else meta.get("target_key", "?")
+
+
+def _target_image(target: Path, key: str) -> Image.Image:
+    path = target / key
+    if not key or not path.is_file():
+        raise InputError(f"--target {target}: no {key or 'target_key'} in it; give the --target folder the pseudo "
+                         "samples were made from")
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: ReadPolicy | None = None,
+                  target: Path | None = None) -> Path:
+    """Rows are classes (or, for pseudo samples, target images), columns are samples of that row.
+
+    With TARGET (the --target folder of ptgen pseudo), a pseudo row starts with its target image,
+    framed in red, so that a person sees what each soft label was made from."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,11 +86,15 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: 
     if not done:
         raise InputError(f"{root}: no finished shard yet, nothing to show")
     grid: dict[str, list[Image.Image]] = {}
+    framed: set[str] = set()  # rows whose first cell is the target image
     for sample in read_samples(done, policy):
         label, meta = sample.label, sample.meta
-        row = meta.get("class_name", str(label)) if label is not None else meta.get("target_key", "?")
+        row = _row_name(label, meta)
         if row not in grid and len(grid) >= rows:
             continue
+        if row not in grid and target is not None and label is None:
+            grid[row] = [_target_image(target, meta.get("target_key", ""))]
+            framed.add(row)
         cells = grid.setdefault(row, [])
         if len(cells) < cols:
             cells.append(sample.image.convert("RGB"))
@@ -85,7 +110,12 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: 
                 spine.set_color("0.6")  # a frame, so that white ink at the border stays visible
             if c < len(cells):
                 ax.imshow(cells[c], interpolation="nearest")
-        axes[r][0].set_ylabel(name[:28], rotation=0, ha="right", va="center", fontsize=7)
+        if name in framed:
+            for spine in axes[r][0].spines.values():
+                spine.set_color("red")
+                spine.set_linewidth(2)
+        axes[r][0].set_ylabel("\n".join(line[:28] for line in name.split("\n")), rotation=0, ha="right",
+                              va="center", fontsize=6)
     fig.suptitle(f"{root.name}: {header.get('model', '')}", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,14 +36,21 @@ def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
 def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Tensor:
     """Generator class index of each classifier output, via source class ids."""
     ids = config.source_ids if config.source_ids is not None else list(range(config.num_classes))
-    if config.source_ids is None and config.num_classes != generator.num_classes:
+    n, names = generator.num_classes, generator.class_names_file
+    if names is not None and ids == list(range(config.num_classes)) and config.num_classes != n:
+        # The classifier's outputs are the classes by index, so each needs its line, and a line
+        # beyond them names a class no soft label can reach: either way the file is not its list.
+        raise InputError(f"--class-names {names}: the names file has {n} lines, the classifier {spec} "
+                         f"{config.num_classes} classes; its lines name the classifier's classes in index order, "
+                         f"so give {config.num_classes} names")
+    if config.source_ids is None and config.num_classes != n:
         raise InputError(f"--classifier {spec}: {config.num_classes} classes without source ids; the generator has "
-                         f"{generator.num_classes}, so its classes cannot be matched")
-    bad = [i for i in ids if not 0 <= i < generator.num_classes]
+                         f"{n}, so its classes cannot be matched")
+    bad = [i for i in ids if not 0 <= i < n]
     if bad:
-        raise InputError(f"--classifier {spec}: its {config.num_classes} classes reach source class {bad[0]}, but the "
-                         f"generator's classes are 0..{generator.num_classes - 1}; use a classifier over the "
-                         "generator's classes")
+        classes = f"--class-names {names} has {n} lines" if names is not None else f"the generator's classes are 0..{n - 1}"
+        raise InputError(f"--classifier {spec}: its {config.num_classes} classes reach source class {bad[0]}, but "
+                         f"{classes}; use a classifier over the generator's classes")
     return torch.tensor(ids)
 
 

@@ -47,6 +47,18 @@ def classifier(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def timm_weights(tmp_path_factory):
+    """ImageNet-shaped timm weights saved locally, as a user without hub access would bring them."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("timm") / "test_resnet.safetensors"
+    save_file(timm.create_model("test_resnet").state_dict(), str(path))
+    return path
+
+
 @pytest.fixture()
 def cli():
     """Invoke a click command in-process; returns the click Result (stdout and stderr apart)."""

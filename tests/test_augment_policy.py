@@ -16,7 +16,7 @@ from train.data.transforms import Preprocess, weak_and_strong
 from train.kd import paired_views
 from train.seeding import seed_everything
 
-TINY = ["--arch", "test_resnet", "--img-size", 16, "--quiet"]
+TINY = ["--arch", "test_resnet", "--img-size", 16, "--min-steps", 0, "--quiet"]
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
 

@@ -9,7 +9,7 @@ from ptcommon.shards import read_samples
 from tiny_models import save_tiny_dit
 from train.cli import main as pttrain
 
-TRAIN = ["--arch", "test_resnet", "--epochs", "1", "--batch-size", "4", "--quiet"]
+TRAIN = ["--arch", "test_resnet", "--epochs", "1", "--min-steps", "0", "--batch-size", "4", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_synth_pp_and_finetune_on_a_dit(dit, target, cli, tmp_path):
     assert cli(pttrain, ["pp", "--shards", out, "--out", runs / "pp", *TRAIN]).exit_code == 0
     config = json.loads((runs / "pp" / "config.json").read_text())
     assert config["in_chans"] == 3 and config["source_ids"] == [2, 7]
-    result = cli(pttrain, ["finetune", "--data", target, "--init", runs / "pp", "--out", runs / "ft", "--epochs", 1,
+    result = cli(pttrain, ["finetune", "--data", target, "--init", runs / "pp", "--out", runs / "ft", "--epochs", 1, "--min-steps", 0,
                            "--batch-size", 4, "--quiet"])
     assert result.exit_code == 0, result.output
 
@@ -62,19 +62,6 @@ def test_fp16_on_cpu_is_refused_in_one_line(dit, cli, tmp_path):
     result = cli(ptgen, ["synth", "--model", dit, "--device", "cpu", "--dtype", "fp16", "--out", tmp_path / "o"])
     assert result.exit_code == 2 and "--dtype fp16: half precision is for CUDA" in result.stderr
     assert not (tmp_path / "o").exists()
-
-
-@pytest.fixture(scope="module")
-def timm_weights(tmp_path_factory):
-    """ImageNet-shaped timm weights saved locally, as a user without hub access would bring them."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("timm") / "test_resnet.safetensors"
-    save_file(timm.create_model("test_resnet").state_dict(), str(path))
-    return path
 
 
 def test_pseudo_with_a_timm_classifier_and_local_weights(timm_weights, target, cli, tmp_path):

@@ -15,7 +15,7 @@ from generate import cli as ptgen_cli
 from generate.cli import main as ptgen
 from train.cli import main as pttrain
 
-TRAIN = ["--arch", "test_resnet", "--epochs", "1", "--batch-size", "4", "--img-size", "16", "--quiet"]
+TRAIN = ["--arch", "test_resnet", "--epochs", "1", "--min-steps", "0", "--batch-size", "4", "--img-size", "16", "--quiet"]
 
 
 def writing_commands(fx, out):

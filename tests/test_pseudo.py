@@ -46,6 +46,34 @@ def test_pseudo_is_deterministic_across_batches_ranks_and_reruns(tiny_model, cla
     assert clash.exit_code != 0 and "holds shards of another config" in clash.stderr
 
 
+def test_random_condition_ignores_the_targets(tiny_model, classifier, target, tmp_path):
+    """--condition random: each sample one source class drawn from its own seed, the same in a rerun;
+    a config of its own, so it never mixes with soft-label shards."""
+    out, again, soft = tmp_path / "random", tmp_path / "again", tmp_path / "soft"
+    for folder in (out, again):
+        assert pseudo(tiny_model, classifier, target, folder, "--condition", "random").exit_code == 0
+    assert pseudo(tiny_model, classifier, target, soft).exit_code == 0
+    samples = list(wds.WebDataset(sorted(str(p) for p in out.glob("pseudo-*.tar")), shardshuffle=False))
+    tops = [json.loads(s["json"])["top_classes"] for s in samples]
+    assert all(len(t) == 1 and t[0][1] == 1.0 for t in tops)
+    assert len({t[0][0] for t in tops}) > 1  # 12 draws over 5 classes
+    assert [p.read_bytes() for p in sorted(out.glob("*.tar"))] == [p.read_bytes() for p in sorted(again.glob("*.tar"))]
+    hashes = {json.loads((f / "dataset.json").read_text())["config_hash"] for f in (out, soft)}
+    assert len(hashes) == 2
+
+
+def test_contact_sheet_puts_each_target_before_its_pseudo_samples(tiny_model, classifier, target, tmp_path):
+    from PIL import Image
+
+    out, sheet = tmp_path / "ps", tmp_path / "sheet.png"
+    assert pseudo(tiny_model, classifier, target, out).exit_code == 0
+    result = CliRunner().invoke(ptgen, ["inspect", str(out), "--grid", str(sheet), "--target", str(target)])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert Image.open(sheet).size[1] > 100  # three rows of a target and its four samples
+    wrong = CliRunner().invoke(ptgen, ["inspect", str(out), "--grid", str(tmp_path / "x.png"), "--target", str(tmp_path)])
+    assert wrong.exit_code != 0 and "give the --target folder the pseudo samples were made from" in wrong.stderr
+
+
 @pytest.mark.parametrize("case, expected", [
     ("no-train", "no train/ folder"),
     ("k0", "'--per-target': 0 is not in the range x>=1"),

@@ -32,7 +32,7 @@ def test_uda_targets_are_sharpened():
 def test_pssl_on_pseudo_shards_lowers_its_loss(cli, target, pseudo_shards, tmp_path, algo):
     out = tmp_path / algo
     result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--algo", algo,
-                           "--arch", "test_resnet", "--threshold", 0, "--ratio", 2, "--batch-size", 2, "--epochs", 12,
+                           "--arch", "test_resnet", "--threshold", 0, "--ratio", 2, "--batch-size", 2, "--epochs", 12, "--min-steps", 0,
                            "--lr", 3e-3, "--warmup-epochs", 0, "--out", out, "--quiet"])
     assert result.exit_code == 0, result.output + result.stderr
     rows = [r for r in metrics(out) if "loss" in r]
@@ -44,7 +44,7 @@ def test_pssl_on_pseudo_shards_lowers_its_loss(cli, target, pseudo_shards, tmp_p
 def test_oracle_with_a_folder_of_real_images(cli, target, tmp_path):
     out = tmp_path / "oracle"
     result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", target / "test", "--init", "none",
-                           "--arch", "test_resnet", "--ratio", 1, "--batch-size", 1, "--epochs", 1, "--out", out,
+                           "--arch", "test_resnet", "--ratio", 1, "--batch-size", 1, "--epochs", 1, "--min-steps", 0, "--out", out,
                            "--quiet"])
     assert result.exit_code == 0, result.output + result.stderr
 

@@ -62,12 +62,13 @@ def test_a_folder_that_is_no_known_generator_names_what_was_expected(cli, tmp_pa
     assert "dit: model_index.json (DiTPipeline), transformer/, vae/, scheduler/" in line and "unet: unet/" in line
 
 
-def test_a_text_to_image_pipeline_is_not_supported_yet(cli, tmp_path):
-    folder = tmp_path / "sd"
+def test_a_pipeline_no_backend_samples_is_not_supported_yet(cli, tmp_path):
+    folder = tmp_path / "sdxl"
     (folder / "unet").mkdir(parents=True)
-    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    (folder / "text_encoder").mkdir(parents=True)
+    (folder / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
     line = run_bad(cli, tmp_path / "out", "--model", folder)
-    assert "a StableDiffusionPipeline (text-to-image) is not supported yet" in line
+    assert "a StableDiffusionXLPipeline (text-to-image) is not supported yet" in line
     assert not (tmp_path / "out").exists()
 
 

@@ -13,7 +13,7 @@ from conftest import ROOT, run_module
 from generate.cli import main as ptgen
 from train.cli import main as pttrain
 
-FAST = ["--arch", "test_resnet", "--quiet"]
+FAST = ["--arch", "test_resnet", "--min-steps", "0", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_pp_finetune_eval(cli, shards, digits, tmp_path):
     result = run(cli, "eval", "--run", pp_dir, "--data", shards, "--json", tmp_path / "pp.json")
     assert json.loads((tmp_path / "pp.json").read_text())["n"] == 120
 
-    run(cli, "finetune", "--data", digits, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--quiet")
+    run(cli, "finetune", "--data", digits, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--min-steps", 0, "--quiet")
     ft = json.loads((ft_dir / "config.json").read_text())
     assert ft["class_names"] == [str(d) for d in range(10)] and ft["arch"] == "test_resnet"
     assert ft["image_size"] == 32  # the backbone's; the 16 px digits are resized to it
@@ -79,7 +79,7 @@ def test_finetune_on_labeled_shards_keeps_their_source_ids(cli, tiny_model, shar
     pp_dir, ft_dir = tmp_path / "pp", tmp_path / "ft"
     run(cli, "pp", "--shards", shards, "--out", pp_dir, "--epochs", 1, "--batch-size", 16, "--img-size", 12, *FAST)
     run(cli, "finetune", "--data", target, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--batch-size", 8,
-        "--quiet")
+        "--min-steps", 0, "--quiet")
     config = json.loads((ft_dir / "config.json").read_text())
     assert config["num_classes"] == 3 and config["source_ids"] == [1, 3, 4]
     assert config["image_size"] == 12  # an explicit --img-size holds, and the fine-tune keeps its run's
@@ -94,7 +94,7 @@ def test_training_stage_runs_where_diffusers_is_missing(shards, digits, tmp_path
              "from train.cli import main; main(sys.argv[1:])")
     pp_dir = tmp_path / "pp"
     for args in (["pp", "--shards", shards, "--out", pp_dir, "--epochs", 1, "--batch-size", 32, *FAST],
-                 ["finetune", "--data", digits, "--init", pp_dir, "--out", tmp_path / "ft", "--epochs", 1, "--quiet"],
+                 ["finetune", "--data", digits, "--init", pp_dir, "--out", tmp_path / "ft", "--epochs", 1, "--min-steps", 0, "--quiet"],
                  ["eval", "--run", pp_dir, "--data", shards]):
         result = run_module("-c", block, *map(str, args))
         assert result.returncode == 0, result.stderr[-2000:]
@@ -106,6 +106,20 @@ def test_scratch_baseline_learns(cli, digits, tmp_path):
     run(cli, "finetune", "--data", digits, "--init", "none", "--out", out, "--epochs", 8, "--lr", 3e-3, *FAST)
     losses = [r["loss"] for r in metrics(out) if "loss" in r]
     assert losses[-1] < losses[0]
+
+
+def test_min_steps_raises_the_epochs_of_a_small_target(cli, digits, tmp_path):
+    """50 labeled digits in batches of 32 are 2 steps an epoch: --epochs 2 becomes 4 epochs to reach
+    --min-steps 7 (raised to whole epochs), while --min-steps 0 keeps the epochs as given."""
+    args = ["finetune", "--data", digits, "--init", "none", "--batch-size", 32, "--epochs", 2,
+            "--arch", "test_resnet", "--quiet"]
+    for floor, steps, epochs in ((7, 8, 4), (0, 4, 2)):
+        out = tmp_path / f"floor-{floor}"
+        run(cli, *args, "--min-steps", floor, "--out", out)
+        record = json.loads((out / "train.json").read_text())
+        assert (record["steps"], record["epochs_run"]) == (steps, epochs)
+        assert max(r["step"] for r in metrics(out)) == steps
+        assert [r["epoch"] for r in metrics(out) if "val_top1" in r] == list(range(epochs))
 
 
 def test_finished_run_is_never_overwritten(cli, digits, tmp_path):

@@ -132,3 +132,66 @@ def save_tiny_biggan(folder: Path, num_classes: int = 10) -> Path:
     (folder / "config.json").write_text(config.to_json_string())
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
     return folder
+
+
+def save_tiny_sd(folder: Path, max_tokens: int = 32) -> Path:
+    """A StableDiffusionPipeline folder as `save_pretrained` writes it, with diffusers' and
+    transformers' own classes: a 2-layer CLIP text encoder 32 wide reading `max_tokens` tokens,
+    a UNet2DConditionModel attending to it on 4x4 latents, a VAE decoding them to 8x8 RGB, SD-1.5's
+    scheduler, and a CLIP tokenizer whose vocabulary is single characters (a word's last one
+    marked `</w>`, as CLIP's BPE marks it) plus two merges."""
+    import string
+
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    symbols = string.ascii_lowercase + string.digits + ".,'-"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in [*symbols, *(s + "</w>" for s in symbols), "th", "the</w>"]:
+        vocab[token] = len(vocab)
+    files = folder.parent / f"{folder.name}-tokenizer-files"
+    files.mkdir(parents=True, exist_ok=True)
+    (files / "vocab.json").write_text(json.dumps(vocab))
+    (files / "merges.txt").write_text("#version: 0.2\nt h\nth e</w>\n")
+    (files / "tokenizer_config.json").write_text(json.dumps({"model_max_length": max_tokens}))
+    tokenizer = CLIPTokenizer.from_pretrained(files)
+
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=max_tokens, projection_dim=32, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    ))
+    unet = UNet2DConditionModel(
+        sample_size=4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    # Two blocks: the VAE halves the resolution once, so 4x4 latents decode to 8x8 images.
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=8,
+    )
+    # No output gain as in save_tiny_unet: these images already vary, and a gain would magnify the
+    # float rounding that differs between batch shapes (SD's first steps magnify it 15x already)
+    # until a pixel flips, where shards must be the same bytes at any --batch-size.
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
+                              steps_offset=1, set_alpha_to_one=False)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder

@@ -230,7 +230,8 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
     if ctx.dist.main:
         save_run(ctx.run_dir, shipped(trainer.final_model), config)
         (ctx.run_dir / "train.json").write_text(json.dumps(
-            {"command": ctx.command, **record, "augment": ctx.augment, "augment_flag": ctx.augment_flag,
+            {"command": ctx.command, **record, "epochs_run": trainer.epochs, "steps": trainer.total_steps,
+             "augment": ctx.augment, "augment_flag": ctx.augment_flag,
              **skipped, "settings": asdict(ctx.settings)},
             indent=1, default=str) + "\n")
     if data is not None:

@@ -10,6 +10,7 @@ weights of an uninterrupted one (train/seeding.py).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ CURVE_FILE = "curve.png"
 @dataclass
 class TrainSettings:
     epochs: int = 10
+    min_steps: int = 0  # a floor on the optimizer steps: small data runs more epochs instead of too few steps
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -42,6 +44,15 @@ class TrainSettings:
     checkpoint_every: int = 200  # steps
     log_every: int = 20  # steps
     seed: int = 0
+
+
+def run_epochs(settings: TrainSettings, steps_per_epoch: int) -> int:
+    """--epochs, raised until the run takes at least --min-steps optimizer steps.
+
+    With 20 labeled images and batches of 64 an epoch is one step, so 30 epochs would be 30 steps in
+    all and batch-norm statistics from a handful of them: the run would stop long before it fits.
+    """
+    return max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
 
 
 class Algorithm:
@@ -83,7 +94,10 @@ class Trainer:
         self.algorithm = algorithm
         self.batches = batches
         self.steps_per_epoch = steps_per_epoch
-        self.total_steps = steps_per_epoch * settings.epochs
+        self.epochs = run_epochs(settings, steps_per_epoch)
+        self.total_steps = steps_per_epoch * self.epochs
+        # About 10 evaluations at most: a floored run of one-step epochs would otherwise spend its time scoring.
+        self.validate_every = math.ceil(self.epochs / 10)
         self.s = settings
         self.run_dir = run_dir
         self.dist = dist
@@ -180,7 +194,8 @@ class Trainer:
                     window = []
                 if self.step % self.s.checkpoint_every == 0:
                     self._checkpoint()
-            if self.validate is not None and self.dist.main:
+            last = epoch + 1 == self.epochs
+            if self.validate is not None and self.dist.main and ((epoch + 1) % self.validate_every == 0 or last):
                 self._log({"step": self.step, "epoch": epoch, **self.validate(self.final_model)})
         bar.close()
         self._checkpoint()

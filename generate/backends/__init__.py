@@ -14,18 +14,19 @@ from ..generator import Generator
 from .biggan import BigGANGenerator
 from .dit import DiTGenerator
 from .folder import pipeline_class
+from .text_to_image import TextToImageGenerator
 from .unet import UNetGenerator
 
 BACKENDS: list[type[Generator]] = [
     DiTGenerator,
+    TextToImageGenerator,  # before unet: a text-to-image folder holds a unet/ too
     UNetGenerator,
     BigGANGenerator,
 ]
 
 # Pipelines diffusers knows that no backend here samples yet: named in the refusal.
-_UNSUPPORTED = {"StableDiffusionPipeline": "text-to-image", "StableDiffusionXLPipeline": "text-to-image",
-                "PixArtAlphaPipeline": "text-to-image", "DDPMPipeline": "unconditional",
-                "LDMPipeline": "unconditional"}
+_UNSUPPORTED = {"StableDiffusionXLPipeline": "text-to-image", "PixArtAlphaPipeline": "text-to-image",
+                "DDPMPipeline": "unconditional", "LDMPipeline": "unconditional"}
 
 
 def backend_for(folder: Path, flag: str = "--model") -> type[Generator]:

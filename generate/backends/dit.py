@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -31,11 +31,10 @@ from torch import nn
 from ptcommon.cli import InputError
 
 from ..conditioning import mix
-from ..generator import Generator, SamplingDefaults, check_condition, seeded_latents, to_uint8
-from .folder import pipeline_class, read_json, read_meta, public_config, weights_digest
-
-if TYPE_CHECKING:
-    from diffusers import SchedulerMixin
+from ..generator import (Generator, SamplingDefaults, check_condition, decode_latents, denoise,
+                         latent_model_parameters, seeded_latents, to_uint8)
+from .folder import (SCHEDULER_CONFIG, folder_sampler, load_component, pipeline_class, public_config, read_json,
+                     read_meta, vae_scale_factor, weights_digest)
 
 DEFAULT_SAMPLER = "DPMSolverMultistepScheduler"
 DEFAULT_SAMPLING = SamplingDefaults(steps=25, guidance=1.5)
@@ -96,9 +95,8 @@ class DiTGenerator(Generator):
     def describe(cls, folder: Path) -> dict:
         transformer = read_json(folder / "transformer" / "config.json")
         vae = read_json(folder / "vae" / "config.json")
-        blocks = len(vae.get("block_out_channels", [0]))
         return {"num_classes": transformer.get("num_embeds_ada_norm"),
-                "image_size": transformer.get("sample_size", 0) * 2 ** (blocks - 1),
+                "image_size": transformer.get("sample_size", 0) * vae_scale_factor(vae),
                 "channels": vae.get("out_channels")}
 
     def __init__(
@@ -110,25 +108,19 @@ class DiTGenerator(Generator):
     ):
         """`sampler` names the diffusers scheduler class to sample with, configured from the
         folder's scheduler config; None keeps the folder's own class."""
-        import diffusers
         from diffusers import AutoencoderKL, DiTTransformer2DModel
 
         self.folder = Path(folder)
         missing = [f"{name}/" for name in _SUBFOLDERS if not (self.folder / name).is_dir()]
-        sched_path = self.folder / "scheduler" / "scheduler_config.json"
-        if not missing and not sched_path.exists():
-            missing = ["scheduler/scheduler_config.json"]
+        if not missing and not (self.folder / SCHEDULER_CONFIG).exists():
+            missing = [SCHEDULER_CONFIG]
         if missing:
             raise InputError(
                 f"--model {folder}: no {', '.join(missing)}; expected a DiT pipeline folder with "
                 "transformer/ (config.json + weights), vae/ (config.json + weights) and "
                 "scheduler/scheduler_config.json"
             )
-        sched_config = json.loads(sched_path.read_text())
-        scheduler_name = sampler or sched_config.get("_class_name", "")
-        scheduler_cls = getattr(diffusers, scheduler_name, None)
-        if scheduler_cls is None:
-            raise InputError(f"--model {folder}: unknown scheduler class {scheduler_name!r}")
+        scheduling = folder_sampler(self.folder, sampler)
 
         transformer = self._load(DiTTransformer2DModel, "transformer", dtype)
         vae = self._load(AutoencoderKL, "vae", dtype)
@@ -152,16 +144,16 @@ class DiTGenerator(Generator):
             )
         self._rows = transformer.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings
 
-        if scheduler_cls.__name__ not in _VARIANCE_READERS:
-            sched_config = {k: v for k, v in sched_config.items() if k != "variance_type"}
-        self._pass_variance = sched_config.get("variance_type") in _LEARNED
+        if scheduling.cls.__name__ not in _VARIANCE_READERS:
+            config_without = {k: v for k, v in scheduling.config.items() if k != "variance_type"}
+            scheduling = dataclasses.replace(scheduling, config=config_without)
+        self._pass_variance = scheduling.config.get("variance_type") in _LEARNED
         if self._pass_variance and not learned_sigma:
             raise InputError(
                 f"--model {folder}: the scheduler reads a learned variance "
-                f"({sched_config['variance_type']}) but the transformer predicts none"
+                f"({scheduling.config['variance_type']}) but the transformer predicts none"
             )
-        self._scheduler_cls = scheduler_cls
-        self._scheduler_config = sched_config
+        self._sampler = scheduling
 
         self._class_names = self._read_class_names(config.num_embeds_ada_norm)
         meta = read_meta(self.folder)
@@ -175,22 +167,14 @@ class DiTGenerator(Generator):
             "backend": "diffusers-dit",
             "transformer": public_config(dict(config)),
             "vae": public_config(dict(vae.config)),
-            "scheduler": {"class": scheduler_cls.__name__, **public_config(sched_config)},
+            "scheduler": scheduling.fingerprint(),
             "transformer_sha256": weights_digest(self.folder / "transformer"),
             "vae_sha256": weights_digest(self.folder / "vae"),
             "guided_channels": "all",
         }
 
     def _load(self, model_cls: type[nn.Module], subfolder: str, dtype: torch.dtype) -> nn.Module:
-        try:
-            return model_cls.from_pretrained(
-                self.folder, subfolder=subfolder, low_cpu_mem_usage=False, torch_dtype=dtype
-            )
-        except (OSError, ValueError) as err:  # diffusers' missing-weights and bad-config errors
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise InputError(
-                f"--model {self.folder}: cannot load {subfolder}/ as {model_cls.__name__}: {first_line}"
-            ) from None
+        return load_component(self.folder, model_cls, subfolder, low_cpu_mem_usage=False, torch_dtype=dtype)
 
     def _read_class_names(self, n: int) -> list[str]:
         index_path = self.folder / "model_index.json"
@@ -210,8 +194,7 @@ class DiTGenerator(Generator):
 
     @property
     def image_size(self) -> int:
-        # Each VAE block but the last halves the resolution, as in diffusers' own pipelines.
-        return self.transformer.config.sample_size * 2 ** (len(self.vae.config.block_out_channels) - 1)
+        return self.transformer.config.sample_size * vae_scale_factor(self.vae.config)
 
     @property
     def channels(self) -> int:
@@ -231,9 +214,7 @@ class DiTGenerator(Generator):
         return self._defaults
 
     def parameter_count(self) -> int:
-        # Decoding runs post_quant_conv (absent in some VAEs) before the decoder proper.
-        modules = [self.transformer, self.vae.post_quant_conv, self.vae.decoder]
-        return sum(p.numel() for module in modules if module is not None for p in module.parameters())
+        return latent_model_parameters(self.transformer, self.vae)
 
     def fingerprint(self) -> dict:
         return self._fingerprint
@@ -252,12 +233,6 @@ class DiTGenerator(Generator):
             labels = torch.cat([condition, torch.full_like(condition, null)]) if guided else condition
         return labels.to(self.device)
 
-    def _scheduler(self, steps: int) -> SchedulerMixin:
-        # A fresh one per batch: multistep solvers keep state between steps.
-        scheduler = self._scheduler_cls.from_config(self._scheduler_config)
-        scheduler.set_timesteps(steps, device=self.device)
-        return scheduler
-
     @torch.inference_mode()
     def sample(
         self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
@@ -268,24 +243,17 @@ class DiTGenerator(Generator):
         guided = guidance > 1.0
         if guided and not self.supports_guidance:
             raise ValueError("classifier-free guidance needs a model trained with a null class")
-        scheduler = self._scheduler(steps)
+        scheduler = self._sampler.scheduler(steps, self.device)
         size = self.transformer.config.sample_size
         shape = (self._latent_channels, size, size)
         generators, x = seeded_latents(scheduler, seeds, shape, self.device, self.dtype)
 
         labels = self.class_labels(condition, guided)
         c = self._latent_channels
-        for t in scheduler.timesteps:
-            x_in = scheduler.scale_model_input(x, t)
-            if guided:
-                x_in = torch.cat([x_in, x_in])
+
+        def predict(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             out = self.transformer(x_in, timestep=t.expand(len(x_in)), class_labels=labels).sample
-            eps, variance = out[:, :c], out[:, c:]
-            if guided:
-                cond, uncond = eps.chunk(2)
-                eps = uncond + guidance * (cond - uncond)
-                variance = variance[: len(x)]
-            model_output = torch.cat([eps, variance], dim=1) if self._pass_variance else eps
-            x = scheduler.step(model_output, t, x, generator=generators).prev_sample
-        images = self.vae.decode(x / self.vae.config.scaling_factor).sample
-        return to_uint8(images)
+            return out if self._pass_variance else out[:, :c]
+
+        x = denoise(scheduler, x, generators, predict, guidance, guided_channels=c)
+        return to_uint8(decode_latents(self.vae, x))

@@ -4,12 +4,21 @@ metadata, and the fingerprint parts that identify weights and configs wherever t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import torch
+
+from ptcommon.cli import InputError
 from ptcommon.weights import sha256_of
+
+if TYPE_CHECKING:
+    from diffusers import SchedulerMixin
 
 INDEX_FILE = "model_index.json"
 META_FILE = "ptgen.json"
+SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -35,3 +44,53 @@ def public_config(config: dict) -> dict:
 def weights_digest(folder: Path) -> str:
     """One SHA-256 over a model folder's weight files, in name order."""
     return sha256_of(sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES))
+
+
+def vae_scale_factor(vae_config: dict) -> int:
+    """How many pixels one latent covers: each VAE block but the last halves the resolution, as in
+    diffusers' own pipelines."""
+    return 2 ** (len(vae_config.get("block_out_channels", [0])) - 1)
+
+
+def load_component(folder: Path, model_cls: Any, subfolder: str, **kwargs: Any) -> Any:
+    """`model_cls.from_pretrained(folder, subfolder=subfolder, **kwargs)`; a folder it cannot load
+    is a one-line InputError."""
+    try:
+        return model_cls.from_pretrained(folder, subfolder=subfolder, **kwargs)
+    except (OSError, ValueError) as err:  # missing-weights and bad-config errors of diffusers and transformers
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"--model {folder}: cannot load {subfolder}/ as {model_cls.__name__}: {first_line}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A diffusers scheduler class and the config to build it from."""
+
+    cls: type[SchedulerMixin]
+    config: dict
+
+    def scheduler(self, steps: int, device: torch.device) -> SchedulerMixin:
+        """A fresh scheduler set to `steps`: one per batch, since multistep solvers keep state between steps."""
+        scheduler = self.cls.from_config(self.config)
+        scheduler.set_timesteps(steps, device=device)
+        return scheduler
+
+    def fingerprint(self) -> dict:
+        return {"class": self.cls.__name__, **public_config(self.config)}
+
+
+def folder_sampler(folder: Path, sampler: str | None = None) -> Sampler:
+    """The folder's scheduler config under the scheduler class `sampler` (None: the folder's own class)."""
+    import diffusers
+
+    path = folder / SCHEDULER_CONFIG
+    if not path.exists():
+        raise InputError(f"--model {folder}: no {SCHEDULER_CONFIG}; expected diffusers' folder layout")
+    config = json.loads(path.read_text())
+    name = sampler or config.get("_class_name", "")
+    cls = getattr(diffusers, name, None)
+    if cls is None:
+        raise InputError(f"--model {folder}: unknown scheduler class {name!r}; expected one of diffusers' schedulers")
+    return Sampler(cls, config)

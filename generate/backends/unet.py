@@ -9,7 +9,6 @@ UNet sees as extra input channels, a spatial class condition beside the embeddin
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -21,8 +20,8 @@ from ptcommon.cli import InputError
 from ptcommon.weights import sha256_of
 
 from ..conditioning import mix
-from ..generator import Generator, SamplingDefaults, seeded_latents, to_uint8
-from .folder import META_FILE, pipeline_class, public_config, read_json, read_meta, weights_digest
+from ..generator import Generator, SamplingDefaults, denoise, seeded_latents, to_uint8
+from .folder import META_FILE, folder_sampler, pipeline_class, public_config, read_json, read_meta, weights_digest
 
 
 class UNetGenerator(Generator):
@@ -53,7 +52,6 @@ class UNetGenerator(Generator):
                 "channels": config.get("out_channels")}
 
     def __init__(self, folder: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
-        import diffusers
         from diffusers import UNet2DModel
 
         self.folder = Path(folder)
@@ -68,17 +66,7 @@ class UNetGenerator(Generator):
                 f"--model {folder}: the UNet is not class-conditional (its config sets no num_class_embeds); "
                 "ptgen needs a model with a class-embedding table"
             )
-        sched_path = self.folder / "scheduler" / "scheduler_config.json"
-        if not sched_path.exists():
-            raise InputError(f"--model {folder}: no scheduler/scheduler_config.json; expected diffusers' folder layout")
-        sched_config = json.loads(sched_path.read_text())
-        scheduler_cls = getattr(diffusers, sched_config.get("_class_name", ""), None)
-        if scheduler_cls is None:
-            raise InputError(
-                f"--model {folder}: scheduler/ names an unknown scheduler class {sched_config.get('_class_name')!r}"
-            )
-        self._scheduler_config = sched_config
-        self._scheduler_cls = scheduler_cls
+        self._sampler = folder_sampler(self.folder)
 
         meta = read_meta(self.folder)
         rows = unet.config.num_class_embeds
@@ -105,7 +93,7 @@ class UNetGenerator(Generator):
         self._fingerprint = {
             "backend": "diffusers-unet2d",
             "unet": public_config(dict(unet.config)),
-            "scheduler": {"class": sched_config["_class_name"], **public_config(sched_config)},
+            "scheduler": self._sampler.fingerprint(),
             "weights_sha256": weights_digest(self.folder / "unet"),
             "template": sha256_of([self.folder / meta["template"]])
             if self._templates is not None
@@ -171,9 +159,7 @@ class UNetGenerator(Generator):
         guided = guidance > 1.0
         if guided and not self._has_null:
             raise ValueError("classifier-free guidance needs a model trained with a null class")
-        # A fresh scheduler per batch: multistep solvers keep state between steps.
-        scheduler = self._scheduler_cls.from_config(self._scheduler_config)
-        scheduler.set_timesteps(steps, device=self.device)
+        scheduler = self._sampler.scheduler(steps, self.device)
         shape = (self.channels, self.image_size, self.image_size)
         generators, x = seeded_latents(scheduler, seeds, shape, self.device, self.dtype)
 
@@ -186,15 +172,10 @@ class UNetGenerator(Generator):
             if guided:
                 template = torch.cat([template, self._templates[self._null].expand_as(template)])
             template = template.view(len(emb), -1, self.image_size, self.image_size).to(self.dtype)
-        for t in scheduler.timesteps:
-            x_in = scheduler.scale_model_input(x, t)
-            if guided:
-                x_in = torch.cat([x_in, x_in])
+
+        def predict(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             if template is not None:
                 x_in = torch.cat([x_in, template], dim=1)
-            out = self.unet(x_in, t, class_labels=emb).sample
-            if guided:
-                cond, uncond = out.chunk(2)
-                out = uncond + guidance * (cond - uncond)
-            x = scheduler.step(out, t, x, generator=generators).prev_sample
-        return to_uint8(x)
+            return self.unet(x_in, t, class_labels=emb).sample
+
+        return to_uint8(denoise(scheduler, x, generators, predict, guidance))

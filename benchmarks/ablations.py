@@ -1,0 +1,167 @@
+"""Ablations of the method on digits: one setting varied at a time around the defaults, same seeds as
+the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class unless --budget).
+
+  top_k        PCS top-k in {1, 5, all}; PP + P-SSL (FixMatch)
+  temperature  PCS temperature T in {0.5, 1, 2} at the chosen top-k; PP + P-SSL (FixMatch)
+  pcs          the condition of the pseudo samples: the soft label (PCS), its argmax only (--top-k 1),
+               or a uniformly random source class a sample (--condition random); PP + P-SSL (FixMatch)
+  fixmatch     FixMatch's threshold in {0.8, 0.95, 0.99} and unlabeled weight in {0.5, 1, 2}; PP + P-SSL
+  kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
+  pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
+  pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune
+
+Variants of a product default (PCS, FixMatch, KD) name every value explicitly, so a result never
+stands for a default that has since changed; the pp groups' middle variant (the study's own pp
+settings) is the main comparison's cell. Every cell is skipped when its result exists.
+
+    python -m benchmarks.ablations run [--groups pcs,kd,...] [--seeds 0,1,2] [--budget 5] [--max-minutes 55]
+    python -m benchmarks.ablations report
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+from benchmarks import reproduce
+from benchmarks.common import ROOT, pyplot, read_json, read_jsonl, spread, table, write_section
+from benchmarks.reproduce import FULL, Cell, Settings
+
+WORK = ROOT / "runs" / "ablations"
+PLOT = ROOT / "docs" / "ablations.png"
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    row: str  # the main comparison's row it varies
+    change: dict  # Settings fields that differ from FULL; empty for the defaults
+
+    def cell(self, budget: int, seed: int) -> Cell:
+        if not self.change:
+            return Cell(reproduce.WORK, FULL, budget, seed)
+        settings: Settings = dataclasses.replace(FULL, **self.change)
+        # Named by what changes, not by the label, so that two groups asking for the same run share it.
+        tag = "-".join(f"{k}{''.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sorted(self.change.items()))
+        return Cell(WORK, settings, budget, seed, name=f"{self.row}-{tag.replace('--', '').replace('_', '')}")
+
+
+def pseudo(label: str, *flags) -> Variant:
+    return Variant(label, "pp+fixmatch", {"pseudo_extra": flags})
+
+
+def row_flags(row: str, label: str, *flags) -> Variant:
+    return Variant(label, row, {"row_extra": flags})
+
+
+# The PCS top-k at which the temperature is varied, and the soft label of the `pcs` group: the
+# top_k group's best (docs/results.md, "Ablations").
+CHOSEN_TOP_K = 5
+
+# Every variant of a setting that pttrain/ptgen has a default for names its value explicitly, so that
+# a result never silently stands for a default that has since changed.
+GROUPS: dict[str, tuple[str, list[Variant]]] = {
+    "top_k": ("PCS top-k (T = 1)", [pseudo(f"k={k}", "--top-k", k, "--temperature", 1) for k in (1, 5, "all")]),
+    "temperature": (f"PCS temperature T (top-k {CHOSEN_TOP_K})", [
+        pseudo(f"T={t}", "--top-k", CHOSEN_TOP_K, "--temperature", t) for t in (0.5, 1, 2)]),
+    "pcs": ("condition of the pseudo samples", [
+        pseudo(f"soft label, top-{CHOSEN_TOP_K}", "--top-k", CHOSEN_TOP_K, "--temperature", 1),
+        pseudo("argmax only", "--top-k", 1, "--temperature", 1),
+        pseudo("random source classes", "--condition", "random")]),
+    "fixmatch": ("FixMatch threshold and unlabeled weight", [
+        row_flags("pp+fixmatch", f"threshold={t}", "--threshold", t, "--unlabeled-weight", 1) for t in (0.8, 0.95, 0.99)]
+        + [row_flags("pp+fixmatch", f"weight={w}", "--threshold", 0.95, "--unlabeled-weight", w) for w in (0.5, 2)]),
+    "kd": ("KD alpha and temperature", [
+        row_flags("kd", f"alpha={a}", "--alpha", a, "--kd-temperature", 4) for a in (0.5, 1, 2)]
+        + [row_flags("kd", f"T={t}", "--alpha", 1, "--kd-temperature", t) for t in (2, 8)]),
+    "pp_size": ("synthetic images a source class for PP", [
+        Variant(f"{n}/class", "pp", {} if n == FULL.pp_per_class else {"pp_per_class": n}) for n in (1, 3, 10, 30)]),
+    "pp_epochs": ("PP epochs", [
+        Variant(f"{e} epochs", "pp", {} if e == FULL.pp_epochs else {"pp_epochs": e}) for e in (2, 5, 15)]),
+}
+
+
+def mask_rate(run_dir) -> float | None:
+    """The share of unlabeled images over FixMatch's threshold, averaged over the second half of a
+    P-SSL run (None for other routes): how much of the pseudo data the method actually trains on."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    rows = [r for r in read_jsonl(path) if "mask" in r]
+    late = rows[len(rows) // 2:]
+    return statistics.mean(r["mask"] for r in late) if late else None
+
+
+def run(args: argparse.Namespace) -> None:
+    start = time.monotonic()
+    for group in args.groups:
+        for seed in args.seeds:
+            for variant in GROUPS[group][1]:
+                cell = variant.cell(args.budget, seed)
+                if cell.result(variant.row).exists():
+                    continue
+                if args.max_minutes is not None and time.monotonic() - start > 60 * args.max_minutes:
+                    print(f"ablations: --max-minutes {args.max_minutes} reached; rerun the same command to go on",
+                          file=sys.stderr)
+                    return
+                cell.run(variant.row)
+
+
+def report(args: argparse.Namespace) -> None:
+    plt = pyplot()
+    present = [g for g in GROUPS if any(v.cell(args.budget, s).result(v.row).exists()
+                                        for v in GROUPS[g][1] for s in args.seeds)]
+    if not present:
+        raise SystemExit(f"no ablation results under {WORK}: run `python -m benchmarks.ablations run` first")
+    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3.6), squeeze=False)
+    parts = []
+    for ax, group in zip(axes[0], present):
+        title, variants = GROUPS[group]
+        rows, means = [], []
+        for v in variants:
+            values = [read_json(p)["top1"] for s in args.seeds if (p := v.cell(args.budget, s).result(v.row)).exists()]
+            masks = [m for s in args.seeds if (m := mask_rate(v.cell(args.budget, s).folder(v.row))) is not None]
+            rows.append([v.label, reproduce.LABELS[v.row].strip("*"), spread(values) if values else "—", len(values),
+                         f"{statistics.mean(masks):.2f}" if masks else ""])
+            means.append(statistics.mean(values) if values else float("nan"))
+        ax.bar(range(len(variants)), means, color=[f"C{i}" for i in range(len(variants))])
+        ax.set_xticks(range(len(variants)), [v.label for v in variants], rotation=30, ha="right", fontsize=7)
+        finite = [m for m in means if m == m]
+        ax.set_ylim(max(0, min(finite) - 0.05), min(1, max(finite) + 0.02))
+        ax.set_title(title, fontsize=8)
+        parts.append(f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows))
+    axes[0][0].set_ylabel(f"digits test top-1, {args.budget} labels/class")
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=110)
+    md = (f"### Ablations at {args.budget} labels a class\n\n"
+          f"Command: `python -m benchmarks.ablations run --budget {args.budget} --seeds "
+          f"{','.join(map(str, args.seeds))}`, then `report` (benchmarks/ablations.py says what each group varies). "
+          "One setting at a time; mean ± sd of the digits test top-1 over seeds; for P-SSL runs, the mean share of "
+          "pseudo samples above FixMatch's threshold over the second half of training.\n\n"
+          + "\n\n".join(parts) + f"\n\n![ablations]({PLOT.relative_to(ROOT / 'docs')})")
+    write_section("ablations", md)
+    print(md)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+    for name in ("run", "report"):
+        p = sub.add_parser(name)
+        p.add_argument("--seeds", type=ints, default=[0, 1, 2])
+        p.add_argument("--budget", type=int, default=5, help="Labeled images a class.")
+        if name == "run":
+            p.add_argument("--groups", type=lambda s: s.split(","), default=list(GROUPS),
+                           help=f"Comma-separated, of: {', '.join(GROUPS)}.")
+            p.add_argument("--max-minutes", type=float, help="Start no new cell after this long (a sitting).")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""The small target tasks the studies train on, and the pixel baselines every deep route must beat.
+
+  digits  `pttrain data digits`: scikit-learn's 8x8 digits as 16 px grayscale, 10 classes, 899 test
+          images; --labels-per-class and --seed draw the labeled ones
+  photos  32x32 RGB patches cut from the two photos that ship inside scikit-learn
+          (`load_sample_images()`: china.jpg, flower.jpg), one class per photo region (sky, pagoda,
+          lake, trees; petals, foliage): labeled patches drawn from one part of each region, 60 test
+          patches from another part (disjoint), the test patches the same for every seed
+
+Every export is skipped when it exists, so studies share and resume them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from benchmarks.common import run_tool
+
+PATCH = 32
+PHOTO_TEST_PER_CLASS = 60
+# class: (photo, training box, test box), boxes (left, top, right, bottom) in the 640x427 photo
+PHOTO_REGIONS = {
+    "sky": ("china", (380, 0, 500, 170), (510, 0, 640, 170)),
+    "pagoda": ("china", (100, 130, 320, 225), (105, 240, 320, 335)),
+    "lake": ("china", (352, 240, 440, 295), (445, 240, 530, 290)),
+    "trees": ("china", (370, 340, 485, 427), (490, 330, 640, 427)),
+    "petals": ("flower", (225, 120, 385, 215), (225, 225, 385, 320)),
+    "foliage": ("flower", (0, 0, 160, 330), (470, 0, 640, 300)),
+}
+DONE = "done"
+
+
+def digits(out: Path, per_class: int, seed: int) -> Path:
+    """The digits target with PER_CLASS labeled images a class, drawn by SEED."""
+    if not (out / "split.json").exists():
+        run_tool("train", "data", "digits", "--out", out, "--labels-per-class", per_class, "--seed", seed)
+    return out
+
+
+def photos(out: Path, per_class: int, seed: int) -> Path:
+    """The photo-patch target as an ImageFolder tree (train/, test/), PER_CLASS labeled patches drawn by SEED."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    if (out / DONE).exists():
+        return out
+    bundle = load_sample_images()
+    images = {Path(name).stem: Image.fromarray(pixels) for name, pixels in zip(bundle.filenames, bundle.images)}
+    for split, count, rng in (("train", per_class, np.random.default_rng(seed)),
+                              ("test", PHOTO_TEST_PER_CLASS, np.random.default_rng(10_000))):
+        for name, (photo, train_box, test_box) in PHOTO_REGIONS.items():
+            left, top, right, bottom = train_box if split == "train" else test_box
+            folder = out / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                x, y = int(rng.integers(left, right - PATCH + 1)), int(rng.integers(top, bottom - PATCH + 1))
+                images[photo].crop((x, y, x + PATCH, y + PATCH)).save(folder / f"{i:03d}.png")
+    (out / DONE).write_text("")
+    return out
+
+
+def training_part(tree: Path) -> Path:
+    """TREE's train/ alone (copied once), so that a run logs no test accuracy during training."""
+    part = tree.parent / f"{tree.name}-train"
+    if not (part / "train").is_dir():
+        shutil.copytree(tree / "train", part / "train")
+    return part
+
+
+def validation_split(tree: Path, out: Path, held_out: int) -> Path:
+    """An ImageFolder tree from TREE's labeled train/ alone: HELD_OUT images a class (the first in
+    sorted order; the labeled draw is already random) become OUT/test/, the rest OUT/train/. Studies
+    choose settings on it, so that TREE's test split never takes part in a choice."""
+    if (out / DONE).exists():
+        return out
+    for folder in sorted(p for p in (tree / "train").iterdir() if p.is_dir()):
+        images = sorted(folder.iterdir())
+        if len(images) <= held_out:
+            raise ValueError(f"{folder}: {len(images)} images, too few to hold {held_out} out")
+        for i, image in enumerate(images):
+            split = "test" if i < held_out else "train"
+            (out / split / folder.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, out / split / folder.name / image.name)
+    (out / DONE).write_text("")
+    return out
+
+
+def _pixels(tree: Path, split: str):
+    import numpy as np
+    from PIL import Image
+
+    paths = sorted((tree / split).glob("*/*.png"))
+    x = np.stack([np.asarray(Image.open(p), dtype=np.float32).ravel() / 255 for p in paths])
+    return x, [p.parent.name for p in paths]
+
+
+def pixel_floors(tree: Path) -> dict[str, float]:
+    """Test top-1 of logistic regression and of an RBF SVM on the raw pixels (in [0, 1]) of TREE's
+    train/ images, scikit-learn's defaults otherwise; cached in TREE/pixel_floors.json."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import SVC
+
+    cache = tree / "pixel_floors.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    (x_train, y_train), (x_test, y_test) = _pixels(tree, "train"), _pixels(tree, "test")
+    scores = {"logreg": float(LogisticRegression(max_iter=5000).fit(x_train, y_train).score(x_test, y_test)),
+              "svm": float(SVC(kernel="rbf").fit(x_train, y_train).score(x_test, y_test))}
+    cache.write_text(json.dumps(scores))
+    return scores
