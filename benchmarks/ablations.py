@@ -5,6 +5,8 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
   temperature  PCS temperature T in {0.5, 1, 2} at the chosen top-k; PP + P-SSL (FixMatch)
   pcs          the condition of the pseudo samples: the soft label (PCS), its argmax only (--top-k 1),
                or a uniformly random source class a sample (--condition random); PP + P-SSL (FixMatch)
+  bn_stats     P-SSL with batch norm's running statistics from labeled and pseudo images (FixMatch's
+               one pass) or from the labeled images alone (--bn-stats labeled)
   fixmatch     FixMatch's threshold in {0.8, 0.95, 0.99} and unlabeled weight in {0.5, 1, 2}; PP + P-SSL
   kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
@@ -28,8 +30,8 @@ import time
 from dataclasses import dataclass
 
 from benchmarks import reproduce
-from benchmarks.common import ROOT, pyplot, read_json, read_jsonl, spread, table, write_section
-from benchmarks.reproduce import FULL, Cell, Settings
+from benchmarks.common import ROOT, pyplot, read_json, spread, table, write_section
+from benchmarks.reproduce import FULL, Cell, Settings, mask_rate
 
 WORK = ROOT / "runs" / "ablations"
 PLOT = ROOT / "docs" / "ablations.png"
@@ -72,6 +74,10 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
         pseudo(f"soft label, top-{CHOSEN_TOP_K}", "--top-k", CHOSEN_TOP_K, "--temperature", 1),
         pseudo("argmax only", "--top-k", 1, "--temperature", 1),
         pseudo("random source classes", "--condition", "random")]),
+    "bn_stats": ("batch-norm statistics in P-SSL (top-k all)", [
+        pseudo("mixed (FixMatch's one pass)", "--top-k", "all", "--temperature", 1),
+        Variant("labeled images only", "pp+fixmatch", {"pseudo_extra": ("--top-k", "all", "--temperature", 1),
+                                                       "row_extra": ("--bn-stats", "labeled")})]),
     "fixmatch": ("FixMatch threshold and unlabeled weight", [
         row_flags("pp+fixmatch", f"threshold={t}", "--threshold", t, "--unlabeled-weight", 1) for t in (0.8, 0.95, 0.99)]
         + [row_flags("pp+fixmatch", f"weight={w}", "--threshold", 0.95, "--unlabeled-weight", w) for w in (0.5, 2)]),
@@ -83,17 +89,6 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
     "pp_epochs": ("PP epochs", [
         Variant(f"{e} epochs", "pp", {} if e == FULL.pp_epochs else {"pp_epochs": e}) for e in (2, 5, 15)]),
 }
-
-
-def mask_rate(run_dir) -> float | None:
-    """The share of unlabeled images over FixMatch's threshold, averaged over the second half of a
-    P-SSL run (None for other routes): how much of the pseudo data the method actually trains on."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    rows = [r for r in read_jsonl(path) if "mask" in r]
-    late = rows[len(rows) // 2:]
-    return statistics.mean(r["mask"] for r in late) if late else None
 
 
 def run(args: argparse.Namespace) -> None:

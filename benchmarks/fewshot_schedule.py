@@ -82,7 +82,11 @@ def report(args: argparse.Namespace) -> None:
     ax.set_xlabel("optimizer steps of the run")
     ax.set_ylabel("validation top-1 (held-out labeled images)")
     save_figure(fig, PLOT, dpi=110)
-    floors_md = ", ".join(f"{kind} {route}: {floor}" for (kind, route), floor in best.items())
+    pooled = {f: statistics.mean(read_json(WORK / f"{kind}-{route}-{f}-{seed}" / "val.json")["top1"]
+                                 for kind, route in CELLS for seed in seeds) for f in floors}
+    floors_md = (", ".join(f"{kind} {route}: {floor}" for (kind, route), floor in best.items())
+                 + "; pooled over the three, mean validation top-1 by floor: "
+                 + ", ".join(f"{f}: {v:.3f}" for f, v in pooled.items()))
     for kind in ("digits", "photos"):
         floors_md += f"; {kind} pixel baselines on the full test split (logistic regression / RBF SVM, seed-mean): "
         floors_md += " / ".join(

@@ -27,10 +27,31 @@ def seconds(folder: Path) -> float:
     return read_json(folder / MADE)["seconds"]
 
 
+def made(folder: Path) -> bool:
+    return (folder / MADE).exists()
+
+
+def _tag(extra: tuple) -> str:
+    tag = "".join(str(e).lstrip("-") for e in extra)
+    return "-" + tag if tag else ""
+
+
+def synth_path(per_class: int, seed: int = 0, classes: int | None = None) -> Path:
+    return CACHE / f"synth-{per_class}pc-{classes or 'all'}cls-s{seed}"
+
+
+def pp_path(shards: Path, epochs: int, seed: int, *extra: object) -> Path:
+    return CACHE / f"pp-{shards.name}-e{epochs}-s{seed}{_tag(extra)}"
+
+
+def pseudo_path(name: str, per_target: int, seed: int, *extra: object) -> Path:
+    return CACHE / f"pseudo-{name}-{per_target}pt-s{seed}{_tag(extra)}"
+
+
 def synth(per_class: int, seed: int = 0, classes: int | None = None) -> Path:
     """Built-in samples: PER_CLASS a class, of all classes or the first CLASSES."""
-    out = CACHE / f"synth-{per_class}pc-{classes or 'all'}cls-s{seed}"
-    if not (out / MADE).exists():
+    out = synth_path(per_class, seed, classes)
+    if not made(out):
         picked = ["--classes", classes] if classes else []
         _record(out, run_tool("generate", "synth", "--out", out, "--per-class", per_class, "--seed", seed,
                               *picked, "--quiet"))
@@ -39,8 +60,7 @@ def synth(per_class: int, seed: int = 0, classes: int | None = None) -> Path:
 
 def pp(shards: Path, epochs: int, seed: int, *extra: object) -> Path:
     """A resnet18 pre-trained on SHARDS for EPOCHS at pttrain's pp defaults (plus EXTRA flags), seeded by SEED."""
-    tag = "".join(str(e).lstrip("-") for e in extra)
-    out = CACHE / f"pp-{shards.name}-e{epochs}-s{seed}{'-' + tag if tag else ''}"
+    out = pp_path(shards, epochs, seed, *extra)
     _record(out, train_until_finished("pp", out, "--shards", shards, "--epochs", epochs, "--seed", seed, *extra))
     return out
 
@@ -48,9 +68,8 @@ def pp(shards: Path, epochs: int, seed: int, *extra: object) -> Path:
 def pseudo(target: Path, name: str, per_target: int, seed: int, *extra: object) -> Path:
     """Pseudo samples of the built-in world for TARGET's train/ images (NAME says which target),
     with EXTRA flags of `ptgen pseudo` (temperature, top-k)."""
-    tag = "".join(str(e).lstrip("-") for e in extra)
-    out = CACHE / f"pseudo-{name}-{per_target}pt-s{seed}{'-' + tag if tag else ''}"
-    if not (out / MADE).exists():
+    out = pseudo_path(name, per_target, seed, *extra)
+    if not made(out):
         _record(out, run_tool("generate", "pseudo", "--target", target, "--out", out, "--per-target", per_target,
                               "--seed", seed, *extra, "--quiet"))
     return out

@@ -47,6 +47,7 @@ def test_oracle_with_a_folder_of_real_images(cli, target, tmp_path):
                            "--arch", "test_resnet", "--ratio", 1, "--batch-size", 1, "--epochs", 1, "--min-steps", 0, "--out", out,
                            "--quiet"])
     assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads((out / "train.json").read_text())["unlabeled"] == str(target / "test")
 
 
 def test_pssl_bad_input(cli, tiny_model, target, tmp_path):
@@ -64,3 +65,28 @@ def test_pssl_bad_input(cli, tiny_model, target, tmp_path):
         assert result.exit_code != 0 and expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "run").exists()
+
+
+def test_bn_stats_labeled_keeps_running_statistics_to_the_labeled_images():
+    """--bn-stats labeled: after a step, batch norm's running mean is what the labeled images alone
+    give; mixed (FixMatch's one pass) lets the unlabeled images move it."""
+    from train.ssl import FixMatch
+
+    torch.manual_seed(0)
+    labeled, weak, strong = torch.randn(4, 3, 8, 8), torch.randn(6, 3, 8, 8) + 5, torch.randn(6, 3, 8, 8) + 5
+    batch = ((labeled, torch.tensor([0, 1, 0, 1])), (weak, strong))
+
+    def model():
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten(), torch.nn.Linear(4, 2)).train()
+
+    reference = model()
+    reference(labeled)
+    means = {}
+    for stats in ("mixed", "labeled"):
+        net = model()
+        FixMatch(threshold=0.0, bn_stats=stats).loss(net, batch, torch.device("cpu"))[0].backward()
+        means[stats] = net[1].running_mean
+    assert torch.allclose(means["labeled"], reference[1].running_mean)
+    assert not torch.allclose(means["mixed"], reference[1].running_mean)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from ptcommon import builtin
-from ptcommon.cli import Group
+from ptcommon.cli import Group, InputError
 from ptcommon.outputs import check_output_dir, check_output_file
 from ptcommon.shards import ReadPolicy, read_options
 
@@ -201,12 +202,17 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
               help="Weight of the unlabeled loss (lambda_u).")
 @click.option("--ratio", type=click.IntRange(min=1), default=7, show_default=True,
               help="Unlabeled images per labeled image in a batch (mu).")
+@click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]), default="mixed", show_default=True,
+              help="mixed: labeled and unlabeled images pass through the model together (FixMatch's way), so batch "
+                   "norm's running statistics mix both. labeled: the unlabeled images pass on their own and the "
+                   "running statistics (used at evaluation) come from the labeled target images alone. Not with "
+                   "torchrun: two passes before one backward.")
 @click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
               help="UDA's sharpening temperature of the weak-view targets.")
 @read_options
 @training_options(epochs=20, batch_size=16, lr=1e-3)
 def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
-         uda_temperature: float, policy: ReadPolicy, run: RunRequest) -> None:
+         uda_temperature: float, bn_stats: str, policy: ReadPolicy, run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -225,7 +231,10 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     source = open_unlabeled(unlabeled, policy)
     augment = choose_augment(run.augment, labeled.target)
     model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
-    kwargs = {"weight": unlabeled_weight}
+    if bn_stats == "labeled" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError("--bn-stats labeled: two forward passes before one backward, which DistributedDataParallel "
+                         "does not take; run it in one process, or use --bn-stats mixed under torchrun")
+    kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats}
     if threshold is not None:
         kwargs["threshold"] = threshold
     if algo == "uda":

@@ -278,7 +278,7 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     def batches(epoch: int):
         return zip(labeled_batches(epoch), unlabeled_batches(epoch))
 
-    record = {"data": str(data.root), "unlabeled": str(getattr(unlabeled, "root", "")), "init": init,
+    record = {"data": str(data.root), "unlabeled": str(unlabeled.root), "init": init,
               "algorithm": repr(algorithm), "ratio": ratio}
     return fit_and_save(ctx, model, algorithm, batches, steps, config, record,
                         validate=_test_validator(data, config, ctx),

@@ -7,12 +7,30 @@ cross-entropy for both algorithms.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from .trainer import Algorithm
+
+BN_STATS = ("mixed", "labeled")
+
+
+@contextmanager
+def running_stats_frozen(model: torch.nn.Module):
+    """Batch norm still normalises by the batch, but its running statistics (what evaluation uses)
+    do not move."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 @dataclass
@@ -22,6 +40,11 @@ class FixMatch(Algorithm):
 
     threshold: float = 0.95
     weight: float = 1.0
+    # mixed: one forward pass over labeled and unlabeled images, as FixMatch does. labeled: the
+    # unlabeled images pass on their own and leave batch norm's running statistics to the labeled
+    # ones, so that evaluation normalises target images by target statistics even when the
+    # unlabeled images come from another domain (pseudo samples).
+    bn_stats: str = "mixed"
 
     def unlabeled_loss(self, weak_logits: torch.Tensor, strong_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = weak_logits.softmax(1)
@@ -32,10 +55,16 @@ class FixMatch(Algorithm):
     def loss(self, model, batch, device):
         (images, labels), (weak, strong) = batch
         labels = torch.as_tensor(labels).to(device)
-        n, m = len(images), len(weak)
-        # One forward pass over all three parts keeps batch-norm statistics consistent.
-        logits = model(torch.cat([images, weak, strong]).to(device))
-        labeled, weak_logits, strong_logits = logits[:n], logits[n : n + m], logits[n + m :]
+        m = len(weak)
+        if self.bn_stats == "mixed":
+            # One forward pass over all three parts keeps batch-norm statistics consistent.
+            logits = model(torch.cat([images, weak, strong]).to(device))
+            labeled, unlabeled = logits[: len(images)], logits[len(images):]
+        else:
+            labeled = model(images.to(device))
+            with running_stats_frozen(model):
+                unlabeled = model(torch.cat([weak, strong]).to(device))
+        weak_logits, strong_logits = unlabeled[:m], unlabeled[m:]
         supervised = F.cross_entropy(labeled, labels)
         unsupervised, used = self.unlabeled_loss(weak_logits.detach(), strong_logits)
         loss = supervised + self.weight * unsupervised

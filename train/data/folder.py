@@ -40,6 +40,7 @@ class UnlabeledImages(Dataset):
     """Every image below a folder, in sorted path order, labels ignored."""
 
     def __init__(self, root: Path, transform=None, flag: str = "--unlabeled"):
+        self.root = root
         self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
         if not self.paths:
             raise InputError(f"{flag} {root}: no images found ({', '.join(IMG_EXTENSIONS[:4])}, ...)")
