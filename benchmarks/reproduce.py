@@ -244,12 +244,13 @@ def reading(work: Path, budgets: list[int], seeds: list[int], rows: list[str]) -
         if not parts:
             continue
         gap = ""
-        if "oracle" in rows and "pp" in rows:
-            pp, oracle, ours = (scores(work, r, b, seeds) for r in ("pp", "oracle", method))
-            if pp and oracle and ours and statistics.mean(oracle) != statistics.mean(pp):
-                closed = (statistics.mean(ours) - statistics.mean(pp)) / (statistics.mean(oracle) - statistics.mean(pp))
-                gap = (f"; it closes {closed:.0%} of the gap from PP alone ({statistics.mean(pp):.3f}) to the oracle "
-                       f"({statistics.mean(oracle):.3f})")
+        # Over the seeds that have all three, so that the three means are of the same labeled draws.
+        common = [s for s in seeds if all(top1(work, r, b, s) is not None for r in ("pp", "oracle", method))]
+        if common:
+            pp, oracle, ours = (statistics.mean(top1(work, r, b, s) for s in common) for r in ("pp", "oracle", method))
+            if oracle != pp:
+                gap = (f"; over the {len(common)} seed(s) with all three, it closes {(ours - pp) / (oracle - pp):.0%} of "
+                       f"the gap from PP alone ({pp:.3f}) to the oracle ({oracle:.3f})")
         masks = {r: [m for s in seeds if (m := mask_rate(Cell(work, FULL, b, s).folder(r))) is not None]
                  for r in ("pp+fixmatch", "oracle") if r in rows}
         mask = "; ".join(f"{LABELS[r].strip('*')} {statistics.mean(v):.2f}" for r, v in masks.items() if v)
