@@ -109,7 +109,8 @@ def generation_options(default_out: str):
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Base seed; sample i's noise is seeded by (seed, i)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
-                     help="Images per generator call. Changes speed and memory, not which images come out."),
+                     help="Images per generator call. Changes speed and memory, not which images come out (a pixel on a "
+                          "rounding edge may differ by one level: docs/shards.md)."),
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
         click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ptcommon.cli import InputError
-from ptcommon.shards import MANIFEST_FILE, ReadPolicy, part_name, read_header, read_samples, unexpected_members
+from ptcommon.shards import (LABEL_MEMBER, MANIFEST_FILE, ReadPolicy, members, part_name, read_header, read_samples,
+                             split_member, unexpected_members)
 
 from .plan import WorkPlan
 from .store import ShardFolder
@@ -21,23 +22,39 @@ def open_folder(root: Path) -> tuple[dict, ShardFolder]:
     return header, ShardFolder(root, plan)
 
 
+def _shard_contents(path: Path) -> tuple[int, list[int]]:
+    """Samples and labels of one shard, read from its own members (format members only)."""
+    keys, labels = set(), []
+    with open(path, "rb") as stream:
+        for member in members(stream, path.name, ReadPolicy()):
+            key, ext = split_member(member["fname"])
+            keys.add(key)
+            if ext == LABEL_MEMBER:
+                labels.append(int(member["data"]))
+    return len(keys), labels
+
+
 def summarize(root: Path) -> dict:
     """Counts per class, bytes and config. Merges the manifest parts if every shard is there but
     no rank merged them (a killed last rank, or ranks run by hand)."""
     header, folder = open_folder(root)
     missing = folder.missing_shards()
-    if not missing and not (root / MANIFEST_FILE).exists():
-        folder.merge(header)
     done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
     parts = [folder.parts / part_name(folder.plan.shard_name(k)) for k in done]
+    if not missing and not (root / MANIFEST_FILE).exists() and all(part.exists() for part in parts):
+        folder.merge(header)
     labels: Counter = Counter()
     images = 0
-    for part in parts:
+    for k, part in zip(done, parts):
         if part.exists():
             table = pq.read_table(part, columns=["label"] if "label" in pq.read_schema(part).names else [])
             images += table.num_rows
             if table.num_columns:
                 labels.update(table.column("label").to_pylist())
+        else:  # a folder copied without _parts/: the shard itself says what it holds
+            count, shard_labels = _shard_contents(folder.shard_path(k))
+            images += count
+            labels.update(shard_labels)
     names = dict(zip(header.get("class_ids", []), header.get("class_names", [])))
     return {
         "folder": str(root),

@@ -31,6 +31,20 @@ def test_inspect_merges_parts_left_unmerged(cli, tiny_model, tmp_path):
     assert (out / "manifest.parquet").exists()
 
 
+def test_inspect_counts_a_folder_copied_without_its_parts(cli, tiny_model, tmp_path):
+    """Shards and dataset.json alone (no _parts/, no manifest.parquet): counted from the shards."""
+    import shutil
+
+    out = tmp_path / "shards"
+    assert cli(ptgen, ["synth", "--model", tiny_model, "--out", out, "--per-class", 3, "--shard-size", 4,
+                       "--quiet"]).exit_code == 0
+    shutil.rmtree(out / "_parts")
+    (out / "manifest.parquet").unlink()
+    summary = json.loads(cli(ptgen, ["inspect", out, "--json"]).output)
+    assert summary["complete"] and summary["images"] == 15
+    assert summary["per_class"] == {f"{c} tiny class {c}": 3 for c in range(5)}
+
+
 def test_inspect_of_a_folder_that_is_not_a_dataset(cli, tmp_path):
     result = cli(ptgen, ["inspect", tmp_path])
     assert result.exit_code != 0 and "no dataset.json" in result.stderr
