@@ -106,11 +106,12 @@ def finished(run_dir: Path) -> bool:
 
 
 def train_until_finished(command: str, out: Path, *args: object) -> ToolRun | None:
-    """`pttrain COMMAND ARGS --out OUT --quiet`, resumed from OUT's checkpoint when there is one;
+    """`pttrain COMMAND ARGS --out OUT --quiet`, resumed when OUT holds an unfinished run;
     None, without running, when OUT already holds a finished run."""
     if finished(out):
         return None
-    resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
+    # pttrain resumes from a checkpoint, and starts again a run stopped before its first one.
+    resume = ["--resume"] if out.is_dir() and any(out.iterdir()) else []
     return run_tool("train", command, *args, "--out", out, "--quiet", *resume)
 
 

@@ -122,6 +122,23 @@ def test_min_steps_raises_the_epochs_of_a_small_target(cli, digits, tmp_path):
         assert [r["epoch"] for r in metrics(out) if "val_top1" in r] == list(range(epochs))
 
 
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_resume(cli, digits, tmp_path):
+    out = tmp_path / "early"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 20, "loss": 9.0}\n')
+    args = ["finetune", "--data", digits, "--init", "none", "--out", out, "--epochs", 1, *FAST]
+    refused = cli(pttrain, args)
+    assert refused.exit_code != 0 and "pass --resume to start that run again" in refused.stderr
+    result = run(cli, *args, "--resume")
+    assert "stopped before its first checkpoint; starting it again" in result.stderr
+    assert metrics(out)[0]["loss"] != 9.0 and (out / "model.safetensors").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    other = ["finetune", "--data", digits, "--init", "none", "--out", tmp_path / "other", "--epochs", 1, *FAST]
+    refused = cli(pttrain, [*other, "--resume"])
+    assert refused.exit_code != 0 and "holds no checkpoint.pt to resume from" in refused.stderr
+
+
 def test_finished_run_is_never_overwritten(cli, digits, tmp_path):
     out = tmp_path / "once"
     run(cli, "finetune", "--data", digits, "--init", "none", "--out", out, "--epochs", 1, *FAST)

@@ -67,14 +67,20 @@ class RunRequest:
         from .distributed import setup
         from .runs import prepare_run_dir
 
+        from .runs import METRICS_FILE
+
         dist = setup(self.device)
-        run_dir = prepare_run_dir(self.out, command, self.resume)
+        run_dir, resume = prepare_run_dir(self.out, command, self.resume)
         if dist.main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            if self.resume and not resume:
+                (run_dir / METRICS_FILE).unlink()
+                click.echo(f"pttrain {command}: {run_dir} was stopped before its first checkpoint; starting it again",
+                           err=True)
             click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment})",
                        err=True)
         dist.barrier()
-        return RunContext(command, run_dir, self.settings, dist, self.workers, self.resume, not self.quiet,
+        return RunContext(command, run_dir, self.settings, dist, self.workers, resume, not self.quiet,
                           augment, self.augment)
 
 

@@ -10,6 +10,7 @@ from ptcommon.cli import InputError
 from .models import WEIGHTS_FILE
 
 CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.jsonl"
 RUNS_DIR = Path("runs")
 
 
@@ -18,8 +19,10 @@ def default_run_dir(command: str) -> Path:
     return RUNS_DIR / f"{command}-{stamp}"
 
 
-def prepare_run_dir(out: Path | None, command: str, resume: bool) -> Path:
-    """The folder a run writes: a new one by default; an existing one only to resume it.
+def prepare_run_dir(out: Path | None, command: str, resume: bool) -> tuple[Path, bool]:
+    """The folder a run writes: a new one by default; an existing one only to resume it. Also
+    whether there is a checkpoint to resume from: --resume on a run stopped before its first
+    checkpoint (its log alone in the folder) starts that run again from step 0.
 
     A finished run (it has model.safetensors) is never overwritten.
     """
@@ -27,10 +30,14 @@ def prepare_run_dir(out: Path | None, command: str, resume: bool) -> Path:
     if (folder / WEIGHTS_FILE).exists():
         raise InputError(f"--out {folder}: holds a finished run; choose a new folder (runs are never overwritten)")
     has_checkpoint = (folder / CHECKPOINT_FILE).exists()
-    if resume and not has_checkpoint:
+    found = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    log_only = found == {METRICS_FILE}
+    if resume and not has_checkpoint and not log_only:
         raise InputError(f"--resume: {folder} holds no {CHECKPOINT_FILE} to resume from")
     if not resume and has_checkpoint:
         raise InputError(f"--out {folder}: holds an unfinished run; pass --resume to continue it, or choose a new folder")
-    if not resume and folder.exists() and any(folder.iterdir()):
-        raise InputError(f"--out {folder}: is not empty; choose a new folder")
-    return folder
+    if not resume and found:
+        hint = (": it holds only the log of a run stopped before its first checkpoint; pass --resume to start that "
+                "run again there, or choose a new folder") if log_only else "; choose a new folder"
+        raise InputError(f"--out {folder}: is not empty{hint}")
+    return folder, resume and has_checkpoint

@@ -25,10 +25,9 @@ from tqdm import tqdm
 from ptcommon.outputs import tensor_bytes, write_atomically
 
 from .distributed import Dist
-from .runs import CHECKPOINT_FILE
+from .runs import CHECKPOINT_FILE, METRICS_FILE
 from .seeding import seed_everything
 
-METRICS_FILE = "metrics.jsonl"
 CURVE_FILE = "curve.png"
 
 
