@@ -97,3 +97,13 @@ def pseudo_shards(tiny_model, classifier, target, tmp_path_factory) -> Path:
             "--per-target", 4, "--quiet"]
     assert CliRunner().invoke(ptgen, [str(a) for a in args]).exit_code == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-model tests: tensors this small gain nothing from
+    intra-op threads, and on busy shared cores their synchronisation made such a file ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

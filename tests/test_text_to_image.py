@@ -20,13 +20,7 @@ STEPS = 2
 NAMES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As in the DiT tests: tiny tensors gain nothing from intra-op threads on busy shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

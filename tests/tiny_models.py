@@ -8,6 +8,24 @@ from pathlib import Path
 import torch
 
 
+
+def tiny_vae():
+    """A random-weight AutoencoderKL of two blocks: it halves the resolution once, so 4x4 latents
+    decode to 8x8 images."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=8,
+    )
+
 def save_tiny_unet(
     folder: Path,
     num_classes: int = 5,
@@ -61,7 +79,7 @@ def save_tiny_unet(
 def save_tiny_dit(folder: Path, num_classes: int = 10, learned_sigma: bool = True) -> Path:
     """A DiTPipeline folder (transformer/, vae/, scheduler/, model_index.json with id2label), as
     `DiTPipeline.save_pretrained` writes it: 4x4 latents of 4 channels decoded to 8x8 RGB."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
+    from diffusers import DDIMScheduler, DiTPipeline, DiTTransformer2DModel
 
     torch.manual_seed(0)
     transformer = DiTTransformer2DModel(
@@ -75,18 +93,7 @@ def save_tiny_dit(folder: Path, num_classes: int = 10, learned_sigma: bool = Tru
         num_embeds_ada_norm=num_classes,
         norm_type="ada_norm_zero",
     )
-    # Two blocks: the VAE halves the resolution once, so 4x4 latents decode to 8x8 images.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=8,
-    )
+    vae = tiny_vae()
     pipe = DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler(clip_sample=False))
     pipe.save_pretrained(folder)
     # save_pretrained does not write id2label; the hub's DiT folders carry it in model_index.json.
@@ -142,7 +149,7 @@ def save_tiny_sd(folder: Path, max_tokens: int = 32) -> Path:
     marked `</w>`, as CLIP's BPE marks it) plus two merges."""
     import string
 
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     symbols = string.ascii_lowercase + string.digits + ".,'-"
@@ -173,18 +180,7 @@ def save_tiny_sd(folder: Path, max_tokens: int = 32) -> Path:
         attention_head_dim=4,
         norm_num_groups=4,
     )
-    # Two blocks: the VAE halves the resolution once, so 4x4 latents decode to 8x8 images.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=8,
-    )
+    vae = tiny_vae()
     # No output gain as in save_tiny_unet: these images already vary, and a gain would magnify the
     # float rounding that differs between batch shapes (SD's first steps magnify it 15x already)
     # until a pixel flips, where shards must be the same bytes at any --batch-size.

@@ -32,7 +32,7 @@ from ptcommon.cli import InputError
 
 from ..conditioning import mix
 from ..generator import (Generator, SamplingDefaults, check_condition, decode_latents, denoise,
-                         latent_model_parameters, seeded_latents, to_uint8)
+                         latent_model_parameters, to_uint8)
 from .folder import (SCHEDULER_CONFIG, folder_sampler, load_component, pipeline_class, public_config, read_json,
                      read_meta, vae_scale_factor, weights_digest)
 
@@ -238,15 +238,12 @@ class DiTGenerator(Generator):
         self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
     ) -> np.ndarray:
         check_condition(condition, self.num_classes)
-        if len(seeds) != len(condition):
-            raise ValueError(f"{len(seeds)} seeds for {len(condition)} conditions")
         guided = guidance > 1.0
         if guided and not self.supports_guidance:
             raise ValueError("classifier-free guidance needs a model trained with a null class")
-        scheduler = self._sampler.scheduler(steps, self.device)
         size = self.transformer.config.sample_size
-        shape = (self._latent_channels, size, size)
-        generators, x = seeded_latents(scheduler, seeds, shape, self.device, self.dtype)
+        scheduler, generators, x = self._sampler.start(steps, seeds, len(condition),
+                                                       (self._latent_channels, size, size), self.device, self.dtype)
 
         labels = self.class_labels(condition, guided)
         c = self._latent_channels

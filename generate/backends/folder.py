@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
 from ptcommon.cli import InputError
 from ptcommon.weights import sha256_of
+
+from ..generator import seeded_latents
 
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin
@@ -76,6 +78,16 @@ class Sampler:
         scheduler = self.cls.from_config(self.config)
         scheduler.set_timesteps(steps, device=device)
         return scheduler
+
+    def start(self, steps: int, seeds: Sequence[int], conditions: int, shape: tuple[int, ...],
+              device: torch.device, dtype: torch.dtype) -> tuple[SchedulerMixin, list[torch.Generator], torch.Tensor]:
+        """What every backend's sampling loop begins with: a fresh scheduler for `steps`, and each
+        sample's initial noise (of `shape`) from its own seed, one seed for each of `conditions`."""
+        if len(seeds) != conditions:
+            raise ValueError(f"{len(seeds)} seeds for {conditions} conditions")
+        scheduler = self.scheduler(steps, device)
+        generators, x = seeded_latents(scheduler, seeds, shape, device, dtype)
+        return scheduler, generators, x
 
     def fingerprint(self) -> dict:
         return {"class": self.cls.__name__, **public_config(self.config)}

@@ -40,7 +40,7 @@ from ptcommon.cli import InputError
 
 from ..conditioning import mix
 from ..generator import (Generator, SamplingDefaults, decode_latents, denoise, latent_model_parameters,
-                         seeded_latents, to_uint8)
+                         to_uint8)
 from .folder import (SCHEDULER_CONFIG, folder_sampler, load_component, pipeline_class, public_config, read_json,
                      read_meta, vae_scale_factor, weights_digest)
 
@@ -324,12 +324,10 @@ class TextToImageGenerator(Generator):
         self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
     ) -> np.ndarray:
         context = self.prompt_embeddings(condition, guidance > 1.0)
-        if len(seeds) != len(condition):
-            raise ValueError(f"{len(seeds)} seeds for {len(condition)} conditions")
-        scheduler = self._sampler.scheduler(steps, self.device)
         size = self._image_size // vae_scale_factor(self.vae.config)
-        shape = (self.unet.config.in_channels, size, size)
-        generators, x = seeded_latents(scheduler, seeds, shape, self.device, self.dtype)
+        scheduler, generators, x = self._sampler.start(steps, seeds, len(condition),
+                                                       (self.unet.config.in_channels, size, size),
+                                                       self.device, self.dtype)
 
         def predict(x_in: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return self.unet(x_in, t, encoder_hidden_states=context).sample

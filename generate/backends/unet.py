@@ -20,7 +20,7 @@ from ptcommon.cli import InputError
 from ptcommon.weights import sha256_of
 
 from ..conditioning import mix
-from ..generator import Generator, SamplingDefaults, denoise, seeded_latents, to_uint8
+from ..generator import Generator, SamplingDefaults, denoise, to_uint8
 from .folder import META_FILE, folder_sampler, pipeline_class, public_config, read_json, read_meta, weights_digest
 
 
@@ -154,14 +154,12 @@ class UNetGenerator(Generator):
     def sample(
         self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
     ) -> np.ndarray:
-        if len(seeds) != len(condition):
-            raise ValueError(f"{len(seeds)} seeds for {len(condition)} conditions")
         guided = guidance > 1.0
         if guided and not self._has_null:
             raise ValueError("classifier-free guidance needs a model trained with a null class")
-        scheduler = self._sampler.scheduler(steps, self.device)
-        shape = (self.channels, self.image_size, self.image_size)
-        generators, x = seeded_latents(scheduler, seeds, shape, self.device, self.dtype)
+        scheduler, generators, x = self._sampler.start(steps, seeds, len(condition),
+                                                       (self.channels, self.image_size, self.image_size),
+                                                       self.device, self.dtype)
 
         emb = self.class_embedding(condition)
         if guided:
