@@ -5,9 +5,11 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
   temperature  PCS temperature T in {0.5, 1, 2} at the chosen top-k; PP + P-SSL (FixMatch)
   pcs          the condition of the pseudo samples: the soft label (PCS), its argmax only (--top-k 1),
                or a uniformly random source class a sample (--condition random); PP + P-SSL (FixMatch)
-  bn_stats     P-SSL with batch norm's running statistics from labeled and pseudo images (FixMatch's
-               one pass) or from the labeled images alone (--bn-stats labeled)
-  fixmatch     FixMatch's threshold in {0.8, 0.95, 0.99} and unlabeled weight in {0.5, 1, 2}; PP + P-SSL
+  bn_stats     SSL with batch norm's running statistics from labeled and unlabeled images (FixMatch's
+               one pass) or from the labeled images alone (--bn-stats labeled), on pseudo samples and
+               on the real unlabeled digits (the oracle)
+  fixmatch     FixMatch's threshold in {0.8, 0.95, 0.99} and unlabeled weight in {0, 0.5, 1, 2}; PP + P-SSL.
+               Weight 0 is the control: pssl's own schedule with the pseudo samples ignored
   kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
   pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune
@@ -52,17 +54,28 @@ class Variant:
         return Cell(WORK, settings, budget, seed, name=f"{self.row}-{tag.replace('--', '').replace('_', '')}")
 
 
-def pseudo(label: str, *flags) -> Variant:
-    return Variant(label, "pp+fixmatch", {"pseudo_extra": flags})
+def fixmatch(threshold: float = 0.95, weight: float = 1, bn_stats: str = "labeled") -> tuple:
+    """FixMatch's flags, each named (pttrain pssl's defaults unless given)."""
+    return "--threshold", threshold, "--unlabeled-weight", weight, "--bn-stats", bn_stats
 
 
-def row_flags(row: str, label: str, *flags) -> Variant:
-    return Variant(label, row, {"row_extra": flags})
+def pseudo(label: str, *flags, row: str = "pp+fixmatch", **fixmatch_flags) -> Variant:
+    """A P-SSL variant: pseudo shards made with FLAGS, trained with FixMatch's FIXMATCH_FLAGS."""
+    return Variant(label, row, {"pseudo_extra": flags, "row_extra": fixmatch(**fixmatch_flags)})
+
+
+def kd(label: str, alpha: float = 1, temperature: float = 4) -> Variant:
+    return Variant(label, "kd", {"row_extra": ("--alpha", alpha, "--kd-temperature", temperature)})
+
+
+def oracle(label: str, **fixmatch_flags) -> Variant:
+    return Variant(label, "oracle", {"row_extra": fixmatch(**fixmatch_flags)})
 
 
 # The PCS top-k at which the temperature is varied, and the soft label of the `pcs` group: the
 # top_k group's best (docs/results.md, "Ablations").
 CHOSEN_TOP_K = 5
+ALL = ("--top-k", "all", "--temperature", 1)  # ptgen pseudo's defaults, named
 
 # Every variant of a setting that pttrain/ptgen has a default for names its value explicitly, so that
 # a result never silently stands for a default that has since changed.
@@ -72,18 +85,20 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
         pseudo(f"T={t}", "--top-k", CHOSEN_TOP_K, "--temperature", t) for t in (0.5, 1, 2)]),
     "pcs": ("condition of the pseudo samples", [
         pseudo(f"soft label, top-{CHOSEN_TOP_K}", "--top-k", CHOSEN_TOP_K, "--temperature", 1),
+        pseudo("soft label, all classes", *ALL),
         pseudo("argmax only", "--top-k", 1, "--temperature", 1),
         pseudo("random source classes", "--condition", "random")]),
-    "bn_stats": ("batch-norm statistics in P-SSL (top-k all)", [
-        pseudo("mixed (FixMatch's one pass)", "--top-k", "all", "--temperature", 1),
-        Variant("labeled images only", "pp+fixmatch", {"pseudo_extra": ("--top-k", "all", "--temperature", 1),
-                                                       "row_extra": ("--bn-stats", "labeled")})]),
+    "bn_stats": ("batch-norm statistics in SSL", [
+        pseudo("pseudo, mixed (FixMatch's one pass)", *ALL, bn_stats="mixed"),
+        pseudo("pseudo, labeled only", *ALL),
+        oracle("real unlabeled, mixed", bn_stats="mixed"),
+        oracle("real unlabeled, labeled only")]),
     "fixmatch": ("FixMatch threshold and unlabeled weight", [
-        row_flags("pp+fixmatch", f"threshold={t}", "--threshold", t, "--unlabeled-weight", 1) for t in (0.8, 0.95, 0.99)]
-        + [row_flags("pp+fixmatch", f"weight={w}", "--threshold", 0.95, "--unlabeled-weight", w) for w in (0.5, 2)]),
-    "kd": ("KD alpha and temperature", [
-        row_flags("kd", f"alpha={a}", "--alpha", a, "--kd-temperature", 4) for a in (0.5, 1, 2)]
-        + [row_flags("kd", f"T={t}", "--alpha", 1, "--kd-temperature", t) for t in (2, 8)]),
+        pseudo("weight=0 (control: pseudo samples ignored)", *ALL, weight=0)]
+        + [pseudo(f"threshold={t}", *ALL, threshold=t) for t in (0.8, 0.95, 0.99)]
+        + [pseudo(f"weight={w}", *ALL, weight=w) for w in (0.5, 2)]),
+    "kd": ("KD alpha and temperature", [kd(f"alpha={a}", alpha=a) for a in (0.5, 1, 2)]
+           + [kd(f"T={t}", temperature=t) for t in (2, 8)]),
     "pp_size": ("synthetic images a source class for PP", [
         Variant(f"{n}/class", "pp", {} if n == FULL.pp_per_class else {"pp_per_class": n}) for n in (1, 3, 10, 30)]),
     "pp_epochs": ("PP epochs", [

@@ -39,6 +39,7 @@ def test_pssl_on_pseudo_shards_lowers_its_loss(cli, target, pseudo_shards, tmp_p
     assert rows[-1]["step"] == 12 * 3 and rows[-1]["loss"] < rows[0]["loss"]
     assert all(r["mask"] == 1.0 for r in rows)
     assert (out / "model.safetensors").exists()
+    assert "bn_stats='labeled'" in json.loads((out / "train.json").read_text())["algorithm"]
 
 
 def test_oracle_with_a_folder_of_real_images(cli, target, tmp_path):
@@ -90,3 +91,17 @@ def test_bn_stats_labeled_keeps_running_statistics_to_the_labeled_images():
         means[stats] = net[1].running_mean
     assert torch.allclose(means["labeled"], reference[1].running_mean)
     assert not torch.allclose(means["mixed"], reference[1].running_mean)
+
+
+def test_bn_stats_default_is_labeled_where_it_can_run():
+    from ptcommon.cli import InputError
+    from train.ssl import bn_stats_for
+
+    assert bn_stats_for(None, distributed=False, batch_size=16) == "labeled"
+    assert bn_stats_for(None, distributed=True, batch_size=16) == "mixed"
+    assert bn_stats_for(None, distributed=False, batch_size=1) == "mixed"
+    assert bn_stats_for("mixed", distributed=False, batch_size=16) == "mixed"
+    with pytest.raises(InputError, match="--bn-stats labeled.*torchrun"):
+        bn_stats_for("labeled", distributed=True, batch_size=16)
+    with pytest.raises(InputError, match="--bn-stats labeled needs --batch-size 2"):
+        bn_stats_for("labeled", distributed=False, batch_size=1)

@@ -208,11 +208,12 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
               help="Weight of the unlabeled loss (lambda_u).")
 @click.option("--ratio", type=click.IntRange(min=1), default=7, show_default=True,
               help="Unlabeled images per labeled image in a batch (mu).")
-@click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]), default="mixed", show_default=True,
-              help="mixed: labeled and unlabeled images pass through the model together (FixMatch's way), so batch "
-                   "norm's running statistics mix both. labeled: the unlabeled images pass on their own and the "
-                   "running statistics (used at evaluation) come from the labeled target images alone. Not with "
-                   "torchrun: two passes before one backward.")
+@click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]),
+              help="labeled: the unlabeled images pass on their own and batch norm's running statistics (used at "
+                   "evaluation) come from the labeled target images alone; it lifted P-SSL on pseudo samples on every "
+                   "seed measured (docs/results.md, \"Ablations\"). mixed: labeled and unlabeled images pass through "
+                   "the model together (FixMatch's way), so the running statistics are mostly the unlabeled ones'. "
+                   "[default: labeled; mixed under torchrun, which takes one pass a backward, and at --batch-size 1]")
 @click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
               help="UDA's sharpening temperature of the weak-view targets.")
 @read_options
@@ -231,15 +232,13 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     over the unlabeled data; labeled batches are drawn with replacement alongside.
     """
     from .commands import choose_augment, open_labeled, open_unlabeled, prepare_model, run_pssl
-    from .ssl import ALGORITHMS
+    from .ssl import ALGORITHMS, bn_stats_for
 
     labeled = open_labeled(data, "--data", policy, shards_allowed=False)
     source = open_unlabeled(unlabeled, policy)
     augment = choose_augment(run.augment, labeled.target)
     model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
-    if bn_stats == "labeled" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise InputError("--bn-stats labeled: two forward passes before one backward, which DistributedDataParallel "
-                         "does not take; run it in one process, or use --bn-stats mixed under torchrun")
+    bn_stats = bn_stats_for(bn_stats, int(os.environ.get("WORLD_SIZE", "1")) > 1, run.settings.batch_size)
     kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats}
     if threshold is not None:
         kwargs["threshold"] = threshold

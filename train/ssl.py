@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .trainer import Algorithm
+from ptcommon.cli import InputError
 
-BN_STATS = ("mixed", "labeled")
+from .trainer import Algorithm
 
 
 @contextmanager
@@ -33,6 +33,21 @@ def running_stats_frozen(model: torch.nn.Module):
             m.momentum = momentum
 
 
+def bn_stats_for(choice: str | None, distributed: bool, batch_size: int) -> str:
+    """pssl's --bn-stats: labeled where it can run, else mixed. It cannot under torchrun, whose
+    DistributedDataParallel takes one forward pass a backward, nor with one labeled image a batch, whose
+    batch norm has no statistics to take. An explicit labeled there is refused, not quietly changed."""
+    if choice is None:
+        return "mixed" if distributed or batch_size < 2 else "labeled"
+    if choice == "labeled" and distributed:
+        raise InputError("--bn-stats labeled: two forward passes before one backward, which DistributedDataParallel "
+                         "does not take; run it in one process, or use --bn-stats mixed under torchrun")
+    if choice == "labeled" and batch_size < 2:
+        raise InputError("--bn-stats labeled needs --batch-size 2 or more: batch norm takes no statistics from one "
+                         "image; raise --batch-size or use --bn-stats mixed")
+    return choice
+
+
 @dataclass
 class FixMatch(Algorithm):
     """Pseudo-labels from the weak view, kept where confident, taught to the strong view
@@ -44,7 +59,7 @@ class FixMatch(Algorithm):
     # unlabeled images pass on their own and leave batch norm's running statistics to the labeled
     # ones, so that evaluation normalises target images by target statistics even when the
     # unlabeled images come from another domain (pseudo samples).
-    bn_stats: str = "mixed"
+    bn_stats: str = "labeled"
 
     def unlabeled_loss(self, weak_logits: torch.Tensor, strong_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probs = weak_logits.softmax(1)
