@@ -10,6 +10,8 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
                on the real unlabeled digits (the oracle)
   fixmatch     FixMatch's threshold in {0.8, 0.95, 0.99} and unlabeled weight in {0, 0.5, 1, 2}; PP + P-SSL.
                Weight 0 is the control: pssl's own schedule with the pseudo samples ignored
+  pssl_batch   P-SSL's labeled batch: 16 labeled + 112 pseudo (FixMatch's ratio 7) against 64 labeled
+               (pp -> finetune's batch) + 128 pseudo, at unlabeled weight 1 and 0
   kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
   pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune
@@ -54,9 +56,11 @@ class Variant:
         return Cell(WORK, settings, budget, seed, name=f"{self.row}-{tag.replace('--', '').replace('_', '')}")
 
 
-def fixmatch(threshold: float = 0.95, weight: float = 1, bn_stats: str = "labeled") -> tuple:
+def fixmatch(threshold: float = 0.95, weight: float = 1, bn_stats: str = "labeled", batch_size: int = 16,
+             ratio: int = 7) -> tuple:
     """FixMatch's flags, each named (pttrain pssl's defaults unless given)."""
-    return "--threshold", threshold, "--unlabeled-weight", weight, "--bn-stats", bn_stats
+    return ("--threshold", threshold, "--unlabeled-weight", weight, "--bn-stats", bn_stats, "--batch-size", batch_size,
+            "--ratio", ratio)
 
 
 def pseudo(label: str, *flags, row: str = "pp+fixmatch", **fixmatch_flags) -> Variant:
@@ -97,6 +101,9 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
         pseudo("weight=0 (control: pseudo samples ignored)", *ALL, weight=0)]
         + [pseudo(f"threshold={t}", *ALL, threshold=t) for t in (0.8, 0.95, 0.99)]
         + [pseudo(f"weight={w}", *ALL, weight=w) for w in (0.5, 2)]),
+    "pssl_batch": ("P-SSL's labeled batch (PP + P-SSL, FixMatch)", [
+        pseudo(f"{b} labeled + {b * r} pseudo, weight {w}", *ALL, batch_size=b, ratio=r, weight=w)
+        for b, r in ((16, 7), (64, 2)) for w in (1, 0)]),
     "kd": ("KD alpha and temperature", [kd(f"alpha={a}", alpha=a) for a in (0.5, 1, 2)]
            + [kd(f"T={t}", temperature=t) for t in (2, 8)]),
     "pp_size": ("synthetic images a source class for PP", [

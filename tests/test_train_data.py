@@ -52,6 +52,27 @@ def test_corrupted_shard_is_named_or_skipped(shards, tmp_path):
         batches = run(counter)
     assert counter.count >= 1 and any("synth-000002.tar" in w for w in counter.where)
     assert 16 <= sum(len(b[1]) for b in batches) < 21
+    with pytest.warns(UserWarning, match="synth-000002.tar"):  # training reads on past it
+        epoch = list(data.pipeline(GRAY16.transform(True), 4, train=True, seed=0, with_labels=True,
+                                   corrupt=CorruptCounter(True), batches_per_worker=20))
+    assert len(epoch) == 20
+
+
+def test_training_on_a_folder_damaged_throughout_stops_with_a_message(shards, tmp_path):
+    """Training resamples shards without end; with --skip-corrupt and nothing readable it would spin."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(shards, broken)
+    for tar in broken.glob("*.tar"):
+        tar.write_bytes(tar.read_bytes()[:700])
+    data = ShardSet(broken)
+    counter = CorruptCounter(True)
+    epoch = data.pipeline(GRAY16.transform(True), 4, train=True, seed=0, with_labels=True, corrupt=counter,
+                          batches_per_worker=6)
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="not one readable sample.*rerun ptgen"):
+        list(epoch)
+    assert counter.in_a_row == counter.limit + 1
 
 
 def test_shard_folder_errors(shards, tmp_path):

@@ -29,6 +29,11 @@ class CorruptCounter:
     skip: bool
     count: int = 0
     where: set = field(default_factory=set)
+    # Skips in a row with no readable sample between them, and how many of those mean nothing in the
+    # folder is readable: training resamples shards forever, so a folder damaged throughout would
+    # otherwise spin without a step. None: no limit (a single pass ends by itself).
+    in_a_row: int = 0
+    limit: int | None = None
 
     def __call__(self, exn: Exception) -> bool:
         if isinstance(exn, ShardFormatError):  # a refusal, never a damage to skip
@@ -38,9 +43,19 @@ class CorruptCounter:
             raise InputError(f"{shard}: corrupted or unreadable shard ({exn.__class__.__name__}: "
                              f"{str(exn.args[0])[:80] if exn.args else ''}); rerun ptgen on it or pass --skip-corrupt")
         self.count += 1
+        self.in_a_row += 1
         self.where.add(shard)
+        if self.limit is not None and self.in_a_row > self.limit:
+            raise InputError(f"{self.in_a_row} damaged samples or shards in a row and not one readable sample, in "
+                             f"{len(self.where)} shard(s) such as {min(self.where)}: nothing left to train on; rerun "
+                             "ptgen on the folder")
         warnings.warn(f"skipping damaged data in {shard}: {exn.__class__.__name__}", stacklevel=2)
         return True
+
+    def readable(self, sample):
+        """A pipeline stage's map: a sample got through, so the skips so far were not the whole folder."""
+        self.in_a_row = 0
+        return sample
 
 
 class ShardSet:
@@ -93,6 +108,11 @@ class ShardSet:
         if train:
             stages.append(_seeded_shuffle(seed))
         stages += [wds.map(decode, handler=corrupt), wds.map(self._fields(transform, with_labels), handler=corrupt)]
+        if train:
+            # Every shard and sample once, four times over, cannot all fail by chance in a folder
+            # that holds any readable sample.
+            corrupt.limit = 4 * (len(self.paths) + self.count) + 64
+            stages.append(wds.map(corrupt.readable))
         stages.append(wds.batched(batch_size, partial=not train))
         pipeline = wds.DataPipeline(*stages)
         if batches_per_worker is not None:
