@@ -123,9 +123,9 @@ def generation_options(default_out: str):
                      help="torch.compile the generator's network: faster sampling after a warm-up of a minute or "
                           "more. Part of the config hash, since compiled kernels may round differently."),
         click.option("--rank", type=click.IntRange(min=0),
-                     help="This process's rank. [default: torchrun's RANK, else SLURM_PROCID, else 0]"),
+                     help="This process's rank. [default: torchrun's RANK, else SLURM_PROCID inside an srun step, else 0]"),
         click.option("--world", type=click.IntRange(min=1),
-                     help="Number of processes. [default: torchrun's WORLD_SIZE, else SLURM_NTASKS, else 1]"),
+                     help="Number of processes. [default: torchrun's WORLD_SIZE, else the srun step's task count, else 1]"),
         click.option("--overwrite", is_flag=True, help="Replace shards of another config in --out instead of refusing."),
         click.option("--yes", is_flag=True, help=f"Start a job even if it would write more than "
                      f"{human_bytes(CONFIRM_BYTES)} or take more than {CONFIRM_SECONDS // 86400} days at the rate "

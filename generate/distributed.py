@@ -1,6 +1,7 @@
 """Which share of the shards this process writes, and on which GPU: from --rank/--world, or from the
-launcher's environment (torchrun's RANK / WORLD_SIZE / LOCAL_RANK, or SLURM's SLURM_PROCID /
-SLURM_NTASKS / SLURM_LOCALID). The shard plan makes any launcher a valid distributor."""
+launcher's environment (torchrun's RANK / WORLD_SIZE / LOCAL_RANK, or, inside an srun step, SLURM's
+SLURM_PROCID / SLURM_STEP_NUM_TASKS / SLURM_LOCALID). The shard plan makes any launcher a valid
+distributor."""
 
 from __future__ import annotations
 
@@ -9,11 +10,26 @@ import os
 from ptcommon.cli import InputError
 
 
-_LAUNCHERS = (("RANK", "WORLD_SIZE", "LOCAL_RANK"), ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"))
+_TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+# Inside an srun step; the step's own task count first, as a step may take fewer tasks than the job.
+_SRUN = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID")
+# Slurm numbers its batch, extern and interactive steps from 0xFFFFFFF0 up: a batch script's own
+# shell is not an srun task even though it sees SLURM_PROCID 0 and the job's SLURM_NTASKS.
+_FIRST_SPECIAL_STEP = 0xFFFFFFF0
+
+
+def _in_srun_step() -> bool:
+    step = os.environ.get("SLURM_STEP_ID", os.environ.get("SLURM_STEPID", ""))
+    return step.isdecimal() and int(step) < _FIRST_SPECIAL_STEP and "SLURM_PROCID" in os.environ
 
 
 def _launcher() -> tuple[str, str, str] | None:
-    return next((names for names in _LAUNCHERS if names[0] in os.environ), None)
+    """torchrun's variables, else an srun step's; a batch script run without srun is one process."""
+    if _TORCHRUN[0] in os.environ:
+        return _TORCHRUN
+    if _in_srun_step():
+        return _SRUN if _SRUN[1] in os.environ else ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+    return None
 
 
 def rank_and_world(rank: int | None, world: int | None) -> tuple[int, int]:

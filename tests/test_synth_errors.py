@@ -118,15 +118,25 @@ def test_default_model_is_the_builtin(cli, tmp_path):
         assert not (tmp_path / "out").exists()
 
 
-def test_rank_and_world_come_from_slurm_when_torchrun_is_absent(monkeypatch):
+def test_rank_and_world_come_from_an_srun_step_when_torchrun_is_absent(monkeypatch):
     from generate.distributed import local_rank, rank_and_world
 
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SLURM_PROCID", "5")
+    # A batch script's own shell sees the job's variables but is one process: it writes every shard.
+    monkeypatch.setenv("SLURM_PROCID", "0")
     monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    assert rank_and_world(None, None) == (0, 1)
+    monkeypatch.setenv("SLURM_STEP_ID", str(0xFFFFFFFE))  # Slurm's batch step
+    assert rank_and_world(None, None) == (0, 1)
+    # srun tasks: the step's count wins over the job's.
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("SLURM_LOCALID", "1")
     assert rank_and_world(None, None) == (5, 8) and local_rank() == 1
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "6")
+    assert rank_and_world(None, None) == (5, 6)
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "4")
     assert rank_and_world(None, None) == (2, 4)  # torchrun's own variables win
