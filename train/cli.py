@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ptcommon import builtin
-from ptcommon.cli import Group, InputError
+from ptcommon.cli import Group
 from ptcommon.outputs import check_output_dir, check_output_file
 from ptcommon.shards import ReadPolicy, read_options
 
