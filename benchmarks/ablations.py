@@ -12,6 +12,9 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
                Weight 0 is the control: pssl's own schedule with the pseudo samples ignored
   pssl_batch   P-SSL's labeled batch: 16 labeled + 112 pseudo (FixMatch's ratio 7) against 64 labeled
                (pp -> finetune's batch) + 128 pseudo, at unlabeled weight 1 and 0
+  coverage     the main rows on the lookalikes target (benchmarks/targets.py): 10 of the source
+               world's own letter classes in the digits' coarse look, where digits are classes the
+               source world does not hold
   kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
   pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune
@@ -104,6 +107,14 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
     "pssl_batch": ("P-SSL's labeled batch (PP + P-SSL, FixMatch)", [
         pseudo(f"{b} labeled + {b * r} pseudo, weight {w}", *ALL, batch_size=b, ratio=r, weight=w)
         for b, r in ((16, 7), (64, 2)) for w in (1, 0)]),
+    "coverage": ("lookalikes: a target whose classes the source world holds", [
+        Variant("logistic regression, pixels", "logreg", {"target": "lookalikes"}),
+        Variant("scratch", "scratch", {"target": "lookalikes"}),
+        Variant("PP -> finetune", "pp", {"target": "lookalikes"}),
+        Variant("PP + P-SSL", "pp+fixmatch", {"target": "lookalikes", "pseudo_extra": ALL, "row_extra": fixmatch()}),
+        Variant("PP + P-SSL, weight 0 (control)", "pp+fixmatch",
+                {"target": "lookalikes", "pseudo_extra": ALL, "row_extra": fixmatch(weight=0)}),
+        Variant("oracle (real unlabeled)", "oracle", {"target": "lookalikes", "row_extra": fixmatch()})]),
     "kd": ("KD alpha and temperature", [kd(f"alpha={a}", alpha=a) for a in (0.5, 1, 2)]
            + [kd(f"T={t}", temperature=t) for t in (2, 8)]),
     "pp_size": ("synthetic images a source class for PP", [

@@ -57,6 +57,7 @@ class Settings:
     extra: tuple = ()  # flags of every training run, pp included (the quick mode's shorter schedule)
     pseudo_extra: tuple = ()  # flags of ptgen pseudo (temperature, top-k, condition)
     row_extra: tuple = ()  # flags of the row's own training run (KD's alpha, FixMatch's threshold)
+    target: str = "digits"  # benchmarks/targets.py's export of that name
 
 
 FULL = Settings()
@@ -77,7 +78,7 @@ class Cell:
     def __init__(self, work: Path, settings: Settings, budget: int, seed: int, name: str | None = None):
         """NAME, when given, names the rows' folders in place of the row (an ablation's variant)."""
         self.work, self.settings, self.budget, self.seed, self.name = work, settings, budget, seed, name
-        self.tree = work / f"digits-b{budget}-s{seed}"
+        self.tree = work / f"{settings.target}-b{budget}-s{seed}"
 
     def folder(self, row: str) -> Path:
         return self.work / f"{(self.name or row).replace(' ', '-').replace('+', '-')}-b{self.budget}-s{self.seed}"
@@ -101,7 +102,7 @@ class Cell:
 
     def _pseudo_key(self) -> tuple:
         s = self.settings
-        return f"digits-b{self.budget}-s{self.seed}", s.per_target, self.seed, *s.pseudo_extra
+        return f"{s.target}-b{self.budget}-s{self.seed}", s.per_target, self.seed, *s.pseudo_extra
 
     def command(self, row: str) -> list:
         data = ["--data", targets.training_part(self.tree)]
@@ -117,7 +118,7 @@ class Cell:
         }[row]()
 
     def run(self, row: str) -> None:
-        targets.digits(self.tree, self.budget, self.seed)
+        targets.EXPORTS[self.settings.target](self.tree, self.budget, self.seed)
         if row in PIXEL_ROWS:
             score = targets.pixel_floors(self.tree)[row]
             self.folder(row).mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,12 @@
           lake, trees; petals, foliage): labeled patches drawn from one part of each region, 60 test
           patches from another part (disjoint), the test patches the same for every seed
 
+  lookalikes  10 Latin letters among the built-in world's classes (G N S U V W Z w y z, confusable
+          in pairs once coarse), rendered by the world's renderer and then put through what made the digits: 8x8 pixels at 17 grey levels,
+          upsampled bilinearly to 16 px; 180 images a class, split like digits (a fixed test half,
+          --labels-per-class drawn by the seed, the rest unlabeled). The source covers its classes
+          and the domain still differs: the case the method is built for, which digits are not
+
 Every export is skipped when it exists, so studies share and resume them.
 """
 
@@ -60,6 +66,41 @@ def photos(out: Path, per_class: int, seed: int) -> Path:
                 images[photo].crop((x, y, x + PATCH, y + PATCH)).save(folder / f"{i:03d}.png")
     (out / DONE).write_text("")
     return out
+
+
+LOOKALIKE_CLASS_IDS = (419, 430, 750, 783, 666, 668, 464, 539, 521, 268)  # G N S U V W Z w y z
+LOOKALIKE_PER_CLASS = 180
+LOOKALIKE_RENDER_SEED = 20_261_126  # none of the recipes' training seeds
+
+
+def lookalikes(out: Path, per_class: int, seed: int) -> Path:
+    """The lookalikes target (module docstring) with PER_CLASS labeled images a class, drawn by SEED."""
+    import torch
+
+    from recipes.glyphs_1k.class_list import load_classes
+    from recipes.glyphs_1k.render import GlyphRenderer
+    from train.data import digits as digits_data
+
+    if (out / DONE).exists():
+        return out
+    classes = [load_classes()[i] for i in LOOKALIKE_CLASS_IDS]
+    labels = torch.arange(len(classes)).repeat_interleave(LOOKALIKE_PER_CLASS)
+    renders = GlyphRenderer([c.codepoint for c in classes]).render(labels, LOOKALIKE_RENDER_SEED)
+    # The digits' own making: 8x8 pixels at 17 levels (0..16), then digits' PNG writer upsamples them.
+    coarse = torch.nn.functional.avg_pool2d(renders.float() / 255, 2).mul(16).round().squeeze(1).numpy()
+    labels = labels.numpy()
+    parts = digits_data.split(labels, per_class, seed)
+    names = [f"U+{c.codepoint:04X}" for c in classes]
+    for part, rows in (("test", parts.test), ("train", parts.train), ("unlabeled", parts.unlabeled)):
+        for row in rows:
+            folder = out / part / (digits_data.UNLABELED_FOLDER if part == "unlabeled" else names[labels[row]])
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{row:04d}.png").write_bytes(digits_data.to_png(coarse[row]))
+    (out / DONE).write_text("")
+    return out
+
+
+EXPORTS = {"digits": digits, "photos": photos, "lookalikes": lookalikes}
 
 
 def training_part(tree: Path) -> Path:
