@@ -101,7 +101,7 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
         oracle("real unlabeled, mixed", bn_stats="mixed"),
         oracle("real unlabeled, labeled only")]),
     "fixmatch": ("FixMatch threshold and unlabeled weight", [
-        pseudo("weight=0 (control: pseudo samples ignored)", *ALL, weight=0)]
+        pseudo("weight=0 (control)", *ALL, weight=0)]
         + [pseudo(f"threshold={t}", *ALL, threshold=t) for t in (0.8, 0.95, 0.99)]
         + [pseudo(f"weight={w}", *ALL, weight=w) for w in (0.5, 2)]),
     "pssl_batch": ("P-SSL's labeled batch (PP + P-SSL, FixMatch)", [
@@ -145,30 +145,36 @@ def report(args: argparse.Namespace) -> None:
                                         for v in GROUPS[g][1] for s in args.seeds)]
     if not present:
         raise SystemExit(f"no ablation results under {WORK}: run `python -m benchmarks.ablations run` first")
-    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3.6), squeeze=False)
+    cols = min(4, len(present))
+    rows_of_plots = -(-len(present) // cols)
+    fig, axes = plt.subplots(rows_of_plots, cols, figsize=(3.4 * cols, 3.8 * rows_of_plots), squeeze=False)
+    for ax in axes.flat[len(present):]:
+        ax.set_visible(False)
     parts = []
-    for ax, group in zip(axes[0], present):
+    for ax, group in zip(axes.flat, present):
         title, variants = GROUPS[group]
-        rows, means = [], []
+        rows, means, sds = [], [], []
         for v in variants:
             values = [read_json(p)["top1"] for s in args.seeds if (p := v.cell(args.budget, s).result(v.row)).exists()]
             masks = [m for s in args.seeds if (m := mask_rate(v.cell(args.budget, s).folder(v.row))) is not None]
             rows.append([v.label, reproduce.LABELS[v.row].strip("*"), spread(values) if values else "—", len(values),
                          f"{statistics.mean(masks):.2f}" if masks else ""])
             means.append(statistics.mean(values) if values else float("nan"))
-        ax.bar(range(len(variants)), means, color=[f"C{i}" for i in range(len(variants))])
+            sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.bar(range(len(variants)), means, yerr=sds, capsize=3, color=[f"C{i}" for i in range(len(variants))])
         ax.set_xticks(range(len(variants)), [v.label for v in variants], rotation=30, ha="right", fontsize=7)
         finite = [m for m in means if m == m]
         ax.set_ylim(max(0, min(finite) - 0.05), min(1, max(finite) + 0.02))
         ax.set_title(title, fontsize=8)
         parts.append(f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows))
-    axes[0][0].set_ylabel(f"digits test top-1, {args.budget} labels/class")
+    for row in axes:
+        row[0].set_ylabel(f"test top-1, {args.budget} labels/class")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
     md = (f"### Ablations at {args.budget} labels a class\n\n"
           f"Command: `python -m benchmarks.ablations run --budget {args.budget} --seeds "
           f"{','.join(map(str, args.seeds))}`, then `report` (benchmarks/ablations.py says what each group varies). "
-          "One setting at a time; mean ± sd of the digits test top-1 over seeds; for P-SSL runs, the mean share of "
+          "One setting at a time; mean ± sd of the test top-1 over seeds (digits, except the coverage group: lookalikes); for P-SSL runs, the mean share of "
           "pseudo samples above FixMatch's threshold over the second half of training.\n\n"
           + "\n\n".join(parts) + f"\n\n![ablations]({PLOT.relative_to(ROOT / 'docs')})")
     write_section("ablations", md)
