@@ -12,6 +12,8 @@
           upsampled bilinearly to 16 px; 180 images a class, split like digits (a fixed test half,
           --labels-per-class drawn by the seed, the rest unlabeled). The source covers its classes
           and the domain still differs: the case the method is built for, which digits are not
+  lookalikes-sharp  the same renders without the coarse step: the source world's own look, which
+          the source classifier recognises
 
 Every export is skipped when it exists, so studies share and resume them.
 """
@@ -73,8 +75,9 @@ LOOKALIKE_PER_CLASS = 180
 LOOKALIKE_RENDER_SEED = 20_261_126  # none of the recipes' training seeds
 
 
-def lookalikes(out: Path, per_class: int, seed: int) -> Path:
-    """The lookalikes target (module docstring) with PER_CLASS labeled images a class, drawn by SEED."""
+def lookalikes(out: Path, per_class: int, seed: int, coarse: bool = True) -> Path:
+    """The lookalikes target (module docstring) with PER_CLASS labeled images a class, drawn by SEED;
+    without COARSE, the renders as they are: the source world's own look."""
     import torch
 
     from recipes.glyphs_1k.class_list import load_classes
@@ -86,8 +89,12 @@ def lookalikes(out: Path, per_class: int, seed: int) -> Path:
     classes = [load_classes()[i] for i in LOOKALIKE_CLASS_IDS]
     labels = torch.arange(len(classes)).repeat_interleave(LOOKALIKE_PER_CLASS)
     renders = GlyphRenderer([c.codepoint for c in classes]).render(labels, LOOKALIKE_RENDER_SEED)
-    # The digits' own making: 8x8 pixels at 17 levels (0..16), then digits' PNG writer upsamples them.
-    coarse = torch.nn.functional.avg_pool2d(renders.float() / 255, 2).mul(16).round().squeeze(1).numpy()
+    if coarse:  # the digits' own making: 8x8 pixels at 17 levels (0..16), upsampled by digits' PNG writer
+        pixels = torch.nn.functional.avg_pool2d(renders.float() / 255, 2).mul(16).round().squeeze(1).numpy()
+        png = digits_data.to_png
+    else:
+        pixels = renders.squeeze(1).numpy()
+        png = _png
     labels = labels.numpy()
     parts = digits_data.split(labels, per_class, seed)
     names = [f"U+{c.codepoint:04X}" for c in classes]
@@ -95,12 +102,23 @@ def lookalikes(out: Path, per_class: int, seed: int) -> Path:
         for row in rows:
             folder = out / part / (digits_data.UNLABELED_FOLDER if part == "unlabeled" else names[labels[row]])
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"{row:04d}.png").write_bytes(digits_data.to_png(coarse[row]))
+            (folder / f"{row:04d}.png").write_bytes(png(pixels[row]))
     (out / DONE).write_text("")
     return out
 
 
-EXPORTS = {"digits": digits, "photos": photos, "lookalikes": lookalikes}
+def _png(pixels) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+EXPORTS = {"digits": digits, "photos": photos, "lookalikes": lookalikes,
+           "lookalikes-sharp": lambda out, per_class, seed: lookalikes(out, per_class, seed, coarse=False)}
 
 
 def training_part(tree: Path) -> Path:
