@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from benchmarks import reproduce
+from benchmarks import reproduce, targets
 from benchmarks.common import ROOT, pyplot, read_json, spread, table, write_section
 from benchmarks.reproduce import FULL, Cell, Settings, mask_rate
 
@@ -175,6 +175,11 @@ def report(args: argparse.Namespace) -> None:
         ax.set_ylim(max(0, min(finite) - 0.05), min(1, max(finite) + 0.02))
         ax.set_title(title, fontsize=8)
         parts.append(f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows))
+        target = variants[0].change.get("target")
+        if target:
+            tree = variants[0].cell(args.budget, args.seeds[0]).tree  # the test split is the same for every seed
+            parts[-1] += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
+                          f"{targets.source_top1(tree):.3f}.")
     for row in axes:
         row[0].set_ylabel(f"test top-1, {args.budget} labels/class")
     fig.tight_layout()

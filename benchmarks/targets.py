@@ -107,6 +107,31 @@ def lookalikes(out: Path, per_class: int, seed: int, coarse: bool = True) -> Pat
     return out
 
 
+def source_top1(tree: Path) -> float:
+    """Top-1, over all its classes, of the built-in source classifier on a lookalikes tree's test
+    images (class folders named U+XXXX): whether it recognises the target at all, which PCS's soft
+    labels rest on. Cached in TREE/source_top1.json."""
+    import torch
+
+    from generate.soft_labels import classifier_input
+    from ptcommon.classifiers import load_classifier
+    from recipes.glyphs_1k.class_list import load_classes
+
+    cache = tree / "source_top1.json"
+    if cache.exists():
+        return json.loads(cache.read_text())["top1"]
+    model, config = load_classifier("builtin:glyphs-1k", "--classifier")
+    ids = {f"U+{c.codepoint:04X}": c.id for c in load_classes()}
+    hits = total = 0
+    with torch.no_grad():
+        for folder in sorted(p for p in (tree / "test").iterdir() if p.is_dir()):
+            paths = sorted(folder.glob("*.png"))
+            hits += int((model.eval()(classifier_input(paths, config)).argmax(1) == ids[folder.name]).sum())
+            total += len(paths)
+    cache.write_text(json.dumps({"top1": hits / total}))
+    return hits / total
+
+
 def _png(pixels) -> bytes:
     import io
 
