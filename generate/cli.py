@@ -294,12 +294,14 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     from ptcommon.classifiers import check_classifier, classifier_digest
 
     from .pseudo import PseudoJob, PseudoSettings, target_images
-    from .soft_labels import soft_labels
+    from .soft_labels import confidence_note, soft_labels
 
     paths = target_images(target)
     check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()
-    probs = soft_labels(paths, classifier, generator, temperature, top_k, weights=classifier_weights)
+    probs, confidence = soft_labels(paths, classifier, generator, temperature, top_k, weights=classifier_weights)
+    note, unsure = confidence_note(confidence)
+    click.echo(("warning: " if unsure else "") + note, err=unsure)
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,

@@ -7,6 +7,7 @@ size, normalisation). Its classes are mapped onto the generator's by source clas
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -54,15 +55,21 @@ def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Ten
     return torch.tensor(ids)
 
 
+class SoftLabels(NamedTuple):
+    probs: torch.Tensor  # (targets, generator classes): the condition of each target's samples
+    confidence: torch.Tensor  # (targets,): the classifier's top-1 probability at T = 1 over all its classes
+
+
 @torch.inference_mode()
 def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature: float, top_k: int | None,
-                batch_size: int = 256, weights: Path | None = None) -> torch.Tensor:
-    """(len(paths), generator.num_classes) probabilities over the generator's classes."""
+                batch_size: int = 256, weights: Path | None = None) -> SoftLabels:
+    """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
     model, config = load_classifier(spec, "--classifier", weights)
     mapping = class_map(config, generator, spec)
-    rows = []
+    rows, confidence = [], []
     for i in range(0, len(paths), batch_size):
         logits = model(classifier_input(paths[i : i + batch_size], config)).float()
+        confidence.append(torch.softmax(logits, dim=1).amax(1))
         p = torch.softmax(logits / temperature, dim=1)
         if top_k is not None and top_k < p.shape[1]:
             kept = p.topk(top_k, dim=1)
@@ -71,4 +78,23 @@ def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature:
         full = torch.zeros(len(p), generator.num_classes)
         full[:, mapping] = p
         rows.append(full)
-    return torch.cat(rows)
+    return SoftLabels(torch.cat(rows), torch.cat(confidence))
+
+
+# Below this mean top-1 probability the classifier recognises few targets. On the built-in world,
+# P-SSL lifted PP on a target whose mean was 0.78 and did nothing on two at 0.11 and 0.16
+# (docs/results.md, "Ablations": coverage groups).
+UNSURE_CONFIDENCE = 0.3
+
+
+def confidence_note(confidence: torch.Tensor) -> tuple[str, bool]:
+    """One line on how sure the source classifier is of the targets, and whether that is low."""
+    mean = float(confidence.mean())
+    line = (f"source classifier on the {len(confidence)} targets: mean top-1 probability {mean:.2f} "
+            f"(median {float(confidence.median()):.2f})")
+    if mean >= UNSURE_CONFIDENCE:
+        return line, False
+    return (line + f", under {UNSURE_CONFIDENCE}: it recognises few of them, so their pseudo samples follow its "
+            "guesses more than the targets. Look at `ptgen inspect OUT --grid sheet.png --target TARGET`; where "
+            "the samples do not resemble their targets, P-SSL on them did not help in docs/results.md "
+            "(\"Ablations\"), and PP then finetune is the safer route."), True

@@ -32,6 +32,18 @@ def test_pseudo_shards_are_unlabeled_and_name_their_targets(tiny_model, classifi
     assert len(top) == 2 and abs(sum(p for _, p in top) - 1) < 1e-5
     assert not (out / "_info.json").exists()  # nothing for timm to train a labeled head on
     assert pq.read_table(out / "manifest.parquet").num_rows == 12
+    assert "source classifier on the 3 targets: mean top-1 probability" in result.output + result.stderr
+
+
+def test_confidence_note_warns_when_the_classifier_recognises_few_targets():
+    import torch
+
+    from generate.soft_labels import confidence_note
+
+    line, unsure = confidence_note(torch.tensor([0.9, 0.7, 0.8]))
+    assert not unsure and line == "source classifier on the 3 targets: mean top-1 probability 0.80 (median 0.80)"
+    line, unsure = confidence_note(torch.tensor([0.05, 0.1, 0.2]))
+    assert unsure and "mean top-1 probability 0.12" in line and "ptgen inspect" in line
 
 
 def test_pseudo_is_deterministic_across_batches_ranks_and_reruns(tiny_model, classifier, target, tmp_path):
