@@ -89,6 +89,8 @@ def coverage(target: str) -> list[Variant]:
     return [Variant("logistic regression, pixels", "logreg", on), Variant("scratch", "scratch", on),
             Variant("PP -> finetune", "pp", on),
             Variant("PP + P-SSL", "pp+fixmatch", {**on, "pseudo_extra": ALL, "row_extra": fixmatch()}),
+            Variant("PP + P-SSL, argmax (top-k 1)", "pp+fixmatch",
+                    {**on, "pseudo_extra": ("--top-k", 1, "--temperature", 1), "row_extra": fixmatch()}),
             Variant("PP + P-SSL, weight 0 (control)", "pp+fixmatch", {**on, "pseudo_extra": ALL, "row_extra": fixmatch(weight=0)}),
             Variant("oracle (real unlabeled)", "oracle", {**on, "row_extra": fixmatch()})]
 
