@@ -149,6 +149,27 @@ def run(args: argparse.Namespace) -> None:
                 cell.run(variant.row)
 
 
+def top1(variant: Variant, budget: int, seed: int) -> float | None:
+    path = variant.cell(budget, seed).result(variant.row)
+    return read_json(path)["top1"] if path.exists() else None
+
+
+def paired_lines(variants: list[Variant], args: argparse.Namespace) -> str:
+    """Each P-SSL variant of a coverage group against PP -> finetune on the same draws."""
+    pp = next(v for v in variants if v.row == "pp")
+    out = []
+    for v in variants:
+        if v.row not in ("pp+fixmatch", "oracle"):
+            continue
+        diffs = [a - b for s in args.seeds if (a := top1(v, args.budget, s)) is not None
+                 and (b := top1(pp, args.budget, s)) is not None]
+        if diffs:
+            sd = f"sd {statistics.stdev(diffs):.3f}, " if len(diffs) > 1 else ""
+            out.append(f"{v.label} {statistics.mean(diffs):+.3f} ({sd}n={len(diffs)}: "
+                       f"{', '.join(f'{d:+.3f}' for d in diffs)})")
+    return "Paired against PP -> finetune, seed by seed: " + "; ".join(out) + "." if out else ""
+
+
 def report(args: argparse.Namespace) -> None:
     plt = pyplot()
     present = [g for g in GROUPS if any(v.cell(args.budget, s).result(v.row).exists()
@@ -181,7 +202,7 @@ def report(args: argparse.Namespace) -> None:
         if target:
             tree = variants[0].cell(args.budget, args.seeds[0]).tree  # the test split is the same for every seed
             parts[-1] += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
-                          f"{targets.source_top1(tree):.3f}.")
+                          f"{targets.source_top1(tree):.3f}. " + paired_lines(variants, args))
     for row in axes:
         row[0].set_ylabel(f"test top-1, {args.budget} labels/class")
     fig.tight_layout()

@@ -21,7 +21,7 @@ from .models import DTYPES, list_builtins, load_generator
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
-DEFAULT_TOP_K = "all"
+DEFAULT_TOP_K = 1
 DEFAULT_BATCH = 128
 DEFAULT_SHARD_SIZE = 1000
 # Above these a job is more likely a slip of the keyboard than a plan: it waits for --yes.
@@ -275,9 +275,10 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="T in p = softmax(C_s(x) / T); below 1 sharpens the soft label, above 1 flattens it.")
 @click.option("--top-k", type=TopK(), default=str(DEFAULT_TOP_K), show_default=True,
-              help="Keep the k most probable source classes, renormalised, or all of them. The default is measured: "
-                   "with all 1000 built-in classes a flat soft label mixes them into one average glyph "
-                   "(docs/results.md).")
+              help="Keep the k most probable source classes, renormalised, or `all` (the paper's soft label). The "
+                   "default, the most probable class alone, transferred best by a small margin: +0.007 over all on "
+                   "digits on each of 3 seeds, level on a target the classifier recognises (docs/results.md, "
+                   "\"Ablations\").")
 @click.option("--condition", type=click.Choice(["soft", "random"]), default="soft", show_default=True,
               help="soft: condition on the soft label p (pseudo conditional sampling). random: each sample a uniformly "
                    "random source class, ignoring the target: the ablation baseline (docs/results.md).")
