@@ -201,17 +201,21 @@ def report(args: argparse.Namespace) -> None:
         target = variants[0].change.get("target")
         if target:
             tree = variants[0].cell(args.budget, args.seeds[0]).tree  # the test split is the same for every seed
+            seen = targets.source_recognition(tree)
             parts[-1] += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
-                          f"{targets.source_top1(tree):.3f}. " + paired_lines(variants, args))
+                          f"{seen['top1']:.3f}; its mean top-1 probability on seed {args.seeds[0]}'s labeled images: "
+                          f"{seen['mean_top_prob']:.2f}. " + paired_lines(variants, args))
     for row in axes:
         row[0].set_ylabel(f"test top-1, {args.budget} labels/class")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
+    digits = targets.source_recognition(reproduce.Cell(reproduce.WORK, FULL, args.budget, args.seeds[0]).tree)
     md = (f"### Ablations at {args.budget} labels a class\n\n"
           f"Command: `python -m benchmarks.ablations run --budget {args.budget} --seeds "
           f"{','.join(map(str, args.seeds))}`, then `report` (benchmarks/ablations.py says what each group varies). "
           "One setting at a time; mean ± sd of the test top-1 over seeds (digits, except the coverage group: lookalikes); for P-SSL runs, the mean share of "
-          "pseudo samples above FixMatch's threshold over the second half of training.\n\n"
+          "pseudo samples above FixMatch's threshold over the second half of training. The source classifier's mean "
+          f"top-1 probability on seed {args.seeds[0]}'s labeled digits: {digits['mean_top_prob']:.2f}.\n\n"
           + "\n\n".join(parts) + f"\n\n![ablations]({PLOT.relative_to(ROOT / 'docs')})")
     write_section("ablations", md)
     print(md)

@@ -107,29 +107,38 @@ def lookalikes(out: Path, per_class: int, seed: int, coarse: bool = True) -> Pat
     return out
 
 
-def source_top1(tree: Path) -> float:
-    """Top-1, over all its classes, of the built-in source classifier on a lookalikes tree's test
-    images (class folders named U+XXXX): whether it recognises the target at all, which PCS's soft
-    labels rest on. Cached in TREE/source_top1.json."""
+def source_recognition(tree: Path) -> dict:
+    """How well the built-in source classifier recognises a target, which PCS's soft labels rest on:
+    its mean top-1 probability on TREE's labeled train/ images (what `ptgen pseudo` prints), and,
+    for a lookalikes tree (class folders named U+XXXX, classes of its own), its top-1 over all its
+    classes on the test images (None for other targets). Cached in TREE/source_recognition.json."""
     import torch
 
     from generate.soft_labels import classifier_input
     from ptcommon.classifiers import load_classifier
     from recipes.glyphs_1k.class_list import load_classes
 
-    cache = tree / "source_top1.json"
+    cache = tree / "source_recognition.json"
     if cache.exists():
-        return json.loads(cache.read_text())["top1"]
+        return json.loads(cache.read_text())
     model, config = load_classifier("builtin:glyphs-1k", "--classifier")
+    model.eval()
     ids = {f"U+{c.codepoint:04X}": c.id for c in load_classes()}
-    hits = total = 0
     with torch.no_grad():
-        for folder in sorted(p for p in (tree / "test").iterdir() if p.is_dir()):
-            paths = sorted(folder.glob("*.png"))
-            hits += int((model.eval()(classifier_input(paths, config)).argmax(1) == ids[folder.name]).sum())
-            total += len(paths)
-    cache.write_text(json.dumps({"top1": hits / total}))
-    return hits / total
+        labeled = sorted((tree / "train").glob("*/*.png"))
+        mean_top_prob = float(model(classifier_input(labeled, config)).softmax(1).amax(1).mean())
+        folders = sorted(p for p in (tree / "test").iterdir() if p.is_dir())
+        top1 = None
+        if all(f.name in ids for f in folders):
+            hits = total = 0
+            for folder in folders:
+                paths = sorted(folder.glob("*.png"))
+                hits += int((model(classifier_input(paths, config)).argmax(1) == ids[folder.name]).sum())
+                total += len(paths)
+            top1 = hits / total
+    result = {"mean_top_prob": mean_top_prob, "top1": top1}
+    cache.write_text(json.dumps(result))
+    return result
 
 
 def _png(pixels) -> bytes:

@@ -13,6 +13,7 @@ from ptcommon.cli import InputError
 _TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 # Inside an srun step; the step's own task count first, as a step may take fewer tasks than the job.
 _SRUN = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID")
+_SRUN_OLD = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")  # a Slurm without per-step counts
 # Slurm numbers its batch, extern and interactive steps from 0xFFFFFFF0 up: a batch script's own
 # shell is not an srun task even though it sees SLURM_PROCID 0 and the job's SLURM_NTASKS.
 _FIRST_SPECIAL_STEP = 0xFFFFFFF0
@@ -28,7 +29,7 @@ def _launcher() -> tuple[str, str, str] | None:
     if _TORCHRUN[0] in os.environ:
         return _TORCHRUN
     if _in_srun_step():
-        return _SRUN if _SRUN[1] in os.environ else ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+        return _SRUN if _SRUN[1] in os.environ else _SRUN_OLD
     return None
 
 

@@ -65,9 +65,7 @@ class RunRequest:
         leaves no run folder behind."""
         from .commands import RunContext
         from .distributed import setup
-        from .runs import prepare_run_dir
-
-        from .runs import METRICS_FILE
+        from .runs import METRICS_FILE, prepare_run_dir
 
         dist = setup(self.device)
         run_dir, resume = prepare_run_dir(self.out, command, self.resume)
