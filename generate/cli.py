@@ -273,7 +273,8 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
 @click.option("--per-target", type=click.IntRange(min=1), default=DEFAULT_PER_TARGET, show_default=True,
               help="Pseudo samples per target image.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="T in p = softmax(C_s(x) / T); below 1 sharpens the soft label, above 1 flattens it.")
+              help="T in p = softmax(C_s(x) / T); below 1 sharpens the soft label, above 1 flattens it. It acts only "
+                   "with --top-k above 1: the most probable class is the same at every T.")
 @click.option("--top-k", type=TopK(), default=str(DEFAULT_TOP_K), show_default=True,
               help="Keep the k most probable source classes, renormalised, or `all` (the paper's soft label). The "
                    "default, the most probable class alone, transferred best by a small margin: +0.007 over all on "
@@ -297,6 +298,9 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     from .pseudo import PseudoJob, PseudoSettings, target_images
     from .soft_labels import confidence_note, soft_labels
 
+    if top_k == 1 and temperature != 1 and condition == "soft":
+        raise InputError(f"--temperature {temperature:g} does nothing at --top-k 1 (the default): the most probable "
+                         "class is the same at every T; add --top-k 5 or --top-k all to soften the condition")
     paths = target_images(target)
     check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()

@@ -54,7 +54,7 @@ def test_pseudo_is_deterministic_across_batches_ranks_and_reruns(tiny_model, cla
     assert [p.read_bytes() for p in sorted(a.glob("*.tar"))] == [p.read_bytes() for p in sorted(b.glob("*.tar"))]
     again = pseudo(tiny_model, classifier, target, a)
     assert again.exit_code == 0 and "(3 already done)" in again.output
-    clash = pseudo(tiny_model, classifier, target, a, "--temperature", 2)
+    clash = pseudo(tiny_model, classifier, target, a, "--top-k", 2)
     assert clash.exit_code != 0 and "holds shards of another config" in clash.stderr
 
 
@@ -89,6 +89,7 @@ def test_contact_sheet_puts_each_target_before_its_pseudo_samples(tiny_model, cl
 @pytest.mark.parametrize("case, expected", [
     ("no-train", "no train/ folder"),
     ("k0", "'--per-target': 0 is not in the range x>=1"),
+    ("idle-temperature", "--temperature 2 does nothing at --top-k 1 (the default)"),
     ("mismatch", "3 classes without source ids; the generator has 5"),
 ])
 def test_pseudo_bad_input(tiny_model, classifier, target, tmp_path, case, expected):
@@ -97,6 +98,8 @@ def test_pseudo_bad_input(tiny_model, classifier, target, tmp_path, case, expect
         tgt = tmp_path
     elif case == "k0":
         extra = ["--per-target", 0]
+    elif case == "idle-temperature":
+        extra = ["--temperature", 2]
     else:
         config = ModelConfig("test_resnet", 3, ["x", "y", "z"], 8, 1, [0.5], [0.5])
         cls = tmp_path / "other"
