@@ -67,7 +67,14 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(cli, 
                   "pssl": (pssl(target, pseudo_shards, "--seed", 5), 4)}[command]
     args = [*args, "--checkpoint-every", 1]
     straight = weights(cli, args, tmp_path / "straight")
+    out = tmp_path / "interrupted"
+    assert interrupted(cli, args, out, stop, monkeypatch) == list(range(1, stop + 1))
+    assert (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
+    assert equal(weights(cli, [*args, "--resume"], out), straight)
 
+
+def interrupted(cli, args, out, stop, monkeypatch) -> list[int]:
+    """Run ARGS into OUT, checkpointing every step, until a KeyboardInterrupt after step STOP; the steps checkpointed."""
     checkpoint, steps = Trainer._checkpoint, []
 
     def interrupt(self):
@@ -76,10 +83,25 @@ def test_an_interrupted_run_resumes_to_the_weights_of_an_uninterrupted_one(cli, 
         if self.step == stop:
             raise KeyboardInterrupt
 
-    out = tmp_path / "interrupted"
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_checkpoint", interrupt)
         result = cli(pttrain, [*args, "--out", out, *FAST])
-    assert result.exit_code == 130 and steps == list(range(1, stop + 1))
-    assert (out / "checkpoint.pt").exists() and not (out / "model.safetensors").exists()
-    assert equal(weights(cli, [*args, "--resume"], out), straight)
+    assert result.exit_code == 130, result.output + result.stderr
+    return steps
+
+
+@pytest.mark.parametrize("changed, expected", [
+    (["--lr", "0.5"], "was started with --lr 0.001, this command gives 0.5"),
+    (["--bn-stats", "mixed"], "bn_stats='labeled'"),
+    (["--checkpoint-every", "7"], None),  # how often it saves changes nothing it computes
+])
+def test_a_resume_with_other_settings_is_refused(cli, target, pseudo_shards, tmp_path, monkeypatch, changed, expected):
+    args = [*pssl(target, pseudo_shards), "--checkpoint-every", 1]
+    out = tmp_path / "run"
+    interrupted(cli, args, out, 2, monkeypatch)
+    result = cli(pttrain, [*args, *changed, "--resume", "--out", out, *FAST])
+    if expected is None:
+        assert result.exit_code == 0, result.output + result.stderr
+        return
+    assert result.exit_code != 0 and expected in result.stderr and "resume with the run's own flags" in result.stderr
+    assert (out / "checkpoint.pt").exists()  # the refusal leaves the run resumable

@@ -22,6 +22,7 @@ from timm.scheduler import CosineLRScheduler
 from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
+from ptcommon.cli import InputError
 from ptcommon.outputs import tensor_bytes, write_atomically
 
 from .distributed import Dist
@@ -29,6 +30,8 @@ from .runs import CHECKPOINT_FILE, METRICS_FILE
 from .seeding import seed_everything
 
 CURVE_FILE = "curve.png"
+# How often a run checkpoints and logs changes nothing it computes, so a resume may change them.
+HARMLESS_TO_CHANGE = {"checkpoint_every", "log_every"}
 
 
 @dataclass
@@ -59,6 +62,11 @@ class Algorithm:
 
     def loss(self, model: torch.nn.Module, batch, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
+
+    def describe(self) -> str:
+        """Its name and settings (numbers, strings), which a resumed run must share with its start."""
+        simple = {k: v for k, v in sorted(vars(self).items()) if isinstance(v, (bool, int, float, str, type(None)))}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in simple.items())})"
 
 
 class Supervised(Algorithm):
@@ -130,12 +138,15 @@ class Trainer:
             "step": self.step,
             "rng": torch.get_rng_state(),
             "settings": asdict(self.s),
+            "algorithm": self.algorithm.describe(),
+            "steps_per_epoch": self.steps_per_epoch,
         }
         write_atomically(self.run_dir / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp), "--out",
                          lambda: tensor_bytes(state))
 
     def resume(self) -> None:
         state = torch.load(self.run_dir / CHECKPOINT_FILE, map_location=self.dist.device, weights_only=True)
+        self._check_same_run(state)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -143,6 +154,23 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["rng"].cpu())
         self.step = state["step"]
+
+    def _check_same_run(self, state: dict) -> None:
+        """A resumed run goes on as it started: other settings, another algorithm or other data would
+        leave a model that no single command describes (checkpoints from before these fields pass)."""
+        where = f"--resume: {self.run_dir} was started with"
+        started, now = state.get("settings", {}), asdict(self.s)
+        for key in sorted(set(started) & set(now) - HARMLESS_TO_CHANGE):
+            if started[key] != now[key]:
+                flag = "--" + key.replace("_", "-")
+                raise InputError(f"{where} {flag} {started[key]}, this command gives {now[key]}; resume with the "
+                                 "run's own flags")
+        if state.get("algorithm", self.algorithm.describe()) != self.algorithm.describe():
+            raise InputError(f"{where} {state['algorithm']}, this command asks for {self.algorithm.describe()}; "
+                             "resume with the run's own flags")
+        if state.get("steps_per_epoch", self.steps_per_epoch) != self.steps_per_epoch:
+            raise InputError(f"{where} {state['steps_per_epoch']} steps an epoch, its data now gives "
+                             f"{self.steps_per_epoch}: resume on the data it started on")
 
     def _log(self, row: dict) -> None:
         if self.dist.main:
