@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from benchmarks import reproduce, targets
 from benchmarks.common import ROOT, pyplot, read_json, spread, table, write_section
-from benchmarks.reproduce import FULL, Cell, Settings, mask_rate
+from benchmarks.reproduce import FULL, Cell, Settings, mask_rate, ssl_flags
 
 WORK = ROOT / "runs" / "ablations"
 PLOT = ROOT / "docs" / "ablations.png"
@@ -60,47 +60,39 @@ class Variant:
         return Cell(WORK, settings, budget, seed, name=f"{self.row}-{tag.replace('--', '').replace('_', '')}")
 
 
-def fixmatch(threshold: float = 0.95, weight: float = 1, bn_stats: str = "labeled", batch_size: int = 16,
-             ratio: int = 7) -> tuple:
-    """FixMatch's flags, each named (pttrain pssl's defaults unless given)."""
-    return ("--threshold", threshold, "--unlabeled-weight", weight, "--bn-stats", bn_stats, "--batch-size", batch_size,
-            "--ratio", ratio)
-
-
-def pseudo(label: str, *flags, row: str = "pp+fixmatch", **fixmatch_flags) -> Variant:
-    """A P-SSL variant: pseudo shards made with FLAGS, trained with FixMatch's FIXMATCH_FLAGS."""
-    return Variant(label, row, {"pseudo_extra": flags, "row_extra": fixmatch(**fixmatch_flags)})
+def pseudo(label: str, *flags, on: dict | None = None, **fixmatch_flags) -> Variant:
+    """A P-SSL variant: pseudo shards made with FLAGS, trained with FixMatch's FIXMATCH_FLAGS (ON: other
+    Settings fields, such as the target)."""
+    return Variant(label, "pp+fixmatch", {**(on or {}), "pseudo_extra": flags, "row_extra": ssl_flags(**fixmatch_flags)})
 
 
 def kd(label: str, alpha: float = 1, temperature: float = 4) -> Variant:
     return Variant(label, "kd", {"row_extra": ("--alpha", alpha, "--kd-temperature", temperature)})
 
 
-def oracle(label: str, **fixmatch_flags) -> Variant:
-    return Variant(label, "oracle", {"row_extra": fixmatch(**fixmatch_flags)})
+def oracle(label: str, on: dict | None = None, **fixmatch_flags) -> Variant:
+    return Variant(label, "oracle", {**(on or {}), "row_extra": ssl_flags(**fixmatch_flags)})
 
 
-ALL = ("--top-k", "all", "--temperature", 1)  # ptgen pseudo's defaults, named
+ALL = ("--top-k", "all", "--temperature", 1)  # the paper's soft label, as the main comparison was made
 
 
 def coverage(target: str) -> list[Variant]:
-    """The main rows on TARGET, with the weight-0 control."""
+    """The main rows on TARGET, with the argmax variant and the weight-0 control."""
     on = {"target": target}
     return [Variant("logistic regression, pixels", "logreg", on), Variant("scratch", "scratch", on),
-            Variant("PP -> finetune", "pp", on),
-            Variant("PP + P-SSL", "pp+fixmatch", {**on, "pseudo_extra": ALL, "row_extra": fixmatch()}),
-            Variant("PP + P-SSL, argmax (top-k 1)", "pp+fixmatch",
-                    {**on, "pseudo_extra": ("--top-k", 1, "--temperature", 1), "row_extra": fixmatch()}),
-            Variant("PP + P-SSL, weight 0 (control)", "pp+fixmatch", {**on, "pseudo_extra": ALL, "row_extra": fixmatch(weight=0)}),
-            Variant("oracle (real unlabeled)", "oracle", {**on, "row_extra": fixmatch()})]
+            Variant("PP -> finetune", "pp", on), pseudo("PP + P-SSL", *ALL, on=on),
+            pseudo("PP + P-SSL, argmax (top-k 1)", "--top-k", 1, "--temperature", 1, on=on),
+            pseudo("PP + P-SSL, weight 0 (control)", *ALL, on=on, weight=0), oracle("oracle (real unlabeled)", on=on)]
 
 
-# The PCS top-k at which the temperature is varied, and the soft label of the `pcs` group: the
-# top_k group's best (docs/results.md, "Ablations").
+# The PCS top-k at which the temperature is varied, and the soft label of the `pcs` group: a soft
+# label kept to a few classes (at top-k 1, the default, the temperature changes nothing).
 CHOSEN_TOP_K = 5
 
 # Every variant of a setting that pttrain/ptgen has a default for names its value explicitly, so that
-# a result never silently stands for a default that has since changed.
+# a result never silently stands for a default that has since changed (--condition random ignores
+# PCS's top-k and temperature).
 GROUPS: dict[str, tuple[str, list[Variant]]] = {
     "top_k": ("PCS top-k (T = 1)", [pseudo(f"k={k}", "--top-k", k, "--temperature", 1) for k in (1, 5, "all")]),
     "temperature": (f"PCS temperature T (top-k {CHOSEN_TOP_K})", [
@@ -161,12 +153,12 @@ def paired_lines(variants: list[Variant], args: argparse.Namespace) -> str:
     for v in variants:
         if v.row not in ("pp+fixmatch", "oracle"):
             continue
-        diffs = [a - b for s in args.seeds if (a := top1(v, args.budget, s)) is not None
-                 and (b := top1(pp, args.budget, s)) is not None]
+        diffs = {s: a - b for s in args.seeds if (a := top1(v, args.budget, s)) is not None
+                 and (b := top1(pp, args.budget, s)) is not None}
         if diffs:
-            sd = f"sd {statistics.stdev(diffs):.3f}, " if len(diffs) > 1 else ""
-            out.append(f"{v.label} {statistics.mean(diffs):+.3f} ({sd}n={len(diffs)}: "
-                       f"{', '.join(f'{d:+.3f}' for d in diffs)})")
+            sd = f"sd {statistics.stdev(diffs.values()):.3f}, " if len(diffs) > 1 else ""
+            out.append(f"{v.label} {statistics.mean(diffs.values()):+.3f} ({sd}n={len(diffs)}: "
+                       f"{', '.join(f'seed {s} {d:+.3f}' for s, d in diffs.items())})")
     return "Paired against PP -> finetune, seed by seed: " + "; ".join(out) + "." if out else ""
 
 
@@ -200,7 +192,7 @@ def report(args: argparse.Namespace) -> None:
         parts.append(f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows))
         target = variants[0].change.get("target")
         if target:
-            tree = variants[0].cell(args.budget, args.seeds[0]).tree  # the test split is the same for every seed
+            tree = variants[0].cell(args.budget, args.seeds[0]).exported()  # the test split is the same for every seed
             seen = targets.source_recognition(tree)
             parts[-1] += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
                           f"{seen['top1']:.3f}; its mean top-1 probability on seed {args.seeds[0]}'s labeled images: "
@@ -209,11 +201,11 @@ def report(args: argparse.Namespace) -> None:
         row[0].set_ylabel(f"test top-1, {args.budget} labels/class")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
-    digits = targets.source_recognition(reproduce.Cell(reproduce.WORK, FULL, args.budget, args.seeds[0]).tree)
+    digits = targets.source_recognition(Cell(reproduce.WORK, FULL, args.budget, args.seeds[0]).exported())
     md = (f"### Ablations at {args.budget} labels a class\n\n"
           f"Command: `python -m benchmarks.ablations run --budget {args.budget} --seeds "
           f"{','.join(map(str, args.seeds))}`, then `report` (benchmarks/ablations.py says what each group varies). "
-          "One setting at a time; mean ± sd of the test top-1 over seeds (digits, except the coverage group: lookalikes); for P-SSL runs, the mean share of "
+          "One setting at a time; mean ± sd of the test top-1 over seeds (digits, except the coverage groups, on their own target); for P-SSL runs, the mean share of "
           "pseudo samples above FixMatch's threshold over the second half of training. The source classifier's mean "
           f"top-1 probability on seed {args.seeds[0]}'s labeled digits: {digits['mean_top_prob']:.2f}.\n\n"
           + "\n\n".join(parts) + f"\n\n![ablations]({PLOT.relative_to(ROOT / 'docs')})")
