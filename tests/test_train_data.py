@@ -58,21 +58,28 @@ def test_corrupted_shard_is_named_or_skipped(shards, tmp_path):
     assert len(epoch) == 20
 
 
-def test_training_on_a_folder_damaged_throughout_stops_with_a_message(shards, tmp_path):
-    """Training resamples shards without end; with --skip-corrupt and nothing readable it would spin."""
+@pytest.mark.parametrize("damage", ["truncated", "not a tar"])
+def test_training_on_a_folder_damaged_throughout_stops_with_a_message(shards, tmp_path, damage):
+    """Training resamples shards without end; with --skip-corrupt and nothing readable it would spin.
+    Truncated shards still give broken samples, counted against every sample; shards that cannot be
+    read at all stop it after a few reads of each, however many samples the header counts."""
     import shutil
 
     broken = tmp_path / "broken"
     shutil.copytree(shards, broken)
     for tar in broken.glob("*.tar"):
-        tar.write_bytes(tar.read_bytes()[:700])
+        tar.write_bytes(tar.read_bytes()[:700] if damage == "truncated" else b"not a tar " * 100)
     data = ShardSet(broken)
     counter = CorruptCounter(True)
     epoch = data.pipeline(GRAY16.transform(True), 4, train=True, seed=0, with_labels=True, corrupt=counter,
                           batches_per_worker=6)
-    with pytest.warns(UserWarning), pytest.raises(InputError, match="not one readable sample.*rerun ptgen"):
+    what = "damaged samples or shards in a row" if damage == "truncated" else "shard reads in a row failed"
+    with pytest.warns(UserWarning), pytest.raises(InputError, match=f"{what} and not one readable sample.*rerun ptgen"):
         list(epoch)
-    assert counter.in_a_row == counter.limit + 1
+    if damage == "truncated":
+        assert counter.in_a_row == counter.limit + 1
+    else:  # 16 reads of each of its 5 shards, and 64
+        assert counter.reads_in_a_row == counter.reads_limit + 1 == 16 * 5 + 64 + 1 < counter.limit
 
 
 def test_shard_folder_errors(shards, tmp_path):

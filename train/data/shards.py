@@ -29,11 +29,15 @@ class CorruptCounter:
     skip: bool
     count: int = 0
     where: set = field(default_factory=set)
-    # Skips in a row with no readable sample between them, and how many of those mean nothing in the
-    # folder is readable: training resamples shards forever, so a folder damaged throughout would
-    # otherwise spin without a step. None: no limit (a single pass ends by itself).
+    # Training resamples shards forever, so a folder damaged throughout would spin without a step;
+    # two counts in a row tell it apart from bad luck. Skips since the last sample that decoded,
+    # against `limit`; shard reads that failed since the last sample read out of any tar, against
+    # `reads_limit`: a folder whose every shard fails to open stops after a few reads of each, however
+    # many samples its header counts. None: no limit (a single pass ends by itself).
     in_a_row: int = 0
     limit: int | None = None
+    reads_in_a_row: int = 0
+    reads_limit: int | None = None
 
     def __call__(self, exn: Exception) -> bool:
         if isinstance(exn, ShardFormatError):  # a refusal, never a damage to skip
@@ -46,11 +50,26 @@ class CorruptCounter:
         self.in_a_row += 1
         self.where.add(shard)
         if self.limit is not None and self.in_a_row > self.limit:
-            raise InputError(f"{self.in_a_row} damaged samples or shards in a row and not one readable sample, in "
-                             f"{len(self.where)} shard(s) such as {min(self.where)}: nothing left to train on; rerun "
-                             "ptgen on the folder")
+            self._nothing_left(f"{self.in_a_row} damaged samples or shards in a row")
         warnings.warn(f"skipping damaged data in {shard}: {exn.__class__.__name__}", stacklevel=2)
         return True
+
+    def shard_failed(self, exn: Exception) -> bool:
+        """The handler of the tar-reading stage: a shard that could not be read on."""
+        self.reads_in_a_row += 1
+        if self.skip and self.reads_limit is not None and self.reads_in_a_row > self.reads_limit:
+            self.where.add(next((str(a) for a in exn.args if isinstance(a, str) and ".tar" in a), "a shard"))
+            self._nothing_left(f"{self.reads_in_a_row} shard reads in a row failed")
+        return self(exn)
+
+    def _nothing_left(self, what: str):
+        raise InputError(f"{what} and not one readable sample, in {len(self.where)} shard(s) such as "
+                         f"{min(self.where)}: nothing left to train on; rerun ptgen on the folder")
+
+    def read(self, sample):
+        """A pipeline stage's map: a sample came out of a tar, so its shard was readable."""
+        self.reads_in_a_row = 0
+        return sample
 
     def readable(self, sample):
         """A pipeline stage's map: a sample got through, so the skips so far were not the whole folder."""
@@ -104,14 +123,15 @@ class ShardSet:
         urls = [str(p) for p in self.paths]
         stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)] if train else [
             wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-        stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt))
+        stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt.shard_failed))
         if train:
-            stages.append(_seeded_shuffle(seed))
+            # Limits no folder with a readable sample reaches but by a chance under exp(-16): every
+            # shard read 16 times over (drawn with replacement) and every sample 4 times over.
+            corrupt.reads_limit = 16 * len(self.paths) + 64
+            corrupt.limit = 4 * (len(self.paths) + self.count) + 64
+            stages += [wds.map(corrupt.read), _seeded_shuffle(seed)]
         stages += [wds.map(decode, handler=corrupt), wds.map(self._fields(transform, with_labels), handler=corrupt)]
         if train:
-            # Every shard and sample once, four times over, cannot all fail by chance in a folder
-            # that holds any readable sample.
-            corrupt.limit = 4 * (len(self.paths) + self.count) + 64
             stages.append(wds.map(corrupt.readable))
         stages.append(wds.batched(batch_size, partial=not train))
         pipeline = wds.DataPipeline(*stages)
