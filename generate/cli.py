@@ -305,8 +305,9 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()
     probs, confidence = soft_labels(paths, classifier, generator, temperature, top_k, weights=classifier_weights)
-    note, unsure = confidence_note(confidence)
-    click.echo(("warning: " if unsure else "") + note, err=unsure)
+    if condition == "soft":  # random ignores the classifier, so how sure it is says nothing of the samples
+        note, unsure = confidence_note(confidence)
+        click.echo(("warning: " if unsure else "") + note, err=unsure)
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,

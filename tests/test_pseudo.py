@@ -63,7 +63,8 @@ def test_random_condition_ignores_the_targets(tiny_model, classifier, target, tm
     a config of its own, so it never mixes with soft-label shards."""
     out, again, soft = tmp_path / "random", tmp_path / "again", tmp_path / "soft"
     for folder in (out, again):
-        assert pseudo(tiny_model, classifier, target, folder, "--condition", "random").exit_code == 0
+        result = pseudo(tiny_model, classifier, target, folder, "--condition", "random")
+        assert result.exit_code == 0 and "mean top-1 probability" not in result.output + result.stderr
     assert pseudo(tiny_model, classifier, target, soft).exit_code == 0
     samples = list(wds.WebDataset(sorted(str(p) for p in out.glob("pseudo-*.tar")), shardshuffle=False))
     tops = [json.loads(s["json"])["top_classes"] for s in samples]

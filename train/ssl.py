@@ -35,16 +35,17 @@ def running_stats_frozen(model: torch.nn.Module):
 
 def bn_stats_for(choice: str | None, distributed: bool, batch_size: int) -> str:
     """pssl's --bn-stats: labeled where it can run, else mixed. It cannot under torchrun, whose
-    DistributedDataParallel takes one forward pass a backward, nor with one labeled image a batch, whose
-    batch norm has no statistics to take. An explicit labeled there is refused, not quietly changed."""
+    DistributedDataParallel takes one forward pass a backward, nor with one labeled image a batch: batch
+    norm in training mode fails on one value a channel, which one image gives wherever a feature map is
+    1x1 (resnet18's last stage at 32 px). An explicit labeled there is refused, not quietly changed."""
     if choice is None:
         return "mixed" if distributed or batch_size < 2 else "labeled"
     if choice == "labeled" and distributed:
         raise InputError("--bn-stats labeled: two forward passes before one backward, which DistributedDataParallel "
                          "does not take; run it in one process, or use --bn-stats mixed under torchrun")
     if choice == "labeled" and batch_size < 2:
-        raise InputError("--bn-stats labeled needs --batch-size 2 or more: batch norm takes no statistics from one "
-                         "image; raise --batch-size or use --bn-stats mixed")
+        raise InputError("--bn-stats labeled needs --batch-size 2 or more: batch norm cannot normalise one image where "
+                         "a feature map is 1x1; raise --batch-size or use --bn-stats mixed")
     return choice
 
 
