@@ -41,7 +41,11 @@ def trees(kind: str, seed: int):
 
 def run(args: argparse.Namespace) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
-    (WORK / "study.json").write_text(json.dumps(vars(args), indent=1))
+    record = WORK / "study.json"
+    earlier = read_json(record) if record.exists() else {"seeds": [], "floors": []}
+    # A sitting that adds seeds (or floors) adds to the study: the report reads every one finished.
+    record.write_text(json.dumps({key: sorted(set(earlier[key]) | set(getattr(args, key))) for key in ("seeds", "floors")},
+                                 indent=1))
     # The floor this pp run had (546 steps), before the study chose the default.
     pp_run = sources.pp(sources.synth(10), 5, 0, "--min-steps", 500)
     for seed in args.seeds:
@@ -60,7 +64,11 @@ def run(args: argparse.Namespace) -> None:
 
 def report(args: argparse.Namespace) -> None:
     study = read_json(WORK / "study.json")
-    seeds, floors = study["seeds"], study["floors"]
+    floors = study["floors"]
+    seeds = [s for s in study["seeds"] if all((WORK / f"{kind}-{route}-{f}-{s}" / "test.json").exists()
+                                              for kind, route in CELLS for f in floors)]
+    if not seeds:
+        raise SystemExit(f"no seed of {WORK} has every cell: run `python -m benchmarks.fewshot_schedule run` first")
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     rows, best = [], {}
