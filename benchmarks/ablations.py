@@ -18,7 +18,9 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
   coverage_sharp  the same on lookalikes-sharp: those letters as the source world renders them
   kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
-  pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune
+  pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune; in both, pp keeps
+               its --min-steps floor like every route, so short runs are lifted to 300 steps (the
+               report gives each pp run's steps)
 
 Variants of a product default (PCS, FixMatch, KD) name every value explicitly, so a result never
 stands for a default that has since changed; the pp groups' middle variant (the study's own pp
@@ -162,6 +164,18 @@ def paired_lines(variants: list[Variant], args: argparse.Namespace) -> str:
     return "Paired against PP -> finetune, seed by seed: " + "; ".join(out) + "." if out else ""
 
 
+def pp_schedules(variants: list[Variant], args: argparse.Namespace) -> str:
+    """How long each variant's pp run trained: pp's --min-steps floor lifts short runs to the same
+    number of steps as every other route, so a variant's epochs alone can mislead."""
+    out = []
+    for v in variants:
+        record = next((p for s in args.seeds if (p := v.cell(args.budget, s).pp_path() / "train.json").exists()), None)
+        if record is not None:
+            r = read_json(record)
+            out.append(f"{v.label}: {r['steps']} steps ({r['epochs_run']} epochs)")
+    return "The pp runs, as they trained: " + "; ".join(out) + "." if out else ""
+
+
 def report(args: argparse.Namespace) -> None:
     plt = pyplot()
     present = [g for g in GROUPS if any(v.cell(args.budget, s).result(v.row).exists()
@@ -190,6 +204,8 @@ def report(args: argparse.Namespace) -> None:
         ax.set_ylim(max(0, min(finite) - 0.05), min(1, max(finite) + 0.02))
         ax.set_title(title, fontsize=8)
         parts.append(f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows))
+        if group in ("pp_size", "pp_epochs"):
+            parts[-1] += "\n\n" + pp_schedules(variants, args)
         target = variants[0].change.get("target")
         if target:
             tree = variants[0].cell(args.budget, args.seeds[0]).exported()  # the test split is the same for every seed
