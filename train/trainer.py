@@ -165,8 +165,9 @@ class Trainer:
                 flag = "--" + key.replace("_", "-")
                 raise InputError(f"{where} {flag} {started[key]}, this command gives {now[key]}; resume with the "
                                  "run's own flags")
-        if state.get("algorithm", self.algorithm.describe()) != self.algorithm.describe():
-            raise InputError(f"{where} {state['algorithm']}, this command asks for {self.algorithm.describe()}; "
+        algorithm = self.algorithm.describe()
+        if state.get("algorithm", algorithm) != algorithm:
+            raise InputError(f"{where} {state['algorithm']}, this command asks for {algorithm}; "
                              "resume with the run's own flags")
         if state.get("steps_per_epoch", self.steps_per_epoch) != self.steps_per_epoch:
             raise InputError(f"{where} {state['steps_per_epoch']} steps an epoch, its data now gives "

@@ -22,6 +22,11 @@ from ..seeding import derive_seed
 SHUFFLE_BUFFER = 2000
 
 
+def _shard_of(exn: Exception) -> str:
+    """The shard a reading error names (WebDataset and `tar_samples` append its URL to the args)."""
+    return next((str(a) for a in exn.args if isinstance(a, str) and ".tar" in a), "a shard")
+
+
 @dataclass
 class CorruptCounter:
     """With --skip-corrupt: how many damaged samples or shards were skipped, and where."""
@@ -42,7 +47,7 @@ class CorruptCounter:
     def __call__(self, exn: Exception) -> bool:
         if isinstance(exn, ShardFormatError):  # a refusal, never a damage to skip
             raise exn
-        shard = next((str(a) for a in exn.args if isinstance(a, str) and ".tar" in a), "a shard")
+        shard = _shard_of(exn)
         if not self.skip:
             raise InputError(f"{shard}: corrupted or unreadable shard ({exn.__class__.__name__}: "
                              f"{str(exn.args[0])[:80] if exn.args else ''}); rerun ptgen on it or pass --skip-corrupt")
@@ -58,7 +63,7 @@ class CorruptCounter:
         """The handler of the tar-reading stage: a shard that could not be read on."""
         self.reads_in_a_row += 1
         if self.skip and self.reads_limit is not None and self.reads_in_a_row > self.reads_limit:
-            self.where.add(next((str(a) for a in exn.args if isinstance(a, str) and ".tar" in a), "a shard"))
+            self.where.add(_shard_of(exn))
             self._nothing_left(f"{self.reads_in_a_row} shard reads in a row failed")
         return self(exn)
 
