@@ -21,7 +21,7 @@ from .cli import InputError
 _FIRST_SPECIAL_STEP = 0xFFFFFFF0
 # The port range the master port is drawn from: above the well-known ports and below Linux's
 # ephemeral ones (32768+), so a busy node's outgoing connections do not take it.
-_PORT_BASE, _PORT_SPAN = 12000, 20000
+PORT_BASE, _PORT_SPAN = 12000, 20000
 
 
 @dataclass(frozen=True)
@@ -125,5 +125,5 @@ def rendezvous() -> tuple[str, str]:
         addr = expand_nodelist(nodelist)[0]
     if port is None:
         job = _slurm("SLURM_JOB_ID", "SLURM_JOBID") or "0"
-        port = str(_PORT_BASE + int(job) % _PORT_SPAN)
+        port = str(PORT_BASE + int(job) % _PORT_SPAN)
     return addr, port

@@ -215,6 +215,7 @@ class Trainer:
             "samples_seen": self.samples_seen,
             "global_batch": self.global_batch,
             "world_size": self.dist.world,
+            "launcher": self.dist.launcher,
             "rng": torch.get_rng_state(),
             "settings": asdict(self.s),
             "algorithm": self.algorithm.describe(),

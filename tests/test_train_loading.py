@@ -1,0 +1,50 @@
+"""train/data/loading.py: loaders built once per run whose persistent workers still draw from
+(--seed, rank, epoch), so a fresh loader (a resumed run) draws what a long-lived one does."""
+
+import torch
+from torch.utils.data import Dataset
+
+from train.data.loading import choose_workers, drawn_batches, node_cores, stream_batches
+
+
+class Noisy(Dataset):
+    """Sample i is i plus a draw from torch's global generator (as an augmentation draws)."""
+
+    def __len__(self):
+        return 5
+
+    def __getitem__(self, i):
+        return torch.tensor(float(i)) + torch.rand(())
+
+
+def noisy_stream(epoch):
+    return [(torch.full((2,), float(epoch)) + torch.rand(2),) for _ in range(3)]
+
+
+def collect(batches, epoch):
+    return [b[0] if isinstance(b, (list, tuple)) else b for b in batches(epoch)]
+
+
+def test_drawn_batches_are_the_same_with_any_workers_and_from_a_fresh_loader():
+    long_lived = drawn_batches(Noisy(), 2, 3, seed=4, rank=0, workers=2, pin=False)
+    epochs = [collect(long_lived, e) for e in range(3)]
+    for workers in (0, 1):  # another worker count, and a loader made afresh at epoch 2
+        fresh = drawn_batches(Noisy(), 2, 3, seed=4, rank=0, workers=workers, pin=False)
+        assert all(torch.equal(a, b) for a, b in zip(collect(fresh, 2), epochs[2]))
+    assert not torch.equal(torch.stack(epochs[1]), torch.stack(epochs[2]))  # epochs draw anew
+
+
+def test_a_persistent_stream_reads_each_epoch_and_reseeds_its_workers():
+    long_lived = stream_batches(noisy_stream, seed=4, rank=0, workers=2, pin=False)
+    epochs = [collect(long_lived, e) for e in range(3)]
+    assert [int(b[0]) for b in epochs[2]] == [2] * 6  # two workers, three batches each, all of epoch 2
+    fresh = stream_batches(noisy_stream, seed=4, rank=0, workers=2, pin=False)
+    assert all(torch.equal(a, b) for a, b in zip(collect(fresh, 2), epochs[2]))
+
+
+def test_workers_default_to_the_cores_shared_out_and_are_capped_there(recwarn):
+    cores = node_cores()
+    assert choose_workers(None, 1) == cores and choose_workers(None, cores) == 1
+    assert choose_workers(0, 1) == 0
+    assert choose_workers(cores + 5, 1) == cores
+    assert f"--workers {cores + 5}: capped at {cores}" in str(recwarn.pop(UserWarning).message)
