@@ -89,6 +89,9 @@ def test_a_run_started_on_two_processes_resumes_on_one(cli, target, started_on_t
     steps = [r["step"] for r in rows if "loss" in r]
     assert steps == list(range(1, 7))  # 1-3 on two processes, 4-6 on one
     assert all(r["images_per_s"] > 0 and 0 <= r["data_wait"] <= 1 for r in rows if "loss" in r)
+    # The one test image, scored after every epoch: after epochs 1 and 2 on two processes by the rank
+    # whose slice holds it (the stop came before epoch 3's), then on one.
+    assert [(r["step"], r["val_n"]) for r in rows if "val_n" in r] == [(1, 1), (2, 1), (4, 1), (5, 1), (6, 1)]
     assert not (out / LOCK_FILE).exists()
 
 
@@ -132,3 +135,14 @@ def test_the_lock_file_of_a_killed_job_does_not_block_its_folder(cli, target, tm
     result = cli(pttrain, finetune(target, out, "--epochs", "2"))
     assert result.exit_code == 0, result.output + result.stderr
     assert (out / "model.safetensors").exists() and not (out / LOCK_FILE).exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("command", ["eval", "finetune"])
+def test_device_cuda_without_a_gpu_is_one_line(cli, target, tmp_path, command):
+    args = (["eval", "--run", "builtin:glyphs-1k", "--data", target] if command == "eval"
+            else finetune(target, tmp_path / "run"))
+    result = cli(pttrain, [*args, "--device", "cuda"])
+    assert result.exit_code != 0 and result.stderr.strip() == (
+        "pttrain: error: --device cuda: no GPU is visible to this process; pass --device cpu")
+    assert not (tmp_path / "run").exists()

@@ -332,9 +332,11 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
 @click.option("--confusion", type=click.Path(path_type=Path), help="Confusion-matrix PNG. [default: RUN/confusion.png, "
               "or ./confusion.png for a built-in run]")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: the GPU when there is one.")
 @skip_corrupt_option
 @read_options
-def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, skip_corrupt: bool,
+def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, device: str, skip_corrupt: bool,
                  policy: ReadPolicy) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
     from .commands import run_eval, write_eval
@@ -344,7 +346,13 @@ def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, 
     for flag, path in (("--json", json_path), ("--confusion", confusion)):
         if path is not None:
             check_output_file(path, flag)
-    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt)
+    import torch
+
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
+    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt,
+                             torch.device("cuda" if use_cuda else "cpu"))
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))

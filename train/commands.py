@@ -26,7 +26,7 @@ from .data.shards import ShardSet
 from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
 from .distributed import Dist
 from .runs import RunLock
-from .evaluate import Evaluation, evaluate, plot_confusion
+from .evaluate import Evaluation, evaluate, plot_confusion, rank_slice
 from .models import (ModelConfig, check_input_size, create_model, default_image_size, load_run, resolve_run,
                      run_config, save_run)
 from .seeding import seed_everything
@@ -208,10 +208,11 @@ def _test_validator(data: LabeledData, config: ModelConfig, ctx: RunContext):
         return None
     test_set = labeled_split(data.root, "test", _preprocess(config, ctx.augment).transform(augment=False))
 
-    loader = _loader(test_set, 256, ctx.workers, ctx.pin)
+    loader = _loader(rank_slice(test_set, ctx.dist.rank, ctx.dist.world), 256, ctx.workers, ctx.pin)
 
     def validate(m: torch.nn.Module) -> dict:
-        result = evaluate(m, loader, config.num_classes, ctx.dist.device)
+        """On every rank, each scoring its slice."""
+        result = evaluate(m, loader, config.num_classes, ctx.dist.device, ctx.dist.all_reduce_sum)
         return {"val_top1": result.top1, "val_n": result.n}
 
     return validate
@@ -313,10 +314,12 @@ def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, 
                         shipped=lambda student: student.backbone)
 
 
-def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool) -> tuple[Evaluation, list[str]]:
+def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool,
+             device: torch.device = torch.device("cpu")) -> tuple[Evaluation, list[str]]:
     """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards,
-    preprocessed as the run's policy evaluates."""
+    preprocessed as the run's policy evaluates, on DEVICE."""
     model, config = load_run(run, "--run")
+    model.to(device)
     pre = _preprocess(config, run_augment(run))
     if is_shard_folder(data):
         shards = ShardSet(data, "--data", policy=policy, skip_corrupt=skip_corrupt)
@@ -328,14 +331,15 @@ def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrup
         shards.index_of = {sid: config.source_ids.index(sid) for sid in shards.class_ids}
         batches = shards.pipeline(pre.transform(False), 256, train=False, seed=0, with_labels=True,
                                   corrupt=shards.corrupt)
-        result = evaluate(model, batches, config.num_classes, torch.device("cpu"))
+        result = evaluate(model, batches, config.num_classes, device)
         shards.report_skipped()
         return result, config.class_names
     test_set = labeled_split(data, "test", pre.transform(False))
     if test_set.classes != config.class_names:
         raise InputError(f"--data {data}: test/ classes {test_set.classes[:5]} differ from the run's "
                          f"{config.class_names[:5]}")
-    return evaluate(model, _loader(test_set, 256, workers), config.num_classes, torch.device("cpu")), config.class_names
+    loader = _loader(test_set, 256, workers, pin=device.type == "cuda")
+    return evaluate(model, loader, config.num_classes, device), config.class_names
 
 
 def write_eval(result: Evaluation, class_names: list[str], json_path: Path | None, plot_path: Path) -> None:

@@ -48,6 +48,8 @@ def setup(device: str = "auto") -> Dist:
     with its rendezvous derived from SLURM's node list and job id."""
     launch = detect()
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
     if use_cuda:
         visible = torch.cuda.device_count()
         # One process per GPU: NCCL refuses two ranks on one device. Every rank checks the node's

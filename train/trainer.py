@@ -335,7 +335,7 @@ class Trainer:
                 if self.step % self.s.checkpoint_every == 0:
                     self._checkpoint()
             last = epoch + 1 == self.epochs
-            if self.validate is not None and self.dist.main and ((epoch + 1) % self.validate_every == 0 or last):
+            if self.validate is not None and ((epoch + 1) % self.validate_every == 0 or last):  # every rank a slice
                 self._log({"step": self.step, "epoch": epoch, **self.validate(self.final_model)})
         bar.close()
         self._checkpoint()
