@@ -80,7 +80,7 @@ def started_on_two(target, tmp_path_factory):
 def test_a_run_started_on_two_processes_resumes_on_one(cli, target, started_on_two, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(started_on_two, out)
-    result = cli(pttrain, [*finetune(target, out), "--resume"])
+    result = cli(pttrain, [*finetune(target, out), "--resume", "--tensorboard"])
     assert result.exit_code == 0, result.output + result.stderr
     record = json.loads((out / "train.json").read_text())
     assert (record["world_size"], record["launcher"], record["global_batch"]) == (1, "none", 4)
@@ -93,6 +93,10 @@ def test_a_run_started_on_two_processes_resumes_on_one(cli, target, started_on_t
     # whose slice holds it (the stop came before epoch 3's), then on one.
     assert [(r["step"], r["val_n"]) for r in rows if "val_n" in r] == [(1, 1), (2, 1), (4, 1), (5, 1), (6, 1)]
     assert not (out / LOCK_FILE).exists()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(out / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("loss")] == [4, 5, 6] and "images_per_s" in events.Tags()["scalars"]
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class RunRequest:
     accum_steps: int | None
     amp: str
     compile: bool
+    tensorboard: bool
     img_size: int | None
     device: str
     resume: bool
@@ -103,7 +105,8 @@ class RunRequest:
         settings = replace(self.settings, accum_steps=accum)
         workers = choose_workers(self.workers, dist.local_world)
         return RunContext(command, run_dir, settings, dist, workers, resume, not self.quiet,
-                          augment, self.augment, lock=lock, amp=self.amp, compile=self.compile)
+                          augment, self.augment, lock=lock, amp=self.amp, compile=self.compile,
+                          tensorboard=self.tensorboard)
 
 
 def training_options(epochs: int, batch_size: int, lr: float):
@@ -139,6 +142,8 @@ def training_options(epochs: int, batch_size: int, lr: float):
             click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
                          show_default=True, help="Mixed precision. auto: bf16 on a GPU that has it, fp16 with a "
                          "gradient scaler on one without, off (fp32, bit-for-bit repeatable) on CPU."),
+            click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard event files, "
+                         "in RUN/tensorboard/ (pip install 'ptgen[tensorboard]')."),
             click.option("--compile", is_flag=True, help="torch.compile the model: faster steps on a GPU after a "
                          "warm-up of a minute or so."),
             click.option("--img-size", type=click.IntRange(min=8),
@@ -161,8 +166,11 @@ def training_options(epochs: int, batch_size: int, lr: float):
             names = ("epochs", "min_steps", "batch_size", "lr", "weight_decay", "warmup_epochs", "ema_decay", "checkpoint_every", "seed")
             settings = TrainSettings(**{n: kw.pop(n) for n in names})
             check_output_dir(kw["out"] or RUNS_DIR, "--out")
+            if kw["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+                raise InputError("--tensorboard: the tensorboard package is not installed; pip install "
+                                 "'ptgen[tensorboard]', or drop --tensorboard")
             kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
-                                                         ("out", "workers", "accum_steps", "amp", "compile",
+                                                         ("out", "workers", "accum_steps", "amp", "compile", "tensorboard",
                                                           "img_size", "device", "resume", "quiet", "augment")})
             return command(**kw)
 

@@ -51,6 +51,7 @@ class RunContext:
     lock: RunLock | None = None  # rank 0's hold on the run folder, released when the run ends
     amp: str = "auto"  # --amp
     compile: bool = False  # --compile
+    tensorboard: bool = False  # --tensorboard
 
     @property
     def pin(self) -> bool:
@@ -227,7 +228,8 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
     `shipped` picks what the run ships from the trained model (KD drops its auxiliary head)."""
     try:
         trainer = Trainer(model, algorithm, batches, steps, ctx.settings, ctx.run_dir, ctx.dist, validate=validate,
-                          progress=ctx.progress, amp=ctx.amp, compile=ctx.compile)
+                          progress=ctx.progress, amp=ctx.amp, compile=ctx.compile,
+                          tensorboard=ctx.tensorboard)
         if ctx.resume:
             trainer.resume()
         trainer.fit()

@@ -16,6 +16,7 @@ from .models import WEIGHTS_FILE
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"  # --tensorboard's event files, beside the metrics
 LOCK_FILE = "run.lock"
 RUNS_DIR = Path("runs")
 
@@ -85,7 +86,7 @@ def prepare_run_dir(out: Path | None, command: str, resume: bool) -> tuple[Path,
         raise InputError(f"--out {folder}: holds a finished run; choose a new folder (runs are never overwritten)")
     has_checkpoint = (folder / CHECKPOINT_FILE).exists()
     found = {p.name for p in folder.iterdir()} - {LOCK_FILE} if folder.is_dir() else set()
-    log_only = found == {METRICS_FILE}
+    log_only = found - {TENSORBOARD_DIR} == {METRICS_FILE}
     if resume and not has_checkpoint and not log_only:
         raise InputError(f"--resume: {folder} holds no {CHECKPOINT_FILE} to resume from")
     if not resume and has_checkpoint:

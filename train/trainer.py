@@ -29,7 +29,7 @@ from ptcommon.cli import InputError
 from ptcommon.outputs import tensor_bytes, write_atomically
 
 from .distributed import Dist
-from .runs import CHECKPOINT_FILE, METRICS_FILE
+from .runs import CHECKPOINT_FILE, METRICS_FILE, TENSORBOARD_DIR
 from .seeding import seed_everything
 
 CURVE_FILE = "curve.png"
@@ -153,6 +153,7 @@ class Trainer:
         progress: bool = True,
         amp: str = "auto",
         compile: bool = False,
+        tensorboard: bool = False,
     ):
         """`batches(epoch)` gives that epoch's batches (at least `steps_per_epoch` x --accum-steps of them)."""
         cuda = dist.device.type == "cuda"
@@ -192,6 +193,8 @@ class Trainer:
             warmup_lr_init=settings.lr * 0.01, lr_min=settings.lr * 0.01, t_in_epochs=False)
         self.ema = ModelEmaV3(self.model, decay=settings.ema_decay) if settings.ema_decay > 0 else None
         self.step = 0
+        self.tensorboard = tensorboard and dist.main
+        self.events = None  # TensorBoard's writer, opened when the run (re)starts
 
     @property
     def samples_seen(self) -> int:
@@ -265,6 +268,10 @@ class Trainer:
         if self.dist.main:
             with open(self.run_dir / METRICS_FILE, "a") as f:
                 f.write(json.dumps(row) + "\n")
+        if self.events is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                    self.events.add_scalar(key, value, row["step"])
 
     def _draw(self, batches: Iterator, step: int, micro: int = 0):
         """Batch MICRO of STEP, drawn (augmentations without workers, then the model's dropout) from
@@ -313,6 +320,11 @@ class Trainer:
         window.samples += self.global_batch
 
     def fit(self) -> None:
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # A resumed run drops the events logged after its checkpoint, as they will be logged again.
+            self.events = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR), purge_step=self.step)
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not self.progress)
         start, window = time.perf_counter(), Window()
         while self.step < self.total_steps:
@@ -339,6 +351,8 @@ class Trainer:
                 self._log({"step": self.step, "epoch": epoch, **self.validate(self.final_model)})
         bar.close()
         self._checkpoint()
+        if self.events is not None:
+            self.events.close()
         if self.dist.main:
             plot_curve(self.run_dir)
 
