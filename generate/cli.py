@@ -312,7 +312,7 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     digest = classifier_digest(classifier, classifier_weights)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
                               top_k=top_k, condition=condition)
-    gen.write(PseudoJob(settings, generator, keys, probs, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
+    gen.write(PseudoJob(settings, generator, keys, probs, confidence, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
 
 
 @main.command()
