@@ -21,7 +21,7 @@ from .trainer import TrainSettings
 
 DEFAULT_ARCH = "resnet18"
 DEFAULT_MIN_STEPS = 300
-DEFAULT_RATIO = 2
+DEFAULT_RATIO = 1
 PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
                    "one of two policies (--augment). glyph: resized to --img-size square (bilinear, "
                    "antialiased), scaled to [0, 1] and normalised (0.5/0.5 for a new model); training adds a "
