@@ -57,6 +57,7 @@ class Settings:
     extra: tuple = ()  # flags of every training run, pp included (the quick mode's shorter schedule)
     pseudo_extra: tuple = ()  # flags of ptgen pseudo (temperature, top-k, condition)
     row_extra: tuple = ()  # flags of the row's own training run (KD's alpha, FixMatch's threshold), in place of SSL_FLAGS
+    row_flags: tuple = ()  # (row, flags) pairs in place of SSL_FLAGS for those rows (the quick mode's P-SSL defaults)
     target: str = "digits"  # benchmarks/targets.py's export of that name
 
 
@@ -69,20 +70,32 @@ def ssl_flags(threshold: float = 0.95, weight: float = 1, bn_stats: str = "label
 
 
 # The SSL rows' own flags, as the table was made (UDA's published threshold is 0.8).
-SSL_FLAGS = {"pssl": ssl_flags(), "pp+fixmatch": ssl_flags(), "oracle": ssl_flags(), "pp+uda": ssl_flags(threshold=0.8)}
+SSL_FLAGS = {"pssl": ssl_flags(), "pp+fixmatch": ssl_flags(), "oracle": ssl_flags(), "pp+uda": ssl_flags(threshold=0.8),
+             "control": ssl_flags(weight=0)}
+
+
+def current_pssl(weight: float = 1, guard: str | None = None) -> tuple:
+    """pttrain pssl's defaults, each named: finetune's labeled batch, ratio 1 and the default guard
+    (benchmarks/pssl_guard.py measured them); the control ignores its pseudo samples, so it takes no guard."""
+    from train.guard import DEFAULT_GUARD
+
+    guard = guard or (DEFAULT_GUARD if weight else "none")
+    return (*ssl_flags(weight=weight, batch_size=64, ratio=1), "--guard", guard)
+
 # PCS as the table was made: the soft label over all classes, ptgen pseudo's default until the
 # ablations chose --top-k 1; named, so that the table keeps its meaning.
 FULL = Settings(pseudo_extra=("--top-k", "all", "--temperature", 1))
 QUICK = Settings(pp_per_class=3, pp_epochs=3, per_target=5, extra=("--min-steps", 100),
-                 pseudo_extra=("--top-k", 1, "--temperature", 1))
+                 pseudo_extra=("--top-k", 1, "--temperature", 1),
+                 row_flags=(("pp+fixmatch", current_pssl()), ("control", current_pssl(weight=0))))
 
 PIXEL_ROWS = ("logreg", "svm")
-DEEP_ROWS = ("scratch", "kd", "pp", "pssl", "pp+fixmatch", "pp+uda", "oracle", "source arch")
-QUICK_ROWS = ("logreg", "svm", "scratch", "kd", "pp", "pp+fixmatch")
+DEEP_ROWS = ("scratch", "kd", "pp", "pssl", "pp+fixmatch", "pp+uda", "oracle", "source arch", "control")
+QUICK_ROWS = ("logreg", "svm", "scratch", "kd", "pp", "control", "pp+fixmatch")
 LABELS = {"logreg": "logistic regression, pixels", "svm": "RBF SVM, pixels", "scratch": "scratch", "kd": "KD",
           "pp": "PP -> finetune", "pssl": "P-SSL from scratch", "pp+fixmatch": "**PP + P-SSL (FixMatch)**",
           "pp+uda": "PP + P-SSL (UDA)", "oracle": "oracle: PP + SSL on real unlabeled",
-          "source arch": "reference: source classifier finetuned"}
+          "source arch": "reference: source classifier finetuned", "control": "P-SSL at weight 0 (control)"}
 
 
 class Cell:
@@ -125,6 +138,7 @@ class Cell:
             "pp": lambda: ["finetune", *data, "--init", self.pp_run()],
             "pssl": lambda: ["pssl", *data, "--unlabeled", self.pseudo(), "--init", "none"],
             "pp+fixmatch": lambda: ["pssl", *data, "--unlabeled", self.pseudo(), "--init", self.pp_run()],
+            "control": lambda: ["pssl", *data, "--unlabeled", self.pseudo(), "--init", self.pp_run()],
             "pp+uda": lambda: ["pssl", *data, "--unlabeled", self.pseudo(), "--init", self.pp_run(), "--algo", "uda"],
             "oracle": lambda: ["pssl", *data, "--unlabeled", self.tree / "unlabeled", "--init", self.pp_run()],
             "source arch": lambda: ["finetune", *data, "--init", SOURCE],
@@ -144,8 +158,8 @@ class Cell:
             return
         out = self.folder(row)
         command, *args = self.command(row)
-        done = train_until_finished(command, out, *args, "--seed", self.seed, *self.settings.extra,
-                                    *(self.settings.row_extra or SSL_FLAGS.get(row, ())))
+        own = self.settings.row_extra or dict(self.settings.row_flags).get(row) or SSL_FLAGS.get(row, ())
+        done = train_until_finished(command, out, *args, "--seed", self.seed, *self.settings.extra, *own)
         if done is not None:
             (out / "wall.json").write_text(json.dumps({"seconds": done.seconds}))
         run_tool("train", "eval", "--run", out, "--data", self.tree, "--json", self.result(row))
@@ -343,7 +357,10 @@ def quick() -> None:
     rows = [[LABELS[r].strip("*"), f"{read_json(Cell(QUICK_WORK, QUICK, 5, 0).result(r))['top1']:.3f}"] for r in QUICK_ROWS]
     print(f"\nreproduce --quick: digits, 5 labels/class, seed 0, runs of {QUICK.extra[1]} steps, PP on "
           f"{QUICK.pp_per_class} images a class for {QUICK.pp_epochs} epochs ({(time.monotonic() - start) / 60:.1f} min; "
-          f"the full study: `python -m benchmarks.reproduce run`)\n")
+          f"the full study: `python -m benchmarks.reproduce run`)")
+    for row, flags in QUICK.row_flags:
+        print(f"{LABELS[row].strip('*')}: pttrain pssl {' '.join(map(str, flags))}")
+    print()
     print(table(["route", "test top-1"], rows))
 
 

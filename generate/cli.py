@@ -291,7 +291,8 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
     (with its own preprocessing), optionally kept to its top-k, then --per-target samples
     G_s(z, p) conditioned on the probability-weighted mixture of class embeddings. Shards as
-    ptgen synth's, without .cls; each .json holds target_key and the top source classes.
+    ptgen synth's, without .cls; each .json holds target_key, the classifier's confidence on that
+    target (target_confidence, which pttrain pssl's --guard reads) and the top source classes.
     """
     from ptcommon.classifiers import check_classifier, classifier_digest
 
@@ -312,7 +313,7 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     digest = classifier_digest(classifier, classifier_weights)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
                               top_k=top_k, condition=condition)
-    gen.write(PseudoJob(settings, generator, keys, probs, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
+    gen.write(PseudoJob(settings, generator, keys, probs, confidence, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
 
 
 @main.command()

@@ -27,6 +27,7 @@ from .writer import SampleRecord
 PREFIX = "pseudo"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TOP_CLASSES_KEPT = 5
+RECORD_FIELDS = ["index", "seed", "target_confidence", "target_key", "top_classes"]
 
 
 def target_images(root: Path) -> list[Path]:
@@ -53,8 +54,11 @@ class PseudoJob:
     """Sample i belongs to target image i // K, so a target's K samples sit side by side."""
 
     def __init__(self, settings: PseudoSettings, generator: Generator, keys: list[str], probs: torch.Tensor,
-                 classifier_digest: str):
+                 confidence: torch.Tensor, classifier_digest: str):
+        """`confidence`: the classifier's top-1 probability on each target, which every sample of that
+        target records, so that training can weigh what the source knows of it (pttrain pssl --guard)."""
         self.settings, self.generator, self.keys, self.probs = settings, generator, keys, probs
+        self.confidence = confidence
         self.classifier_digest = classifier_digest
         self.plan = WorkPlan(len(keys) * settings.per_target, settings.shard_size, PREFIX)
 
@@ -79,6 +83,7 @@ class PseudoJob:
         meta = {
             "index": index,
             "target_key": self.keys[target],
+            "target_confidence": round(float(self.confidence[target]), 6),
             "seed": self.seed(index),
             "top_classes": [[int(c), round(float(v), 6)] for c, v in zip(top.indices, top.values) if v > 0],
         }
@@ -91,6 +96,8 @@ class PseudoJob:
             "classifier_sha256": self.classifier_digest,
             "targets_sha256": hashlib.sha256("\n".join(self.keys).encode()).hexdigest(),
             "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, **s.hashed(),
+            # What each sample's .json holds: a folder begun before a field existed must not be finished with it.
+            "record_fields": RECORD_FIELDS,
             **({"condition": s.condition} if s.condition != "soft" else {}),
         }
 

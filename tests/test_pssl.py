@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from train.cli import main as pttrain
 from train.ssl import UDA, FixMatch
@@ -33,10 +34,11 @@ def test_pssl_on_pseudo_shards_lowers_its_loss(cli, target, pseudo_shards, tmp_p
     out = tmp_path / algo
     result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--algo", algo,
                            "--arch", "test_resnet", "--threshold", 0, "--ratio", 2, "--batch-size", 2, "--epochs", 12, "--min-steps", 0,
-                           "--lr", 3e-3, "--warmup-epochs", 0, "--out", out, "--quiet"])
+                           "--lr", 3e-3, "--warmup-epochs", 0, "--guard", "none", "--out", out, "--quiet"])
     assert result.exit_code == 0, result.output + result.stderr
     rows = [r for r in metrics(out) if "loss" in r]
-    assert rows[-1]["step"] == 12 * 3 and rows[-1]["loss"] < rows[0]["loss"]
+    # An epoch is finetune's: one pass over the 3 labeled images in batches of 2.
+    assert rows[-1]["step"] == 12 * 2 and rows[-1]["loss"] < rows[0]["loss"]
     assert all(r["mask"] == 1.0 for r in rows)
     assert (out / "model.safetensors").exists()
     assert "bn_stats='labeled'" in json.loads((out / "train.json").read_text())["algorithm"]
@@ -105,3 +107,123 @@ def test_bn_stats_default_is_labeled_where_it_can_run():
         bn_stats_for("labeled", distributed=True, batch_size=16)
     with pytest.raises(InputError, match="--bn-stats labeled needs --batch-size 2"):
         bn_stats_for("labeled", distributed=False, batch_size=1)
+
+
+def test_weights_scale_each_unlabeled_loss():
+    weak = torch.tensor([[10.0, 0.0], [10.0, 0.0]])
+    strong = torch.tensor([[0.0, 10.0], [0.0, 2.0]])
+    full, _ = FixMatch(threshold=0.95).unlabeled_loss(weak, strong)
+    each = torch.nn.functional.cross_entropy(strong, torch.tensor([0, 0]), reduction="none")
+    weighted, _ = FixMatch(threshold=0.95).unlabeled_loss(weak, strong, torch.tensor([0.5, 0.0]))
+    assert full.item() == pytest.approx(each.mean().item())
+    assert weighted.item() == pytest.approx(0.5 * each[0].item() / 2)
+    uda, _ = UDA(threshold=0.0).unlabeled_loss(weak, strong, torch.tensor([0.0, 0.0]))
+    assert uda.item() == 0.0
+
+
+def test_guard_weights():
+    from train.guard import Guard
+
+    assert [Guard("none").weight(c) for c in (0.1, 0.9)] == [1.0, 1.0]
+    assert [Guard("weight").weight(c) for c in (0.1, 0.9)] == [0.1, 0.9]
+    assert [Guard("drop", 0.3).weight(c) for c in (0.1, 0.3, 0.9)] == [0.0, 1.0, 1.0]
+    summary = Guard("drop", 0.5).summary([0.2, 0.6, 1.0, 0.4])
+    assert summary["pseudo_kept"] == 2 and summary["pseudo_mean_weight"] == 0.5
+    assert summary["targets_mean_confidence"] == pytest.approx(0.55)
+
+
+def test_pseudo_samples_record_their_targets_confidence(pseudo_shards):
+    from ptcommon.shards import read_header, read_samples, shard_paths
+
+    samples = list(read_samples(shard_paths(pseudo_shards, read_header(pseudo_shards))))
+    by_target = {}
+    for sample in samples:
+        by_target.setdefault(sample.meta["target_key"], set()).add(sample.meta["target_confidence"])
+    # One confidence a target, shared by its samples; a top-1 probability over the 5 source classes.
+    assert len(by_target) == 3 and all(len(c) == 1 for c in by_target.values())
+    assert all(0.2 <= c <= 1 for cs in by_target.values() for c in cs)
+
+
+def state(run_dir):
+    from safetensors.torch import load_file
+
+    return load_file(run_dir / "model.safetensors")
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = state(a), state(b)
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa if "num_batches_tracked" not in k)
+
+
+SCHEDULE = ["--arch", "test_resnet", "--batch-size", 2, "--epochs", 3, "--min-steps", 0, "--seed", 3, "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def finetuned(target, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetune") / "run"
+    result = CliRunner().invoke(pttrain, [str(a) for a in ["finetune", "--data", target, "--init", "none", *SCHEDULE,
+                                                           "--out", out]])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_the_control_is_finetune(cli, target, pseudo_shards, finetuned, tmp_path):
+    """At unlabeled weight 0 the pseudo samples pass through the model and change nothing: the labeled
+    branch is finetune's, batch for batch, so the weights are finetune's to the bit."""
+    control, used = tmp_path / "control", tmp_path / "used"
+    for out, weight in ((control, 0), (used, 1)):
+        result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", "none",
+                               "--threshold", 0, "--unlabeled-weight", weight, *SCHEDULE, "--out", out])
+        assert result.exit_code == 0, result.output + result.stderr
+    assert same_weights(control, finetuned)
+    assert not same_weights(used, finetuned)
+
+
+def test_guard_drop_keeps_samples_by_confidence(cli, target, pseudo_shards, finetuned, tmp_path):
+    from train.guard import target_confidences
+
+    confidences = target_confidences(pseudo_shards)
+    for threshold, kept in ((0, len(confidences)), (1, 0)):
+        out = tmp_path / f"t{threshold}"
+        result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", "drop",
+                               "--guard-threshold", threshold, *SCHEDULE, "--out", out])
+        assert result.exit_code == 0, result.output + result.stderr
+        record = json.loads((out / "train.json").read_text())
+        assert (record["guard"], record["guard_threshold"], record["pseudo_kept"]) == ("drop", threshold, kept)
+    # Nothing kept: the source does not know the target, and the run is finetune's.
+    assert "keeps none of the 12 pseudo samples" in result.output
+    assert same_weights(tmp_path / "t1", finetuned)
+
+
+def test_guard_weight_records_the_mean_weight(cli, target, pseudo_shards, tmp_path):
+    from train.guard import target_confidences
+
+    out = tmp_path / "weighted"
+    result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", "weight",
+                           *SCHEDULE, "--out", out])
+    assert result.exit_code == 0, result.output + result.stderr
+    record = json.loads((out / "train.json").read_text())
+    confidences = target_confidences(pseudo_shards)
+    assert record["pseudo_kept"] == 12
+    assert record["pseudo_mean_weight"] == pytest.approx(sum(confidences) / len(confidences), abs=1e-6)
+
+
+def test_guard_bad_input(cli, target, pseudo_shards, tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    old = tmp_path / "old"
+    shutil.copytree(pseudo_shards, old)
+    pq.write_table(pq.read_table(old / "manifest.parquet").drop_columns(["target_confidence"]), old / "manifest.parquet")
+    cases = [
+        (["--unlabeled", pseudo_shards, "--guard-threshold", 1.5], "1.5 is not in the range"),
+        (["--unlabeled", pseudo_shards, "--guard", "weight", "--guard-threshold", 0.5], "only serves --guard drop"),
+        (["--unlabeled", target / "test", "--guard", "drop"], "a folder of real images"),
+        (["--unlabeled", old], "rerun ptgen pseudo"),
+    ]
+    for args, expected in cases:
+        result = cli(pttrain, ["pssl", "--data", target, "--init", "none", *args, "--out", tmp_path / "run"])
+        assert result.exit_code != 0 and expected in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "run").exists()

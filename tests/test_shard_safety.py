@@ -87,7 +87,7 @@ def test_no_reader_runs_a_members_code(ext, make, labeled, pseudo_shards, target
                       "--batch-size", "4", "--min-steps", "0", "--quiet", "--workers", "0"]),
         cli(pttrain, ["eval", "--run", runs / "pp", "--data", poisoned, "--confusion", tmp_path / "c.png"]),
         cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo, "--init", "none", "--out", runs / "pssl",
-                      "--ratio", "2", *TRAIN]),
+                      "--ratio", "2", "--guard", "none", *TRAIN]),
         cli(ptgen, ["inspect", poisoned, "--grid", tmp_path / "sheet.png"]),
     ]
     for result in results:

@@ -16,10 +16,12 @@ from ptcommon.shards import ReadPolicy, read_options
 
 from .data import digits as digits_data
 from .runs import RUNS_DIR
+from .guard import DEFAULT_GUARD, DEFAULT_THRESHOLD, GUARDS
 from .trainer import TrainSettings
 
 DEFAULT_ARCH = "resnet18"
 DEFAULT_MIN_STEPS = 300
+DEFAULT_RATIO = 1
 PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
                    "one of two policies (--augment). glyph: resized to --img-size square (bilinear, "
                    "antialiased), scaled to [0, 1] and normalised (0.5/0.5 for a new model); training adds a "
@@ -247,39 +249,56 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
               "The published values; 0.8, 0.95 and 0.99 scored alike on digits (docs/results.md, \"Ablations\"). "
               "[default: FixMatch 0.95, UDA 0.8]")
 @click.option("--unlabeled-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Weight of the unlabeled loss (lambda_u); 0, 1 and 2 scored alike on digits.")
-@click.option("--ratio", type=click.IntRange(min=1), default=7, show_default=True,
-              help="Unlabeled images per labeled image in a batch (mu).")
+              help="Weight of the unlabeled loss (lambda_u). 0 is the control: the run ends with finetune's model.")
+@click.option("--ratio", type=click.IntRange(min=1), default=DEFAULT_RATIO, show_default=True,
+              help="Unlabeled images per labeled image in a batch (mu). A step costs about 1 + 2 x ratio "
+                   "finetune steps (weak and strong views).")
+@click.option("--guard", type=click.Choice(GUARDS),
+              help="How much each pseudo sample counts, from the source classifier's confidence on the target "
+                   "image that conditioned it (ptgen pseudo records it): none, all alike; weight, by that "
+                   "confidence; drop, leave out samples of targets under --guard-threshold. A source that does "
+                   "not know the target then adds nothing, and where --guard keeps no sample the run is "
+                   "finetune's. [default: " + DEFAULT_GUARD + " for pseudo shards, measured in docs/results.md "
+                   "(\"P-SSL that never costs\"); a folder of real images takes none]")
+@click.option("--guard-threshold", type=click.FloatRange(0, 1),
+              help="--guard drop: the target confidence a pseudo sample's target needs. [default: "
+                   f"{DEFAULT_THRESHOLD}, ptgen pseudo's warning level]")
 @click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]),
               help="labeled: the unlabeled images pass on their own and batch norm's running statistics (used at "
                    "evaluation) come from the labeled target images alone; it lifted P-SSL on pseudo samples on every "
-                   "seed measured (docs/results.md, \"Ablations\"). mixed: labeled and unlabeled images pass through "
-                   "the model together (FixMatch's way), so the running statistics are mostly the unlabeled ones'. "
-                   "[default: labeled; mixed under torchrun, which takes one pass a backward, and at --batch-size 1]")
+                   "seed measured (docs/results.md, \"Ablations\"), and with it the labeled branch is exactly "
+                   "finetune's. mixed: labeled and unlabeled images pass through the model together (FixMatch's "
+                   "way), so the running statistics are mostly the unlabeled ones'. [default: labeled; mixed under "
+                   "torchrun, which takes one pass a backward, and at --batch-size 1]")
 @click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
               help="UDA's sharpening temperature of the weak-view targets.")
 @read_options
-@training_options(epochs=20, batch_size=16, lr=1e-3)
+@training_options(epochs=30, batch_size=64, lr=1e-3)
 def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
-         uda_temperature: float, bn_stats: str, policy: ReadPolicy, run: RunRequest) -> None:
+         guard: str | None, guard_threshold: float | None, uda_temperature: float, bn_stats: str, policy: ReadPolicy,
+         run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
     fixmatch  the weak view's confident argmax (>= threshold, default 0.95) is the strong
-              view's cross-entropy target (Sohn et al. 2020; weight 1, ratio 7)
+              view's cross-entropy target (Sohn et al. 2020; weight 1)
     uda       the weak view's prediction sharpened at temperature 0.4 is the strong view's KL
               target where the weak view is confident (>= 0.8) (Xie et al. 2020)
     Strong views: the weak view plus RandAugment (2 ops, magnitude 9; torchvision's under the glyph
-    policy, timm's under the natural one) and random erasing. An epoch is one pass
-    over the unlabeled data; labeled batches are drawn with replacement alongside.
+    policy, timm's under the natural one) and random erasing. The labeled branch is finetune's,
+    flag for flag (its batch, epochs, --min-steps floor, schedule and evaluation), so that
+    --unlabeled-weight 0 gives finetune's model; the unlabeled batches come on top of it.
     """
     from ptcommon.launcher import detect
 
-    from .commands import choose_augment, open_labeled, open_unlabeled, prepare_model, run_pssl
+    from .commands import choose_augment, guard_record, open_labeled, open_unlabeled, prepare_model, run_pssl
+    from .data.folder import UnlabeledImages
     from .ssl import ALGORITHMS, bn_stats_for
 
     labeled = open_labeled(data, "--data", policy, shards_allowed=False)
     source = open_unlabeled(unlabeled, policy)
+    chosen = choose_guard(guard, guard_threshold, real_images=isinstance(source, UnlabeledImages), unlabeled=unlabeled)
+    guarded = guard_record(source, chosen)
     augment = choose_augment(run.augment, labeled.target)
     model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
     bn_stats = bn_stats_for(bn_stats, detect().world > 1, run.settings.batch_size)
@@ -290,9 +309,25 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
         kwargs["temperature"] = uda_temperature
     algorithm = ALGORITHMS[algo](**kwargs)
     ctx = run.start("pssl", augment)
-    run_pssl(labeled, source, init, model, config, algorithm, ratio, ctx)
+    run_pssl(labeled, source, init, model, config, algorithm, ratio, chosen, guarded, ctx)
     if ctx.dist.main:
         click.echo(f"pssl done: {ctx.run_dir}")
+
+
+def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: Path):
+    """--guard and --guard-threshold, checked before anything is read or written."""
+    from .guard import Guard
+
+    if real_images:
+        if kind not in (None, "none"):
+            raise InputError(f"--guard {kind}: --unlabeled {unlabeled} is a folder of real images, which no target "
+                             "conditioned, so there is no confidence to guard by; drop --guard")
+        return Guard("none")
+    kind = kind or DEFAULT_GUARD
+    if threshold is not None and kind != "drop":
+        raise InputError(f"--guard-threshold {threshold:g} only serves --guard drop (this run's guard is {kind}); "
+                         "drop the threshold or add --guard drop")
+    return Guard(kind, DEFAULT_THRESHOLD if threshold is None else threshold)
 
 
 @main.command(epilog=PREPROCESS_HELP)

@@ -25,10 +25,11 @@ from .data.loading import build_loader, drawn_batches, stream_batches
 from .data.shards import ShardSet
 from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
 from .distributed import Dist
-from .runs import RunLock
 from .evaluate import Evaluation, evaluate, plot_confusion, rank_slice
+from .guard import Guard, target_confidences
 from .models import (ModelConfig, check_input_size, create_model, default_image_size, load_run, resolve_run,
                      run_config, save_run)
+from .runs import RunLock
 from .seeding import seed_everything
 from .trainer import Algorithm, Supervised, Trainer, TrainSettings
 
@@ -182,15 +183,18 @@ def _loader(dataset, batch_size: int, workers: int, pin: bool = False) -> DataLo
     return build_loader(dataset, workers, pin, batch_size=batch_size)
 
 
-def _shard_batches(data: ShardSet, transform, batch_size: int, ctx: RunContext, with_labels: bool = True):
-    """Shard batches: `steps` optimizer steps per epoch on every rank (count / global batch), each of
-    --accum-steps batches."""
-    steps = max(1, data.count // ctx.per_step(batch_size))
+def _shard_batches(data: ShardSet, transform, batch_size: int, ctx: RunContext, with_labels: bool = True,
+                   steps: int | None = None, weight_of: Callable[[dict], float] | None = None):
+    """Shard batches: `steps` optimizer steps per epoch on every rank (by default count / global
+    batch), each of --accum-steps batches; with `weight_of`, unlabeled batches carry each sample's
+    weight (ShardSet.pipeline)."""
+    steps = steps or max(1, data.count // ctx.per_step(batch_size))
     per_worker = math.ceil(steps * ctx.settings.accum_steps / max(1, ctx.workers))
 
     def pipeline(epoch: int):
         return data.pipeline(transform, batch_size, train=True, seed=ctx.settings.seed * 100_003 + epoch,
-                             with_labels=with_labels, corrupt=data.corrupt, batches_per_worker=per_worker)
+                             with_labels=with_labels, corrupt=data.corrupt, batches_per_worker=per_worker,
+                             weight_of=weight_of)
 
     return stream_batches(pipeline, ctx.settings.seed, ctx.dist.rank, ctx.workers, ctx.pin), steps
 
@@ -272,28 +276,49 @@ def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: M
                         validate=_test_validator(data, config, ctx), data=data.shards)
 
 
+def guard_record(unlabeled: ShardSet | UnlabeledImages, guard: Guard) -> dict:
+    """What GUARD does to the unlabeled data (train.json's record of it), read before the run starts: a
+    folder of pseudo samples that lacks their targets' confidence is refused here."""
+    if isinstance(unlabeled, UnlabeledImages):
+        return {"guard": "none (real images: no target conditioned them)"}
+    if guard.kind == "none":
+        return {"guard": "none"}
+    return guard.summary(target_confidences(unlabeled.root))
+
+
 def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str, model: torch.nn.Module,
-             config: ModelConfig, algorithm: Algorithm, ratio: int, ctx: RunContext) -> Trainer:
+             config: ModelConfig, algorithm: Algorithm, ratio: int, guard: Guard, guarded: dict,
+             ctx: RunContext) -> Trainer:
     """SSL on the labeled target images plus unlabeled samples (docs/method.md, P-SSL step 2).
 
-    An epoch is one pass over the unlabeled data; labeled batches are drawn alongside."""
+    The labeled branch is finetune's own: the same batches, steps, schedule and evaluation, so at
+    unlabeled weight 0 the run ends with finetune's weights. The unlabeled batches (`ratio` times the
+    labeled batch) are drawn beside them, after them in each step's random state, and the guard sets
+    how much each pseudo sample counts; where it keeps none, the run is finetune."""
     pre = _preprocess(config, ctx.augment)
     data.train_set.transform = pre.transform(augment=True)
+    labeled_batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
     views = weak_and_strong(pre)
     batch_u = ctx.settings.batch_size * ratio
+    record = {"data": str(data.root), "unlabeled": str(unlabeled.root), "init": init,
+              "algorithm": repr(algorithm), "ratio": ratio, **guarded}
     if isinstance(unlabeled, ShardSet):
-        unlabeled_batches, steps = _shard_batches(unlabeled, views, batch_u, ctx, with_labels=False)
+        if guarded.get("pseudo_kept") == 0:
+            if ctx.dist.main:
+                print(f"pttrain pssl: --guard {guard.describe()} keeps none of the {guarded['pseudo_samples']} pseudo "
+                      f"samples (their targets' mean confidence is {guarded['targets_mean_confidence']:.2f}): the source "
+                      "does not know this target, so this run is finetune's")
+            return fit_and_save(ctx, model, Supervised(), labeled_batches, steps, config, record,
+                                validate=_test_validator(data, config, ctx))
+        unlabeled_batches, _ = _shard_batches(unlabeled, views, batch_u, ctx, with_labels=False, steps=steps,
+                                              weight_of=guard.weight_of())
     else:
         unlabeled.transform = views
-        unlabeled_batches, steps = _folder_batches(unlabeled, batch_u, ctx, steps=max(
-            1, len(unlabeled) // ctx.per_step(batch_u)), seed_offset=1)
-    labeled_batches, _ = _folder_batches(data.train_set, ctx.settings.batch_size, ctx, steps=steps)
+        unlabeled_batches, _ = _folder_batches(unlabeled, batch_u, ctx, steps=steps, seed_offset=1)
 
     def batches(epoch: int):
         return zip(labeled_batches(epoch), unlabeled_batches(epoch))
 
-    record = {"data": str(data.root), "unlabeled": str(unlabeled.root), "init": init,
-              "algorithm": repr(algorithm), "ratio": ratio}
     return fit_and_save(ctx, model, algorithm, batches, steps, config, record,
                         validate=_test_validator(data, config, ctx),
                         data=unlabeled if isinstance(unlabeled, ShardSet) else None)

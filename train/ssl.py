@@ -1,8 +1,9 @@
 """Consistency-based semi-supervised learning on labeled target data plus unlabeled (pseudo)
 samples (docs/method.md, P-SSL step 2). Each algorithm says only how its unlabeled loss differs.
 
-A batch is ((images, labels), (weak views, strong views)); the labeled part is plain
-cross-entropy for both algorithms.
+A batch is ((images, labels), (weak views, strong views[, weights])); the labeled part is plain
+cross-entropy for both algorithms, and each unlabeled image's loss counts by its weight (the
+guard's, train/guard.py; 1 when the batch carries none).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def bn_stats_for(choice: str | None, distributed: bool, batch_size: int) -> str:
     return choice
 
 
+def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    return (losses if weights is None else losses * weights).mean()
+
+
 @dataclass
 class FixMatch(Algorithm):
     """Pseudo-labels from the weak view, kept where confident, taught to the strong view
@@ -62,14 +67,17 @@ class FixMatch(Algorithm):
     # unlabeled images come from another domain (pseudo samples).
     bn_stats: str = "labeled"
 
-    def unlabeled_loss(self, weak_logits: torch.Tensor, strong_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def unlabeled_loss(self, weak_logits: torch.Tensor, strong_logits: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean over the batch of each image's loss times its weight, and the share above the threshold."""
         probs = weak_logits.softmax(1)
         confidence, targets = probs.max(1)
         mask = (confidence >= self.threshold).float()
-        return (F.cross_entropy(strong_logits, targets, reduction="none") * mask).mean(), mask.mean()
+        return _weighted_mean(F.cross_entropy(strong_logits, targets, reduction="none") * mask, weights), mask.mean()
 
     def loss(self, model, batch, device):
-        (images, labels), (weak, strong) = batch
+        (images, labels), (weak, strong, *weights) = batch
+        weights = weights[0].to(device) if weights else None
         labels = torch.as_tensor(labels).to(device)
         m = len(weak)
         if self.bn_stats == "mixed":
@@ -82,7 +90,7 @@ class FixMatch(Algorithm):
                 unlabeled = model(torch.cat([weak, strong]).to(device))
         weak_logits, strong_logits = unlabeled[:m], unlabeled[m:]
         supervised = F.cross_entropy(labeled, labels)
-        unsupervised, used = self.unlabeled_loss(weak_logits.detach(), strong_logits)
+        unsupervised, used = self.unlabeled_loss(weak_logits.detach(), strong_logits, weights)
         loss = supervised + self.weight * unsupervised
         return loss, {"loss_x": supervised.detach(), "loss_u": unsupervised.detach(), "mask": used.detach()}
 
@@ -95,12 +103,13 @@ class UDA(FixMatch):
     threshold: float = 0.8
     temperature: float = 0.4
 
-    def unlabeled_loss(self, weak_logits, strong_logits):
+    def unlabeled_loss(self, weak_logits, strong_logits, weights=None):
         probs = weak_logits.softmax(1)
         mask = (probs.max(1).values >= self.threshold).float()
         target = (weak_logits / self.temperature).softmax(1)
         kl = F.kl_div(strong_logits.log_softmax(1), target, reduction="none").sum(1)
-        return (kl * mask).mean(), mask.mean()
+        return _weighted_mean(kl * mask, weights), mask.mean()
+
 
 
 ALGORITHMS = {"fixmatch": FixMatch, "uda": UDA}

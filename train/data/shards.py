@@ -10,7 +10,9 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import torch
 import webdataset as wds
 
 from ptcommon.cli import InputError
@@ -116,8 +118,10 @@ class ShardSet:
             print(f"warning: {summary}")
 
     def pipeline(self, transform, batch_size: int, *, train: bool, seed: int, with_labels: bool,
-                 corrupt: CorruptCounter, batches_per_worker: int | None = None) -> wds.DataPipeline:
-        """Batches of (images, labels) or (images,).
+                 corrupt: CorruptCounter, batches_per_worker: int | None = None,
+                 weight_of: Callable[[dict], float] | None = None) -> wds.DataPipeline:
+        """Batches of (images, labels) or (images,), unlabeled ones with each sample's weight last when
+        `weight_of` (a sample's `.json` -> weight) is given; samples of weight 0 are left out.
 
         Training draws shards with replacement and shuffles their samples, both seeded per (seed,
         rank, worker), and cuts the endless stream into epochs of `batches_per_worker` batches:
@@ -135,7 +139,10 @@ class ShardSet:
             corrupt.reads_limit = 16 * len(self.paths) + 64
             corrupt.limit = 4 * (len(self.paths) + self.count) + 64
             stages += [wds.map(corrupt.read), _seeded_shuffle(seed)]
-        stages += [wds.map(decode, handler=corrupt), wds.map(self._fields(transform, with_labels), handler=corrupt)]
+        stages.append(wds.map(decode, handler=corrupt))
+        if weight_of is not None:
+            stages.append(wds.select(lambda sample: weight_of(sample.meta) > 0))
+        stages.append(wds.map(self._fields(transform, with_labels, weight_of), handler=corrupt))
         if train:
             stages.append(wds.map(corrupt.readable))
         stages.append(wds.batched(batch_size, partial=not train))
@@ -144,13 +151,15 @@ class ShardSet:
             pipeline = pipeline.with_epoch(batches_per_worker)
         return pipeline
 
-    def _fields(self, transform, with_labels: bool):
-        """(image,) or (image, head index) of a decoded sample; a sample missing its label names its shard."""
+    def _fields(self, transform, with_labels: bool, weight_of: Callable[[dict], float] | None = None):
+        """(image,) or (image, head index) of a decoded sample (unlabeled: and its weight, with
+        `weight_of`); a sample missing its label names its shard."""
 
         def extract(sample) -> tuple:
             if not with_labels:
                 views = transform(sample.image)  # one tensor, or several views of one image (weak, strong)
-                return views if isinstance(views, tuple) else (views,)
+                views = views if isinstance(views, tuple) else (views,)
+                return views if weight_of is None else (*views, torch.tensor(weight_of(sample.meta)))
             if sample.label is None:
                 raise ValueError(f"sample {sample.key} lacks its label", sample.shard)
             if sample.label not in self.index_of:

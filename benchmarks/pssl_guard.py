@@ -1,0 +1,242 @@
+"""P-SSL that never costs: its weight-0 control against PP -> finetune, and the guards side by side.
+
+Source: the built-in world. Targets (benchmarks/targets.py): digits, which the source classifier does
+not recognise; lookalikes and lookalikes-sharp, ten of the source world's own letters, which it does.
+Target architecture resnet18. A seed draws the labeled images and seeds every run of its cell; pp runs
+and synthetic shards come from benchmarks/sources.py's cache, pseudo shards are `ptgen pseudo` at its
+defaults (top-1 soft label), made per labeled draw.
+
+Rows, each at pttrain's defaults but for what the row names (every P-SSL flag spelled out, so a result
+never stands for a default that has since changed). P-SSL is FixMatch at finetune's labeled batch (64)
+and schedule, 64 pseudo samples a step (--ratio 1) unless the row says otherwise:
+
+  logreg      logistic regression on the raw pixels (the floor)
+  pp          finetune --init PP
+  control     pssl --init PP, pseudo samples at --unlabeled-weight 0 (the labeled branch alone)
+  none        pssl, every pseudo sample counts (--guard none)
+  weight      pssl, each pseudo sample's loss times its target's confidence (--guard weight)
+  drop        pssl, samples of targets under confidence 0.3 left out (--guard drop)
+  default     whichever of weight and drop is pttrain pssl's default guard
+  none-r2     none at --ratio 2: more pseudo samples a step
+  oracle      pssl on the target's real unlabeled images (what unlabeled data can give)
+
+Parts (run in the order given, each a list of cells x rows):
+
+  main     digits and lookalikes-sharp at 5 labels a class: pp, control, none, weight, drop;
+           lookalikes at 5: pp, none, weight, drop
+  budgets  digits at 2 and 10: pp and the default guard
+  oracle   every target at 2 labels a class: the oracle, pp and the default guard
+  ratio    lookalikes-sharp at 5: none-r2
+
+    python -m benchmarks.pssl_guard run [--parts main,budgets,oracle,ratio] [--seeds 0,1,2] [--jobs 2]
+    python -m benchmarks.pssl_guard report
+
+`run` skips every cell whose result exists, so it is resumed by running it again. With --jobs 2 two
+trainings run at once, each on one thread (OMP_NUM_THREADS=1 for every run of the study, so that a
+route's result never depends on what ran beside it: the control is finetune to the bit only at the
+same thread count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from benchmarks import sources
+from benchmarks.common import ROOT, read_json, spread, table, write_section
+from benchmarks.reproduce import Cell, Settings, ssl_flags
+
+WORK = ROOT / "runs" / "pssl_guard"
+SEEDS = [0, 1, 2]
+# ptgen pseudo's defaults, named.
+PSEUDO = ("--top-k", 1, "--temperature", 1)
+BATCH = 64  # finetune's labeled batch, which pssl's labeled branch now takes
+THRESHOLD = 0.3
+
+
+def pssl_row(weight: float = 1, ratio: int = 1, guard: tuple = ("--guard", "none")) -> tuple:
+    return (*ssl_flags(weight=weight, batch_size=BATCH, ratio=ratio), *guard)
+
+
+ROWS = {
+    "control": pssl_row(weight=0),
+    "none": pssl_row(),
+    "weight": pssl_row(guard=("--guard", "weight")),
+    "drop": pssl_row(guard=("--guard", "drop", "--guard-threshold", THRESHOLD)),
+    "none-r2": pssl_row(ratio=2),
+    # Real images: no guard applies. FixMatch's flags, at the batch and ratio the other rows take.
+    "oracle": ssl_flags(batch_size=BATCH, ratio=1),
+}
+LABELS = {"logreg": "logistic regression, pixels", "pp": "PP -> finetune", "control": "P-SSL, weight 0 (control)",
+          "none": "PP + P-SSL, no guard", "weight": "PP + P-SSL, --guard weight",
+          "drop": f"PP + P-SSL, --guard drop (< {THRESHOLD})", "none-r2": "PP + P-SSL, no guard, ratio 2",
+          "oracle": "oracle: real unlabeled images"}
+TARGETS = ("digits", "lookalikes", "lookalikes-sharp")
+GUARDED = ("weight", "drop")
+PARTS = {
+    "main": [("digits", 5, ["logreg", "pp", "control", "none", "weight", "drop"]),
+             ("lookalikes-sharp", 5, ["logreg", "pp", "control", "none", "weight", "drop"]),
+             ("lookalikes", 5, ["logreg", "pp", "none", "weight", "drop"])],
+    # At the default guard, once the main part has chosen it: the row of that name.
+    "budgets": [("digits", 2, ["logreg", "pp", "default"]), ("digits", 10, ["logreg", "pp", "default"])],
+    "oracle": [(t, 2, ["oracle"]) for t in TARGETS] + [(t, 2, ["logreg", "pp", "default"]) for t in TARGETS[1:]],
+    "ratio": [("lookalikes-sharp", 5, ["none-r2"])],
+}
+
+
+def resolve(row: str) -> str:
+    """`default` is the row of pttrain pssl's default guard."""
+    if row != "default":
+        return row
+    from train.guard import DEFAULT_GUARD
+
+    return DEFAULT_GUARD if DEFAULT_GUARD in GUARDED else "none"
+
+
+def cell(target: str, budget: int, seed: int, row: str) -> Cell:
+    row = resolve(row)
+    settings = Settings(target=target, pseudo_extra=PSEUDO, row_extra=ROWS.get(row, ()))
+    return Cell(WORK / target, settings, budget, seed, name=row)
+
+
+def command_row(row: str) -> str:
+    """The main comparison's row whose command a row runs (reproduce.Cell.command)."""
+    return {"logreg": "logreg", "pp": "pp", "oracle": "oracle"}.get(row, "pp+fixmatch")
+
+
+def run_task(task: tuple) -> None:
+    c = cell(*task)
+    if not c.result(task[3]).exists():
+        c.run(command_row(resolve(task[3])))
+
+
+def prepare_draw(target: str, budget: int, seed: int) -> None:
+    c = cell(target, budget, seed, "none")
+    c.exported()
+    c.pseudo()
+
+
+def prerequisites(tasks: list[tuple], jobs: int) -> None:
+    """What the trainings share, made before them: the synthetic shards, then in one pool one pp run
+    a seed and every cell's labeled draw and pseudo shards (which need no pp run)."""
+    sources.synth(Settings().pp_per_class)
+    seeds = sorted({t[2] for t in tasks})
+    draws = sorted({(t[0], t[1], t[2]) for t in tasks})
+    with ThreadPoolExecutor(jobs) as pool:
+        made = [pool.submit(lambda s: cell("digits", 5, s, "pp").pp_run(), s) for s in seeds]
+        made += [pool.submit(prepare_draw, *d) for d in draws]
+        for future in made:
+            future.result()
+
+
+def tasks_of(parts: list[str], seeds: list[int]) -> list[tuple]:
+    return [(target, budget, seed, row) for part in parts for target, budget, rows in PARTS[part]
+            for seed in seeds for row in rows]
+
+
+def run(args: argparse.Namespace) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    tasks = tasks_of(args.parts, args.seeds)
+    prerequisites(tasks, args.jobs)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(run_task, tasks))
+
+
+def top1(target: str, budget: int, seed: int, row: str) -> float | None:
+    row = resolve(row)
+    path = cell(target, budget, seed, row).result(row)
+    return read_json(path)["top1"] if path.exists() else None
+
+
+def train_record(target: str, budget: int, seed: int, row: str) -> dict:
+    path = cell(target, budget, seed, row).folder(row) / "train.json"
+    return read_json(path) if path.exists() else {}
+
+
+def paired(target: str, budget: int, seeds: list[int], a: str, b: str) -> list[float]:
+    return [x - y for s in seeds if (x := top1(target, budget, s, a)) is not None
+            and (y := top1(target, budget, s, b)) is not None]
+
+
+def describe(diffs: list[float]) -> str:
+    if not diffs:
+        return "—"
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return f"{statistics.mean(diffs):+.3f} (sd {sd:.3f}; seeds {', '.join(f'{d:+.3f}' for d in diffs)})"
+
+
+def report(args: argparse.Namespace) -> None:
+    seeds = SEEDS
+    body, pairs, guards, costs = [], [], [], []
+    for part in ("main", "budgets", "ratio"):
+        for target, budget, rows in PARTS[part]:
+            for row in rows:
+                values = [v for s in seeds if (v := top1(target, budget, s, row)) is not None]
+                if not values:
+                    continue
+                row = resolve(row)
+                body.append([f"{target}, {budget}/class", LABELS[row], f"{spread(values)} (n={len(values)})"])
+                if row in ("logreg", "pp"):
+                    continue
+                pp_spread = [v for s in seeds if (v := top1(target, budget, s, "pp")) is not None]
+                sd = statistics.stdev(pp_spread) if len(pp_spread) > 1 else float("nan")
+                vs_control = describe(paired(target, budget, seeds, row, "control")) if row != "control" else ""
+                pairs.append([f"{target}, {budget}/class", LABELS[row], describe(paired(target, budget, seeds, row, "pp")),
+                              f"{sd:.3f}", vs_control])
+                records = [r for s in seeds if (r := train_record(target, budget, s, row))]
+                kept = [r["pseudo_kept"] / r["pseudo_samples"] for r in records if r.get("pseudo_samples")]
+                weights = [r["pseudo_mean_weight"] for r in records if r.get("pseudo_mean_weight") is not None]
+                confidence = [r["targets_mean_confidence"] for r in records if r.get("targets_mean_confidence")]
+                if kept:
+                    guards.append([f"{target}, {budget}/class", LABELS[row], f"{statistics.mean(confidence):.2f}",
+                                   f"{statistics.mean(kept):.2f}", f"{statistics.mean(weights):.2f}"])
+                walls = [read_json(w)["seconds"] for s in seeds
+                         if (w := cell(target, budget, s, row).folder(row) / "wall.json").exists()]
+                if walls and budget == 5 and target == "digits":
+                    costs.append([LABELS[row], f"{statistics.mean(walls):.0f}"])
+    pp_walls = [read_json(w)["seconds"] for s in seeds if (w := cell("digits", 5, s, "pp").folder("pp") / "wall.json").exists()]
+    if pp_walls:
+        costs.insert(0, [LABELS["pp"], f"{statistics.mean(pp_walls):.0f}"])
+    text = [
+        "Command: `python -m benchmarks.pssl_guard run --parts main,budgets,oracle,ratio --seeds 0,1,2 --jobs 2`, then "
+        "`python -m benchmarks.pssl_guard report` (benchmarks/pssl_guard.py says what each row runs). Built-in "
+        "source world, resnet18, pseudo shards from `ptgen pseudo` at its defaults (10 a labeled image, top-1 soft "
+        f"label); P-SSL is FixMatch (threshold 0.95) at finetune's labeled batch ({BATCH}) and schedule, "
+        "`--bn-stats labeled`, ratio 1 unless the row says otherwise; every run on one thread. Test top-1, mean ± "
+        "sd over seeds 0, 1, 2 (the labeled draw and `--seed`).",
+        "",
+        table(["target", "route", "test top-1"], body),
+        "",
+        "Paired differences, seed by seed (a row minus PP -> finetune, and minus the weight-0 control), with PP -> "
+        "finetune's own seed spread:",
+        "",
+        table(["target", "route", "minus PP -> finetune", "sd of PP -> finetune", "minus the control"], pairs),
+    ]
+    if guards:
+        text += ["", "What each guard did (train.json, mean over seeds): the source classifier's mean confidence on "
+                 "the targets, the share of pseudo samples kept and their mean weight over all samples:", "",
+                 table(["target", "route", "targets' mean confidence", "kept", "mean weight"], guards)]
+    if costs:
+        text += ["", "Wall seconds a run, digits at 5 labels a class (300 steps, one thread, two runs at once):", "",
+                 table(["route", "seconds"], costs)]
+    write_section("P-SSL that never costs: the control and the guards", "\n".join(text))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--parts", type=lambda s: s.split(","), default=list(PARTS))
+    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=SEEDS)
+    r.add_argument("--jobs", type=int, default=2)
+    sub.add_parser("report")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
