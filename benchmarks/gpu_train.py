@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from benchmarks.common import ROOT, table, write_section
 from benchmarks.train_data_path import loader, make_shards
-from train.data.loading import node_cores
+from ptcommon.launcher import detect
 from train.data.shards import ShardSet
 from train.trainer import to_device
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> None:
     arch, size, shard_size, batch = ("test_resnet", 32, 40, 4) if tiny else ("resnet50", 224, 256, args.batch)
     steps, warmup = (3, 1) if tiny else (args.steps, args.warmup)
     amp = None if tiny else torch.bfloat16
-    workers = args.workers if args.workers is not None else node_cores()
+    workers = args.workers if args.workers is not None else detect().cores
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     model = timm.create_model(arch, num_classes=1000).to(device, memory_format=torch.channels_last).train()
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> None:
     name = "CPU (tiny proof)" if tiny else torch.cuda.get_device_name()
     result = {"tiny": tiny, "device_name": name, "arch": arch, "size": size, "batch": batch, "steps": steps,
               "amp": "off" if amp is None else "bf16", "compile": args.compile, "workers": workers,
-              "cores": node_cores(), "flops_per_image": per_image, "in_memory_images_per_s": round(in_memory, 1),
+              "cores": detect().cores, "flops_per_image": per_image, "in_memory_images_per_s": round(in_memory, 1),
               "loader_images_per_s": round(fed, 1), "peak_tflops": args.peak_tflops,
               "mfu": round(in_memory * per_image / (args.peak_tflops * 1e12), 4)}
     RESULT.parent.mkdir(parents=True, exist_ok=True)

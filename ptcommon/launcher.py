@@ -32,6 +32,15 @@ class Launch:
     local_world: int  # processes on this node
     launcher: str  # "torchrun", "slurm" or "none"
 
+    @property
+    def cores(self) -> int:
+        """The cores this process may keep busy (itself and its data workers): an srun task's
+        --cpus-per-task, else the cores it may run on shared among the processes on its node."""
+        if self.launcher == "slurm" and os.environ.get("SLURM_CPUS_PER_TASK", "").isdecimal():
+            return int(os.environ["SLURM_CPUS_PER_TASK"])
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return max(1, usable // self.local_world)
+
 
 def expand_nodelist(nodelist: str) -> list[str]:
     """SLURM's compressed host list as host names: `gpu[01-03,07],login1` is gpu01, gpu02, gpu03,

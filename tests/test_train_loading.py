@@ -4,7 +4,8 @@
 import torch
 from torch.utils.data import Dataset
 
-from train.data.loading import choose_workers, drawn_batches, node_cores, stream_batches
+from ptcommon.launcher import Launch
+from train.data.loading import choose_workers, drawn_batches, stream_batches
 
 
 class Noisy(Dataset):
@@ -42,9 +43,11 @@ def test_a_persistent_stream_reads_each_epoch_and_reseeds_its_workers():
     assert all(torch.equal(a, b) for a, b in zip(collect(fresh, 2), epochs[2]))
 
 
-def test_workers_default_to_the_cores_shared_out_and_are_capped_there(recwarn):
-    cores = node_cores()
-    assert choose_workers(None, 1) == cores and choose_workers(None, cores) == 1
-    assert choose_workers(0, 1) == 0
-    assert choose_workers(cores + 5, 1) == cores
-    assert f"--workers {cores + 5}: capped at {cores}" in str(recwarn.pop(UserWarning).message)
+def test_workers_default_to_the_cores_shared_out_and_are_capped_there(monkeypatch, recwarn):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
+    assert Launch(0, 1, 0, 1, "none").cores == 16 and Launch(3, 8, 3, 4, "torchrun").cores == 4
+    assert Launch(3, 8, 3, 4, "slurm").cores == 6  # an srun task has its own CPUs
+    assert choose_workers(None, 4) == 4 and choose_workers(0, 4) == 0 and choose_workers(3, 4) == 3
+    assert choose_workers(9, 4) == 4
+    assert "--workers 9: capped at 4, the cores of this process" in str(recwarn.pop(UserWarning).message)

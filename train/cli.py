@@ -105,7 +105,7 @@ class RunRequest:
         if not dist.main:
             wait_for_folder(run_dir)
         settings = replace(self.settings, accum_steps=accum)
-        workers = choose_workers(self.workers, dist.local_world)
+        workers = choose_workers(self.workers, dist.cores)
         return RunContext(command, run_dir, settings, dist, workers, resume, not self.quiet,
                           augment, self.augment, lock=lock, amp=self.amp, compile=self.compile,
                           tensorboard=self.tensorboard)
@@ -134,9 +134,9 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          help="Steps between checkpoints."),
             click.option("--seed", type=int, default=0, show_default=True),
             click.option("--workers", type=click.IntRange(min=0),
-                         help="DataLoader worker processes per process (they persist across epochs; any count "
-                         "gives the same run). More than the node's cores shared among its training processes is "
-                         "capped there, with a warning. [default: the node's cores / training processes on it]"),
+                         help="DataLoader worker processes per training process (they persist across epochs). "
+                         "More than the process's cores is capped there, with a warning. [default: the node's cores "
+                         "/ training processes on it, or in an srun step SLURM_CPUS_PER_TASK]"),
             click.option("--accum-steps", type=click.IntRange(min=1),
                          help="Batches whose gradients one optimizer step sums: the global batch is --batch-size x "
                          "processes x --accum-steps. [default: 1; on --resume, what keeps the run's global batch "

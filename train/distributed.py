@@ -19,6 +19,7 @@ class Dist:
     device: torch.device
     local_world: int = 1  # processes on this node
     launcher: str = "none"  # torchrun, slurm or none
+    cores: int = 1  # the cores this process may keep busy with its data workers (Launch.cores)
 
     @property
     def main(self) -> bool:
@@ -66,7 +67,7 @@ def setup(device: str = "auto") -> Dist:
         if launch.launcher == "slurm":
             os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = rendezvous()
         dist.init_process_group("nccl" if use_cuda else "gloo", rank=launch.rank, world_size=launch.world)
-    return Dist(launch.rank, launch.world, dev, launch.local_world, launch.launcher)
+    return Dist(launch.rank, launch.world, dev, launch.local_world, launch.launcher, launch.cores)
 
 
 def teardown() -> None:

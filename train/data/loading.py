@@ -14,7 +14,6 @@ by themselves. Each kind of data therefore tells its draws the epoch another way
 from __future__ import annotations
 
 import multiprocessing
-import os
 import warnings
 from typing import Callable, Iterable
 
@@ -24,21 +23,16 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_
 from ..seeding import loader_generator, seed_everything
 
 
-def node_cores() -> int:
-    """The cores this process may run on (its affinity mask: what a batch scheduler granted)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def choose_workers(flag: int | None, processes_on_node: int) -> int:
-    """--workers: by default the node's cores shared out among its training processes; a count that
-    would put more workers on the node than it has cores is capped, with a warning that says so."""
-    share = node_cores() // max(1, processes_on_node)
+def choose_workers(flag: int | None, cores: int) -> int:
+    """--workers: by default one per core this process may keep busy (ptcommon.launcher's
+    Launch.cores: the node's cores shared among its training processes, or an srun task's
+    --cpus-per-task); more is capped there, with a warning that says so."""
     if flag is None:
-        return share
-    if flag > share:
-        warnings.warn(f"--workers {flag}: capped at {share} ({node_cores()} cores on this node / "
-                      f"{processes_on_node} training process(es) on it)", stacklevel=2)
-        return share
+        return cores
+    if flag > cores:
+        warnings.warn(f"--workers {flag}: capped at {cores}, the cores of this process (the node's cores shared "
+                      "among its training processes, or SLURM's --cpus-per-task)", stacklevel=2)
+        return cores
     return flag
 
 
