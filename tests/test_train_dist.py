@@ -150,3 +150,14 @@ def test_device_cuda_without_a_gpu_is_one_line(cli, target, tmp_path, command):
     assert result.exit_code != 0 and result.stderr.strip() == (
         "pttrain: error: --device cuda: no GPU is visible to this process; pass --device cpu")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("amp, recorded", [("auto", "off"), ("bf16", "bf16"), ("fp16", "fp16")])
+def test_amp_is_recorded_and_fp16_trains_with_a_scaler(cli, target, tmp_path, amp, recorded):
+    out = tmp_path / "run"
+    result = cli(pttrain, [*finetune(target, out, "--epochs", "2", "--accum-steps", "2"), "--amp", amp])
+    assert result.exit_code == 0, result.output + result.stderr
+    record = json.loads((out / "train.json").read_text())
+    assert record["amp"] == recorded and record["global_batch"] == 4  # auto: off on CPU, fp32
+    if amp == "fp16":
+        assert torch.load(out / "checkpoint.pt", weights_only=True)["scaler"] is not None

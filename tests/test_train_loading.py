@@ -43,11 +43,11 @@ def test_a_persistent_stream_reads_each_epoch_and_reseeds_its_workers():
     assert all(torch.equal(a, b) for a, b in zip(collect(fresh, 2), epochs[2]))
 
 
-def test_workers_default_to_the_cores_shared_out_and_are_capped_there(monkeypatch, recwarn):
+def test_workers_default_to_the_cores_shared_out_and_are_capped_there(monkeypatch, capsys):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "6")
     assert Launch(0, 1, 0, 1, "none").cores == 16 and Launch(3, 8, 3, 4, "torchrun").cores == 4
     assert Launch(3, 8, 3, 4, "slurm").cores == 6  # an srun task has its own CPUs
     assert choose_workers(None, 4) == 4 and choose_workers(0, 4) == 0 and choose_workers(3, 4) == 3
     assert choose_workers(9, 4) == 4
-    assert "--workers 9: capped at 4, the cores of this process" in str(recwarn.pop(UserWarning).message)
+    assert capsys.readouterr().err.startswith("warning: --workers 9: capped at 4, the cores of this process")

@@ -14,7 +14,7 @@ by themselves. Each kind of data therefore tells its draws the epoch another way
 from __future__ import annotations
 
 import multiprocessing
-import warnings
+import sys
 from typing import Callable, Iterable
 
 import torch
@@ -30,8 +30,8 @@ def choose_workers(flag: int | None, cores: int) -> int:
     if flag is None:
         return cores
     if flag > cores:
-        warnings.warn(f"--workers {flag}: capped at {cores}, the cores of this process (the node's cores shared "
-                      "among its training processes, or SLURM's --cpus-per-task)", stacklevel=2)
+        print(f"warning: --workers {flag}: capped at {cores}, the cores of this process (the node's cores shared "
+              "among its training processes, or SLURM's --cpus-per-task)", file=sys.stderr, flush=True)
         return cores
     return flag
 
