@@ -161,3 +161,15 @@ def test_amp_is_recorded_and_fp16_trains_with_a_scaler(cli, target, tmp_path, am
     assert record["amp"] == recorded and record["global_batch"] == 4  # auto: off on CPU, fp32
     if amp == "fp16":
         assert torch.load(out / "checkpoint.pt", weights_only=True)["scaler"] is not None
+
+
+def test_slurm_variables_that_disagree_stop_the_run_in_one_line(cli, target, tmp_path, monkeypatch):
+    for name in [n for n in os.environ if n.startswith("SLURM_") or n in ("RANK", "WORLD_SIZE")]:
+        monkeypatch.delenv(name)
+    for name, value in (("SLURM_STEP_ID", "0"), ("SLURM_PROCID", "2"), ("SLURM_STEP_NUM_TASKS", "2")):
+        monkeypatch.setenv(name, value)
+    result = cli(pttrain, finetune(target, tmp_path / "run"))
+    assert result.exit_code != 0 and result.stderr.strip() == (
+        "pttrain: error: SLURM's variables disagree: SLURM_PROCID 2 is not below the step's 2 tasks; launch with "
+        "srun inside the allocation (or unset the SLURM_* variables to run one process)")
+    assert not (tmp_path / "run").exists()

@@ -349,6 +349,7 @@ class Trainer:
             last = epoch + 1 == self.epochs
             if self.validate is not None and ((epoch + 1) % self.validate_every == 0 or last):  # every rank a slice
                 self._log({"step": self.step, "epoch": epoch, **self.validate(self.final_model)})
+                window = Window()  # the epoch ended with a log: the next interval's speed leaves scoring out
         bar.close()
         self._checkpoint()
         if self.events is not None:
