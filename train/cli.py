@@ -157,7 +157,8 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          "channels (shards' dataset.json, the training images): glyph for grayscale and, as "
                          "measured, for RGB too (docs/results.md)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-            click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint."),
+            click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint, "
+                         "on any number of processes that can keep its global batch (--accum-steps)."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
         ]
         for option in reversed(options):
