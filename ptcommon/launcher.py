@@ -32,6 +32,14 @@ class Launch:
     local_world: int  # processes on this node
     launcher: str  # "torchrun", "slurm" or "none"
 
+    def gpu_index(self, visible: int) -> int | None:
+        """The GPU this process takes among the VISIBLE ones: its local rank; device 0 when srun bound
+        one GPU to each task (--gpus-per-task 1, --gpu-bind), so that each task sees only its own.
+        None when the node runs more processes than it shows GPUs."""
+        if self.launcher == "slurm" and visible == 1:
+            return 0
+        return self.local_rank if self.local_world <= visible else None
+
     @property
     def cores(self) -> int:
         """The cores this process may keep busy (itself and its data workers): an srun task's

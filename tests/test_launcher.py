@@ -4,7 +4,7 @@ step derives when torchrun did not set one."""
 import pytest
 
 from ptcommon.cli import InputError
-from ptcommon.launcher import detect, expand_nodelist, expand_tasks_per_node, rendezvous
+from ptcommon.launcher import Launch, detect, expand_nodelist, expand_tasks_per_node, rendezvous
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -85,3 +85,10 @@ def test_slurm_variables_that_disagree_are_one_line(env, values, expected):
     with pytest.raises(InputError, match="SLURM's variables disagree") as err:
         detect()
     assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_each_process_takes_its_own_gpu(env):
+    assert Launch(5, 16, 5, 8, "torchrun").gpu_index(8) == 5
+    assert Launch(5, 16, 5, 8, "torchrun").gpu_index(4) is None  # two processes would share a GPU
+    assert Launch(5, 16, 5, 8, "slurm").gpu_index(1) == 0  # srun bound one GPU to each task
+    assert Launch(5, 16, 5, 8, "slurm").gpu_index(8) == 5

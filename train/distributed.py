@@ -53,14 +53,15 @@ def setup(device: str = "auto") -> Dist:
         raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
     if use_cuda:
         visible = torch.cuda.device_count()
+        index = launch.gpu_index(visible)
         # One process per GPU: NCCL refuses two ranks on one device. Every rank checks the node's
         # process count, not its own index, so all of them stop here before any writes a run folder.
-        if launch.local_world > visible:
+        if index is None:
             how = ("srun with --ntasks-per-node" if launch.launcher == "slurm" else "torchrun with --nproc_per_node")
             raise InputError(f"{launch.launcher} started {launch.local_world} processes on this node, which has "
                              f"{visible} visible GPU(s); launch {how} {visible}, or pass --device cpu to run on CPU")
-        torch.cuda.set_device(launch.local_rank)
-        dev = torch.device("cuda", launch.local_rank)
+        torch.cuda.set_device(index)
+        dev = torch.device("cuda", index)
     else:
         dev = torch.device("cpu")
     if launch.world > 1 and not dist.is_initialized():
