@@ -28,7 +28,7 @@ PORT_BASE, _PORT_SPAN = 12000, 20000
 class Launch:
     rank: int
     world: int
-    local_rank: int  # which GPU of its node this process takes
+    local_rank: int  # its index among the processes on its node
     local_world: int  # processes on this node
     launcher: str  # "torchrun", "slurm" or "none"
 

@@ -173,3 +173,18 @@ def test_slurm_variables_that_disagree_stop_the_run_in_one_line(cli, target, tmp
         "pttrain: error: SLURM's variables disagree: SLURM_PROCID 2 is not below the step's 2 tasks; launch with "
         "srun inside the allocation (or unset the SLURM_* variables to run one process)")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_file_system_without_locks_runs_unlocked_and_says_so(cli, target, tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "run"
+    result = cli(pttrain, finetune(target, out, "--epochs", "2"))
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"warning: --out {out}: this file system takes no locks (No locks available)" in result.stderr
+    assert (out / "model.safetensors").exists() and not (out / LOCK_FILE).exists()

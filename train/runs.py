@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -33,8 +34,10 @@ class RunLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock, or refuse in one line naming who holds it."""
+        """Take the lock, or refuse in one line naming who holds it. On a file system without locks
+        (some NFS mounts) the run goes on unlocked, and says so."""
         while True:
+            created = not self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -42,6 +45,13 @@ class RunLock:
                 os.close(fd)
                 raise InputError(f"--out {self.path.parent}: is in use by another job ({self._holder()}); wait for "
                                  f"it to end, or choose another folder") from None
+            except OSError as err:  # ENOLCK, EOPNOTSUPP: no locks here, which is no reason to refuse the run
+                os.close(fd)
+                if created:
+                    self.path.unlink(missing_ok=True)
+                print(f"warning: --out {self.path.parent}: this file system takes no locks ({err.strerror}); nothing "
+                      "stops a second job from writing this run folder", file=sys.stderr, flush=True)
+                return
             # The holder we waited on may have unlinked the file between our open and flock: a lock
             # on a name no longer in the folder locks nothing, so start again.
             if self.path.exists() and os.path.samestat(os.fstat(fd), os.stat(self.path)):
@@ -102,15 +112,15 @@ def claim_run_dir(out: Path | None, command: str, resume: bool) -> tuple[Path, b
     """`prepare_run_dir`, under the folder's lock: a second job on a folder in use is refused before it
     looks at what the folder holds, and a refusal leaves no folder and no lock file behind."""
     folder = out if out is not None else default_run_dir(command)
-    lock = RunLock(folder)
-    if folder.is_dir():
+    lock, existed = RunLock(folder), folder.is_dir()
+    if existed:
         lock.acquire()
     try:
         folder, resume = prepare_run_dir(folder, command, resume)
     except InputError:
         lock.release()
         raise
-    if lock.fd is None:
+    if not existed:
         folder.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     return folder, resume, lock
