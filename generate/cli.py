@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -15,7 +16,7 @@ from ptcommon.cli import Group, InputError
 from ptcommon.outputs import check_output_dir, check_output_file, free_bytes, human_bytes, human_seconds
 from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_options, refuse_unexpected
 
-from .distributed import rank_and_world
+from .distributed import rank_and_world, ranks_on_node
 from .generator import Generator
 from .models import DTYPES, list_builtins, load_generator
 
@@ -114,6 +115,10 @@ def generation_options(default_out: str):
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
         click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
+        click.option("--encode-workers", type=click.IntRange(min=1),
+                     help="Threads that encode images, per rank; the shards' bytes are the same for any number. "
+                          "[default: the cores this process may use, divided by the ranks on the node, less one for "
+                          "sampling; at least 1]"),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True,
                      help="bf16 runs on GPUs and on CPUs with AVX-512 BF16 or AMX (the built-in model: same class "
@@ -147,7 +152,6 @@ def generation_options(default_out: str):
 
 def check_compile(device: str) -> None:
     """Refuse --compile where torch.compile cannot run, before loading anything."""
-    import os
     import shutil
 
     import torch
@@ -176,6 +180,7 @@ class GenerationRequest:
     batch_size: int
     shard_size: int
     image_format: str
+    encode_workers: int | None
     device: str
     dtype: str
     compile_: bool
@@ -188,6 +193,7 @@ class GenerationRequest:
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
         self.rank, self.world = rank_and_world(self.rank, self.world)
+        self.encode_workers = self._encoders()
         check_output_dir(self.out, "--out")
         if self.compile_:
             check_compile(self.device)
@@ -203,6 +209,18 @@ class GenerationRequest:
                            "shard_size": self.shard_size, "image_format": self.image_format, "dtype": self.dtype,
                            "compiled": self.compile_, "batch_size": self.batch_size}
 
+    def _encoders(self) -> int:
+        """--encode-workers, or its default; capped at the cores, since more threads only contend."""
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if self.encode_workers is None:
+            return max(1, cores // ranks_on_node() - 1)
+        if self.encode_workers > cores:
+            if self.rank == 0:
+                click.echo(f"ptgen: --encode-workers {self.encode_workers}: this process may use {cores} cores; "
+                           f"encoding with {cores}", err=True)
+            return cores
+        return self.encode_workers
+
     def write(self, job, what: str) -> None:
         from .runner import generate_shards
 
@@ -216,7 +234,8 @@ class GenerationRequest:
             if rank == 0:
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {s.dtype}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}; "
+                           f"{s.guidance}, {s.dtype}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}, "
+                           f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
                            f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
 
         def estimate(rate: float, left: int) -> None:
@@ -230,11 +249,12 @@ class GenerationRequest:
                            err=True)
 
         stats = generate_shards(job, out, rank=rank, world=world, overwrite=self.overwrite,
-                                progress=not self.quiet and rank == 0, on_ready=announce, on_first_batch=estimate)
+                                encode_workers=self.encode_workers, progress=not self.quiet and rank == 0, on_ready=announce, on_first_batch=estimate)
         state = "folder complete" if stats.complete else "other ranks' shards still missing"
+        fitted = f" at batch {stats.batch_size} (what fitted in memory)" if stats.batch_size < self.batch_size else ""
         click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
                    f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
-                   f"{stats.images_per_s:.1f} img/s; {state}")
+                   f"{stats.images_per_s:.1f} img/s{fitted}; {state}")
 
 
 @main.command()

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 import webdataset as wds
 from PIL import Image
@@ -29,6 +30,15 @@ def encode_image(pixels: np.ndarray, image_format: str) -> bytes:
     buf = io.BytesIO()
     image.save(buf, **_SAVE_ARGS[image_format])
     return buf.getvalue()
+
+
+def encode_sample(index: int, pixels: np.ndarray, image_format: str) -> bytes:
+    """`encode_image` for sample `index`, whose refusal (an image the format cannot hold) is one line."""
+    try:
+        return encode_image(pixels, image_format)
+    except Exception as err:
+        raise click.ClickException(f"--image-format {image_format}: sample {index} could not be encoded "
+                                   f"({err}); its shard was not written") from None
 
 
 @dataclass
