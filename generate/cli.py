@@ -115,6 +115,8 @@ def generation_options(default_out: str):
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
         click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
+        click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP quality, 1 to 100; part of the "
+                     "config hash. [default: 95]"),
         click.option("--encode-workers", type=click.IntRange(min=1),
                      help="Threads that encode images, per rank; the shards' bytes are the same for any number. "
                           "[default: the cores this process may use, divided by the ranks on the node, less one for "
@@ -180,6 +182,7 @@ class GenerationRequest:
     batch_size: int
     shard_size: int
     image_format: str
+    quality: int | None
     encode_workers: int | None
     device: str
     dtype: str
@@ -193,6 +196,11 @@ class GenerationRequest:
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
         self.rank, self.world = rank_and_world(self.rank, self.world)
+        from .writer import LOSSY
+
+        if self.quality is not None and self.image_format not in LOSSY:
+            raise InputError(f"--quality {self.quality}: {self.image_format} is lossless and has no quality; "
+                             f"give --quality with --image-format {' or '.join(LOSSY)}, or drop it")
         self.encode_workers = self._encoders()
         check_output_dir(self.out, "--out")
         if self.compile_:
@@ -206,7 +214,8 @@ class GenerationRequest:
         if guidance > 1 and not generator.supports_guidance:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
-                           "shard_size": self.shard_size, "image_format": self.image_format, "dtype": self.dtype,
+                           "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
+                           "dtype": self.dtype,
                            "compiled": self.compile_, "batch_size": self.batch_size}
 
     def _encoders(self) -> int:

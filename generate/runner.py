@@ -26,7 +26,7 @@ from ptcommon.shards import DATASET_FILE, MANIFEST_COLUMNS, sample_bytes_bound
 from .generator import Generator
 from .plan import WorkPlan
 from .store import ShardFolder
-from .writer import SampleRecord, ShardWriter, encode_sample
+from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample
 
 # Batches allowed in flight between sampler and writer (each already handed to the encoders):
 # enough to keep every encoder busy and hide a hiccup, few enough that memory stays flat however
@@ -65,12 +65,16 @@ class JobSettings:
     dtype: str
     compiled: bool
     batch_size: int
+    quality: int | None = None  # JPEG's and WebP's; None: the writer's default
 
     def hashed(self) -> dict:
         """The settings that decide the shards' bytes (not the model SPEC, not the batch size)."""
-        # `compiled` only when on, so that every dataset made before the flag existed keeps its hash.
+        # `compiled` only when on, and `quality` only when not the default, so that every dataset
+        # made before those flags existed keeps its hash.
+        quality = self.quality if self.quality not in (None, DEFAULT_QUALITY) else None
         return {"steps": self.steps, "guidance": self.guidance, "seed": self.seed, "shard_size": self.shard_size,
-                "image_format": self.image_format, "dtype": self.dtype, **({"compiled": True} if self.compiled else {})}
+                "image_format": self.image_format, "dtype": self.dtype, **({"compiled": True} if self.compiled else {}),
+                **({"quality": quality} if quality is not None else {})}
 
 
 @dataclass
@@ -92,10 +96,10 @@ class _Writer(threading.Thread):
     """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool;
     a (shard, None, None) item commits the shard."""
 
-    def __init__(self, job: Job, folder: ShardFolder, image_format: str, bar: tqdm, stats: RunStats,
-                 encode_workers: int):
+    def __init__(self, job: Job, folder: ShardFolder, image_format: str, quality: int | None, bar: tqdm,
+                 stats: RunStats, encode_workers: int):
         super().__init__(daemon=True, name="shard-writer")
-        self.job, self.folder, self.image_format = job, folder, image_format
+        self.job, self.folder, self.image_format, self.quality = job, folder, image_format, quality
         self.bar, self.stats = bar, stats
         self.inbox: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.encoders = ThreadPoolExecutor(encode_workers, thread_name_prefix="encode")
@@ -105,7 +109,8 @@ class _Writer(threading.Thread):
 
     def encode(self, indices: range, images: np.ndarray) -> list[Future]:
         """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's sampling)."""
-        return [self.encoders.submit(encode_sample, i, pixels, self.image_format) for i, pixels in zip(indices, images)]
+        return [self.encoders.submit(encode_sample, i, pixels, self.image_format, self.quality)
+                for i, pixels in zip(indices, images)]
 
     def run(self) -> None:
         try:
@@ -187,6 +192,7 @@ def run_job(
     steps: int,
     guidance: float,
     image_format: str,
+    quality: int | None = None,
     encode_workers: int = 1,
     progress: bool = True,
     on_first_batch: Callable[[float, int], None] | None = None,
@@ -200,7 +206,7 @@ def run_job(
     stats = RunStats(batch_size=batch_size)
     total = plan.rank_samples(rank, world)
     bar = tqdm(total=total, unit="img", disable=not progress, desc=f"rank {rank}" if world > 1 else "synth")
-    writer = _Writer(job, folder, image_format, bar, stats, encode_workers)
+    writer = _Writer(job, folder, image_format, quality, bar, stats, encode_workers)
     writer.start()
     start = time.perf_counter()
     try:
@@ -262,5 +268,5 @@ def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overw
         on_ready(job)
     s = job.settings
     return run_job(job, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
-                   guidance=s.guidance, image_format=s.image_format, encode_workers=encode_workers, progress=progress,
+                   guidance=s.guidance, image_format=s.image_format, quality=s.quality, encode_workers=encode_workers, progress=progress,
                    on_first_batch=on_first_batch)

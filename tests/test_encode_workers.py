@@ -146,3 +146,34 @@ def test_an_encoder_failure_stops_in_one_line_without_a_partial_shard(tiny_model
     names = sorted(p.name for p in out.iterdir())
     assert "synth-000000.tar" in names and "synth-000001.tar" not in names
     assert not [n for n in names if n.endswith(".tmp")]
+
+
+def test_quality_is_hashed_and_refused_where_it_means_nothing(cli, tiny_model, tmp_path):
+    import json
+
+    default = tmp_path / "default"
+    synth(cli, tiny_model, default, "--image-format", "jpg")
+    same = tmp_path / "same"
+    synth(cli, tiny_model, same, "--image-format", "jpg", "--quality", 95)
+    lower = tmp_path / "lower"
+    synth(cli, tiny_model, lower, "--image-format", "jpg", "--quality", 40)
+    config = {name: json.loads((tmp_path / name / "dataset.json").read_text()) for name in ("default", "same", "lower")}
+    assert config["same"]["config_hash"] == config["default"]["config_hash"]
+    assert shard_bytes(same) == shard_bytes(default)
+    assert config["lower"]["config_hash"] != config["default"]["config_hash"] and config["lower"]["quality"] == 40
+    assert shard_bytes(lower) != shard_bytes(default)
+    # A folder of one quality refuses another, as any config clash.
+    clash = cli(ptgen, ["synth", "--model", tiny_model, "--out", lower, *ARGS, "--image-format", "jpg"])
+    assert clash.exit_code != 0 and "differs in quality null here vs 40 there" in clash.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--quality", "90"], "--quality 90: png is lossless and has no quality; give --quality with --image-format "
+                          "jpg or webp, or drop it"),
+    (["--image-format", "webp", "--quality", "101"], "'--quality': 101 is not in the range 1<=x<=100"),
+])
+def test_bad_quality_is_one_line(cli, tiny_model, tmp_path, args, expected):
+    out = tmp_path / "out"
+    result = cli(ptgen, ["synth", "--model", tiny_model, "--out", out, "--quiet", *args])
+    assert result.exit_code != 0 and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
