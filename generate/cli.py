@@ -6,7 +6,7 @@ import functools
 import json
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import click
@@ -18,7 +18,7 @@ from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_
 
 from .distributed import rank_and_world, ranks_on_node
 from .generator import Generator
-from .models import DTYPES, list_builtins, load_generator
+from .models import DTYPES, choose_dtype, list_builtins, load_generator
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
@@ -122,10 +122,16 @@ def generation_options(default_out: str):
                           "[default: the cores this process may use, divided by the ranks on the node, less one for "
                           "sampling; at least 1]"),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True,
-                     help="bf16 runs on GPUs and on CPUs with AVX-512 BF16 or AMX (the built-in model: same class "
-                          "consistency and FD as fp32 at 1.5x its rate on 2 cores, docs/results.md); fp16 is for "
-                          "CUDA only. Part of the config hash."),
+        click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
+                     help="auto: on CUDA bf16 where the GPU has it, else fp16 for DiT and Stable Diffusion (as "
+                          "their pipelines are published) and fp32 for the rest; fp32 on CPU. bf16 also runs on "
+                          "CPUs with AVX-512 BF16 or AMX (the built-in model: same class consistency and FD as fp32 "
+                          "at 1.5x its rate on 2 cores, docs/results.md); fp16 is for CUDA only. On CUDA fp32 "
+                          "matmuls use TF32. The dtype used is part of the config hash."),
+        click.option("--decode-batch", type=click.IntRange(min=1),
+                     help="Latent models (DiT, Stable Diffusion): images a VAE decode takes at most, to bound its "
+                          "memory at large --batch-size; the images are the same for any value. [default: the "
+                          "whole batch]"),
         click.option("--compile", "compile_", is_flag=True,
                      help="torch.compile the generator's network: faster sampling after a warm-up of a minute or "
                           "more. Part of the config hash, since compiled kernels may round differently."),
@@ -143,7 +149,8 @@ def generation_options(default_out: str):
     def decorate(command):
         @functools.wraps(command)
         def wrapper(**kw):
-            return command(gen=GenerationRequest(**{f.name: kw.pop(f.name) for f in fields(GenerationRequest)}), **kw)
+            return command(gen=GenerationRequest(**{f.name: kw.pop(f.name) for f in fields(GenerationRequest) if f.init}),
+                           **kw)
 
         for option in reversed(options):
             wrapper = option(wrapper)
@@ -186,12 +193,14 @@ class GenerationRequest:
     encode_workers: int | None
     device: str
     dtype: str
+    decode_batch: int | None
     compile_: bool
     rank: int | None
     world: int | None
     overwrite: bool
     yes: bool
     quiet: bool
+    dtype_reason: str = field(default="as given", init=False)  # how `open` chose --dtype, for the start line
 
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
@@ -205,7 +214,14 @@ class GenerationRequest:
         check_output_dir(self.out, "--out")
         if self.compile_:
             check_compile(self.device)
-        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt}
+        if self.decode_batch is not None and self.decode_batch > self.batch_size:
+            if self.rank == 0:
+                click.echo(f"ptgen: --decode-batch {self.decode_batch} is larger than --batch-size {self.batch_size}; "
+                           f"decoding {self.batch_size} at a time", err=True)
+            self.decode_batch = self.batch_size
+        self.dtype, self.dtype_reason = choose_dtype(self.model, self.device, self.dtype)
+        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt,
+                   "decode_batch": self.decode_batch}
         generator = load_generator(self.model, device=self.device, dtype=self.dtype, options=options)
         if self.compile_:
             generator.compile()
@@ -243,7 +259,8 @@ class GenerationRequest:
             if rank == 0:
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {s.dtype}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}, "
+                           f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px, "
+                           f"{job.plan.num_shards:,} shards, world {world}, "
                            f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
                            f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
 
