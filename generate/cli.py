@@ -8,6 +8,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -246,7 +247,8 @@ class GenerationRequest:
             return cores
         return self.encode_workers
 
-    def write(self, job, what: str) -> None:
+    def write(self, job, what: str, on_ready: Callable[[], None] | None = None) -> None:
+        """Run `job` into --out; `on_ready` runs once --out is checked and prepared, before sampling."""
         from .runner import generate_shards
 
         rank, world, out = self.rank, self.world, self.out
@@ -256,6 +258,8 @@ class GenerationRequest:
                              f"than {human_bytes(CONFIRM_BYTES)}; check --classes/--per-class, or pass --yes to start it")
 
         def announce(job) -> None:
+            if on_ready is not None:
+                on_ready()
             if rank == 0:
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
@@ -335,14 +339,15 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
-    (with its own preprocessing), optionally kept to its top-k, then --per-target samples
+    (with its own preprocessing: a run folder's recorded resize, a timm: model's evaluation
+    transform), optionally kept to its top-k, then --per-target samples
     G_s(z, p) conditioned on the probability-weighted mixture of class embeddings. Shards as
     ptgen synth's, without .cls; each .json holds target_key and the top source classes.
     """
     from ptcommon.classifiers import check_classifier, classifier_digest
 
-    from .pseudo import PseudoJob, PseudoSettings, target_images
-    from .soft_labels import confidence_note, soft_labels
+    from .pseudo import PseudoJob, PseudoSettings, target_images, targets_digest
+    from .soft_labels import check_soft_labels, confidence_note, preprocessing, shared_soft_labels, soft_labels
 
     if top_k == 1 and temperature != 1 and condition == "soft":
         raise InputError(f"--temperature {temperature:g} does nothing at --top-k 1 (the default): the most probable "
@@ -350,15 +355,23 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     paths = target_images(target)
     check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()
-    probs, confidence = soft_labels(paths, classifier, generator, temperature, top_k, weights=classifier_weights)
-    if condition == "soft":  # random ignores the classifier, so how sure it is says nothing of the samples
-        note, unsure = confidence_note(confidence)
-        click.echo(("warning: " if unsure else "") + note, err=unsure)
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
+    key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier), "targets_sha256": targets_digest(keys),
+           "temperature": temperature, "top_k": top_k, "generator_classes": generator.num_classes}
+    check_soft_labels(gen.out, key, gen.overwrite)
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
-                              top_k=top_k, condition=condition)
-    gen.write(PseudoJob(settings, generator, keys, probs, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
+                              top_k=top_k, condition=condition, preprocessing=key["preprocessing"])
+    job = PseudoJob(settings, generator, keys, None, digest)
+
+    def label_targets() -> None:  # once --out is checked and prepared, so that a refusal writes nothing
+        job.probs, job.confidence = shared_soft_labels(gen.out, gen.rank, key, lambda: soft_labels(
+            paths, classifier, generator, temperature, top_k, weights=classifier_weights))
+        if condition == "soft" and gen.rank == 0:  # random ignores the classifier: how sure it is says nothing then
+            note, unsure = confidence_note(job.confidence)
+            click.echo(("warning: " if unsure else "") + note, err=unsure)
+
+    gen.write(job, f"pseudo samples ({len(paths)} targets x {per_target})", on_ready=label_targets)
 
 
 @main.command()

@@ -1,23 +1,39 @@
 """Soft labels for pseudo conditional sampling: p = softmax(C_s(x) / T), optionally kept to its top-k.
 
-The source classifier is read from the run-folder format with its own preprocessing (channels,
-size, normalisation). Its classes are mapped onto the generator's by source class id.
+The source classifier sees each target image as it was trained to: a run folder (or a built-in)
+with its recorded preprocessing (channels, a plain resize to its size, normalisation), a `timm:`
+model with timm's evaluation transform from its data config (resize of the shorter side by
+`crop_pct`, centre crop, its interpolation, mean and std). It runs on the generation device, in
+batches. Its classes are mapped onto the generator's by source class id.
+
+The labels are computed once per output folder: rank 0 writes them there (SOFT_LABELS_FILE, with
+what they were computed from), the other ranks read them, and a rerun reuses them.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ptcommon.cli import InputError
-from ptcommon.classifiers import load_classifier
+from ptcommon.classifiers import is_timm, load_classifier
+from ptcommon.outputs import write_atomically
 from ptcommon.runfolder import ModelConfig
+from ptcommon.shards import SOFT_LABELS_FILE
 
 from .generator import Generator
+
+# The preprocessing a classifier SPEC gets, by name (part of the soft labels' key).
+RESIZE, TIMM_EVAL = "resize", "timm-eval"
+# How long a rank other than 0 waits for rank 0's soft labels: computing them runs the classifier
+# once over every target image.
+_SOFT_LABELS_WAIT_S = 3600
 
 
 def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
@@ -32,6 +48,22 @@ def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
     mean = torch.tensor(config.mean).view(1, -1, 1, 1)
     std = torch.tensor(config.std).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def preprocessing(spec: str) -> str:
+    return TIMM_EVAL if is_timm(spec) else RESIZE
+
+
+def timm_input(paths: list[Path], model: torch.nn.Module) -> torch.Tensor:
+    """Images through timm's evaluation transform for `model` (its data config), as timm evaluates it."""
+    from timm.data import create_transform, resolve_data_config
+
+    transform = create_transform(**resolve_data_config({}, model=model))
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(transform(image.convert("RGB")))
+    return torch.stack(images)
 
 
 def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Tensor:
@@ -66,9 +98,12 @@ def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature:
     """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
     model, config = load_classifier(spec, "--classifier", weights)
     mapping = class_map(config, generator, spec)
+    model = model.to(generator.device)
     rows, confidence = [], []
     for i in range(0, len(paths), batch_size):
-        logits = model(classifier_input(paths[i : i + batch_size], config)).float()
+        batch = paths[i : i + batch_size]
+        x = timm_input(batch, model) if is_timm(spec) else classifier_input(batch, config)
+        logits = model(x.to(generator.device)).float().cpu()
         confidence.append(torch.softmax(logits, dim=1).amax(1))
         p = torch.softmax(logits / temperature, dim=1)
         if top_k is not None and top_k < p.shape[1]:
@@ -79,6 +114,47 @@ def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature:
         full[:, mapping] = p
         rows.append(full)
     return SoftLabels(torch.cat(rows), torch.cat(confidence))
+
+
+def _stored_key(path: Path) -> dict | None:
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("key", "null"))
+
+
+def check_soft_labels(out: Path, key: dict, overwrite: bool) -> None:
+    """Refuse, before anything is written, an output folder holding soft labels of another `key`
+    (classifier, preprocessing, targets, T, top-k, generator classes), unless --overwrite."""
+    found = _stored_key(out / SOFT_LABELS_FILE)
+    if found is not None and found != key and not overwrite:
+        differs = [k for k in sorted(set(key) | set(found)) if key.get(k) != found.get(k)]
+        raise InputError(f"--out {out}: its {SOFT_LABELS_FILE} was computed with another {', '.join(differs)}; "
+                         "use another folder, or --overwrite to replace them")
+
+
+def shared_soft_labels(out: Path, rank: int, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
+    """The soft labels in `out` if they were computed from `key`; otherwise rank 0 computes and
+    writes them, and the other ranks wait for them. Called once the folder is prepared."""
+    from safetensors.torch import load_file, save_file
+
+    path = out / SOFT_LABELS_FILE
+    if _stored_key(path) != key and rank == 0:
+        labels = compute()
+        tensors = {"probs": labels.probs.contiguous(), "confidence": labels.confidence.contiguous()}
+        write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)}),
+                         "--out", lambda: sum(t.numel() * t.element_size() for t in tensors.values()))
+        return labels
+    deadline = time.monotonic() + _SOFT_LABELS_WAIT_S
+    while _stored_key(path) != key:
+        if time.monotonic() > deadline:
+            raise InputError(f"--out {out}: rank 0 did not write {SOFT_LABELS_FILE} within {_SOFT_LABELS_WAIT_S} s; "
+                             "is it running?")
+        time.sleep(1.0)
+    stored = load_file(str(path))
+    return SoftLabels(stored["probs"], stored["confidence"])
 
 
 # Below this mean top-1 probability the classifier recognises few targets. On the built-in world,
