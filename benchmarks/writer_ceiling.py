@@ -5,12 +5,14 @@ writer comes to that rate times its encoder threads when the generator costs not
             the worst delay of a sleeping thread's wake-up while another thread encodes a 2048 px
             image in one call, against the length of that call
   bare      `generate.writer.encode_image` (the shards' own encoder settings) in one thread, per
-            format, on photo-like content: 256 px crops of scikit-learn's two sample photographs
-            (`load_sample_images`, and their mirror images), since a random-weight model's noise
-            compresses unlike real samples
+            format (and per --qualities for JPEG and WebP), on photo-like content: 256 px crops of
+            scikit-learn's two sample photographs (`load_sample_images`, and their mirror images),
+            since a random-weight model's noise compresses unlike real samples; with the bytes per
+            image and the decode rate of one core through the shard reader's decoder
+            (`ptcommon.shards.open_image`), the training side's cost
   pipeline  `ptgen synth`'s runner (encoder pool, tar writer, manifest parts) fed by a stand-in
             generator that hands back the stored crops at no cost, at each --workers, against
-            bare x workers (goal: at least 0.9)
+            bare x workers (goal: at least 0.9), at each format's default quality
 
 `report` writes the table into docs/results.md and the cores a GPU needs into docs/gpu.md,
 from the GPU image rates computed there (FLOPs per image at a model FLOP utilisation of 0.35).
@@ -43,7 +45,8 @@ from generate.generator import Generator
 from generate.runner import generate_shards
 from generate.synth import SynthJob, SynthSettings
 from generate.writer import encode_image
-from ptcommon.shards import IMAGE_FORMATS
+from generate.writer import DEFAULT_QUALITY, LOSSY
+from ptcommon.shards import IMAGE_FORMATS, open_image
 
 SIZE = 256
 DEFAULT_OUT = ROOT / "runs" / "writer_ceiling.json"
@@ -99,14 +102,18 @@ def gil_check(crops: np.ndarray) -> dict:
     return out
 
 
-def bare_rate(crops: np.ndarray, fmt: str, seconds: float) -> tuple[float, float]:
-    """Images/s of one thread encoding the crops in turn for about `seconds`, and mean bytes per image."""
-    encode_image(crops[0], fmt)  # warm-up
-    n, size, start = 0, 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or n < len(crops):
-        size += len(encode_image(crops[n % len(crops)], fmt))
-        n += 1
-    return n / elapsed, size / n
+def bare_rate(crops: np.ndarray, fmt: str, quality: int | None, seconds: float) -> tuple[float, float, float]:
+    """Images/s of one thread encoding the crops in turn for about `seconds`, mean bytes per image,
+    and images/s of one thread decoding them back."""
+    encode_image(crops[0], fmt, quality)  # warm-up
+    encoded, start = [], time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or len(encoded) < len(crops):
+        encoded.append(encode_image(crops[len(encoded) % len(crops)], fmt, quality))
+    n, decoded, start = len(encoded), 0, time.perf_counter()
+    while (decoding := time.perf_counter() - start) < seconds or decoded < len(crops):
+        open_image(encoded[decoded % n], "benchmark", fmt)
+        decoded += 1
+    return n / elapsed, sum(map(len, encoded)) / n, decoded / decoding
 
 
 class StoredImages(Generator):
@@ -161,16 +168,21 @@ def run(args: argparse.Namespace) -> None:
     print("GIL:", json.dumps(result["gil"]), flush=True)
     with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp:
         for fmt in args.formats:
-            rate, size = bare_rate(crops, fmt, seconds)
-            row = {"bare_per_core": rate, "bytes_per_image": size, "pipeline": {}}
-            print(f"{fmt}: bare {rate:.1f} img/s, {size / 1e3:.1f} kB", flush=True)
-            for workers in args.workers:
-                images = len(crops) if args.tiny else max(len(crops), int(rate * workers * seconds))
-                got = pipeline_rate(crops, fmt, workers, images, Path(tmp))
-                row["pipeline"][str(workers)] = {"images": images, "images_per_s": got,
-                                                 "of_bare_x_workers": got / (rate * workers)}
-                print(f"  {workers} workers: {got:.1f} img/s = {got / (rate * workers):.2f} of bare x workers", flush=True)
-            result["formats"][fmt] = row
+            for quality in (args.qualities if fmt in LOSSY else [None]):
+                rate, size, decode = bare_rate(crops, fmt, quality, seconds)
+                row = {"format": fmt, "quality": quality, "bare_per_core": rate, "bytes_per_image": size,
+                       "decode_per_core": decode, "pipeline": {}}
+                name = fmt if quality is None else f"{fmt} q{quality}"
+                print(f"{name}: encode {rate:.1f} img/s, {size / 1e3:.1f} kB, decode {decode:.1f} img/s", flush=True)
+                if quality in (None, DEFAULT_QUALITY):  # the writer at the shards' own settings
+                    for workers in args.workers:
+                        images = len(crops) if args.tiny else max(len(crops), int(rate * workers * seconds))
+                        got = pipeline_rate(crops, fmt, workers, images, Path(tmp))
+                        row["pipeline"][str(workers)] = {"images": images, "images_per_s": got,
+                                                         "of_bare_x_workers": got / (rate * workers)}
+                        print(f"  {workers} workers: {got:.1f} img/s = {got / (rate * workers):.2f} of bare x workers",
+                              flush=True)
+                result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
@@ -185,11 +197,13 @@ def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
 def report(args: argparse.Namespace) -> None:
     result = json.loads(args.out.read_text())
     formats = result["formats"]
-    rows = []
-    for fmt, row in formats.items():
+    rows, pipeline_rows = [], []
+    for name, row in formats.items():
+        rows.append([name, f"{row['bytes_per_image'] / 1e3:.1f}", f"{row['bare_per_core']:.1f}",
+                     f"{row['decode_per_core']:.1f}"])
         for workers, p in row["pipeline"].items():
-            rows.append([fmt, f"{row['bare_per_core']:.1f}", f"{row['bytes_per_image'] / 1e3:.1f}", workers,
-                         f"{p['images_per_s']:.1f}", f"{p['of_bare_x_workers']:.2f}"])
+            pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
+                                  f"{p['of_bare_x_workers']:.2f}"])
     gil = ", ".join(f"{fmt} {'released' if g['released'] else 'HELD'} (worst wake {g['worst_wake_s'] * 1e3:.1f} ms "
                     f"during a {g['encode_s'] * 1e3:.0f} ms encode)" for fmt, g in result["gil"].items())
     m = result["machine"]
@@ -203,21 +217,27 @@ the end {result['loadavg_15min']:.2f}. Command: `{result['command']}`.{caveat}
 
 Pillow and the GIL: {gil}.
 
-{table(["format", "bare img/s per core", "kB per image", "encode workers", "pipeline img/s",
-        "of bare x workers (goal >= 0.9)"], rows)}
+Per format, one core (encode with the shards' own settings; decode with the shard reader's):
+
+{table(["format", "kB per image", "encode img/s per core", "decode img/s per core"], rows)}
+
+The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality:
+
+{table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)"], pipeline_rows)}
 """)
     # Per format, the writer's worst measured share of bare x workers (at most 1).
-    efficiency = {fmt: min(1.0, *(p["of_bare_x_workers"] for p in row["pipeline"].values()))
-                  for fmt, row in formats.items()}
+    written = {name: row for name, row in formats.items() if row["pipeline"]}
+    efficiency = {name: min(1.0, *(p["of_bare_x_workers"] for p in row["pipeline"].values()))
+                  for name, row in written.items()}
     cores = []
     for model, (flops, side) in GPU_MODELS.items():
         if flops is None:
-            cores.append([model, "not counted yet", *(["-"] * len(formats))])
+            cores.append([model, "not counted yet", *(["-"] * len(written))])
             continue
         rate = H100_BF16 * MFU / flops
         scale = (SIZE / side) ** 2  # encoding costs about its pixels
         cores.append([model, f"{rate:.1f}", *(str(cores_per_gpu(rate, row["bare_per_core"] * scale, efficiency[fmt]))
-                                              for fmt, row in formats.items())])
+                                              for fmt, row in written.items())])
     shares = ", ".join(f"{fmt} {e:.2f}" for fmt, e in efficiency.items())
     write_section("writer_cores", f"""
 ### Cores a GPU needs for its writer
@@ -230,7 +250,7 @@ efficiency each format's lowest pipeline ratio measured there ({shares}); at 512
 is taken to cost 4 times a 256 px one to encode (its pixels; computed, not measured). The GPU rates are computed
 (989 TFLOP/s x 0.35 / FLOPs per image, as above), not measured.{caveat}
 
-{table(["model", "H100 img/s (computed)", *(f"cores with {fmt}" for fmt in formats)], cores)}
+{table(["model", "H100 img/s (computed)", *(f"cores with {fmt}" for fmt in written)], cores)}
 """, GPU_MD)
 
 
@@ -242,6 +262,8 @@ def main() -> None:
     r.add_argument("--seconds", type=float, default=15.0, help="about how long each measurement runs")
     r.add_argument("--formats", type=lambda s: s.split(","), default=list(IMAGE_FORMATS))
     r.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
+    r.add_argument("--qualities", type=lambda s: [int(q) for q in s.split(",")], default=[90, DEFAULT_QUALITY],
+                   help="JPEG and WebP qualities to measure (the writer at the default only)")
     r.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p = sub.add_parser("report")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the results file `run` wrote")

@@ -115,7 +115,10 @@ def generation_options(default_out: str):
                           "rounding edge may differ by one level: docs/shards.md)."),
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
-        click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
+        click.option("--image-format", type=click.Choice(["auto", *IMAGE_FORMATS]), default="auto", show_default=True,
+                     help="auto: the smallest on disk, by docs/results.md's measurements: WebP for RGB images "
+                          "(a fifth of PNG's bytes at 256 px), PNG for grayscale and for images as small as the "
+                          "built-in model's, which take one tar block in any format. Part of the config hash."),
         click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP quality, 1 to 100; part of the "
                      "config hash. [default: 95]"),
         click.option("--encode-workers", type=click.IntRange(min=1),
@@ -206,11 +209,8 @@ class GenerationRequest:
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
         self.rank, self.world = rank_and_world(self.rank, self.world)
-        from .writer import LOSSY
-
-        if self.quality is not None and self.image_format not in LOSSY:
-            raise InputError(f"--quality {self.quality}: {self.image_format} is lossless and has no quality; "
-                             f"give --quality with --image-format {' or '.join(LOSSY)}, or drop it")
+        if self.image_format == "png" and self.quality is not None:
+            raise InputError(self._quality_refusal("png"))
         self.encode_workers = self._encoders()
         check_output_dir(self.out, "--out")
         if self.compile_:
@@ -226,6 +226,12 @@ class GenerationRequest:
         generator = load_generator(self.model, device=self.device, dtype=self.dtype, options=options)
         if self.compile_:
             generator.compile()
+        if self.image_format == "auto":
+            from .writer import auto_format
+
+            self.image_format = auto_format(generator.image_size, generator.channels)
+            if self.image_format == "png" and self.quality is not None:
+                raise InputError(self._quality_refusal("png (what --image-format auto chose for this model)"))
         steps = self.steps if self.steps is not None else generator.defaults.steps
         guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
         if guidance > 1 and not generator.supports_guidance:
@@ -234,6 +240,10 @@ class GenerationRequest:
                            "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
                            "dtype": self.dtype,
                            "compiled": self.compile_, "batch_size": self.batch_size}
+
+    def _quality_refusal(self, what: str) -> str:
+        return (f"--quality {self.quality}: {what} is lossless and has no quality; give --quality with "
+                "--image-format jpg or webp, or drop it")
 
     def _encoders(self) -> int:
         """--encode-workers, or its default; capped at the cores, since more threads only contend."""
@@ -263,7 +273,7 @@ class GenerationRequest:
             if rank == 0:
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px, "
+                           f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px {s.image_format}, "
                            f"{job.plan.num_shards:,} shards, world {world}, "
                            f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
                            f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
@@ -347,7 +357,8 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     from ptcommon.classifiers import check_classifier, classifier_digest
 
     from .pseudo import PseudoJob, PseudoSettings, target_images, targets_digest
-    from .soft_labels import check_soft_labels, confidence_note, preprocessing, shared_soft_labels, soft_labels
+    from .soft_labels import (check_soft_labels, confidence_note, load_source, preprocessing, shared_soft_labels,
+                              soft_labels)
 
     if top_k == 1 and temperature != 1 and condition == "soft":
         raise InputError(f"--temperature {temperature:g} does nothing at --top-k 1 (the default): the most probable "
@@ -360,13 +371,14 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier), "targets_sha256": targets_digest(keys),
            "temperature": temperature, "top_k": top_k, "generator_classes": generator.num_classes}
     check_soft_labels(gen.out, key, gen.overwrite)
+    source = load_source(classifier, generator, classifier_weights)  # checks its classes before anything is written
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
                               top_k=top_k, condition=condition, preprocessing=key["preprocessing"])
     job = PseudoJob(settings, generator, keys, None, digest)
 
     def label_targets() -> None:  # once --out is checked and prepared, so that a refusal writes nothing
-        job.probs, job.confidence = shared_soft_labels(gen.out, gen.rank, key, lambda: soft_labels(
-            paths, classifier, generator, temperature, top_k, weights=classifier_weights))
+        job.probs, job.confidence = shared_soft_labels(gen.out, key, lambda: soft_labels(
+            paths, source, generator, temperature, top_k))
         if condition == "soft" and gen.rank == 0:  # random ignores the classifier: how sure it is says nothing then
             note, unsure = confidence_note(job.confidence)
             click.echo(("warning: " if unsure else "") + note, err=unsure)

@@ -6,16 +6,20 @@ model with timm's evaluation transform from its data config (resize of the short
 `crop_pct`, centre crop, its interpolation, mean and std). It runs on the generation device, in
 batches. Its classes are mapped onto the generator's by source class id.
 
-The labels are computed once per output folder: rank 0 writes them there (SOFT_LABELS_FILE, with
-what they were computed from), the other ranks read them, and a rerun reuses them.
+The labels are computed once per output folder: the first rank to need them writes them there
+(SOFT_LABELS_FILE, with what they were computed from), the other ranks read them, and a rerun
+reuses them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -25,15 +29,14 @@ from ptcommon.cli import InputError
 from ptcommon.classifiers import is_timm, load_classifier
 from ptcommon.outputs import write_atomically
 from ptcommon.runfolder import ModelConfig
-from ptcommon.shards import SOFT_LABELS_FILE
+from ptcommon.shards import DATASET_FILE, SOFT_LABELS_FILE, temp_name
 
 from .generator import Generator
 
 # The preprocessing a classifier SPEC gets, by name (part of the soft labels' key).
 RESIZE, TIMM_EVAL = "resize", "timm-eval"
-# How long a rank other than 0 waits for rank 0's soft labels: computing them runs the classifier
-# once over every target image.
-_SOFT_LABELS_WAIT_S = 3600
+# A claim on computing the soft labels untouched this long belongs to a rank that died.
+_STALE_CLAIM_S = 60
 
 
 def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
@@ -92,18 +95,30 @@ class SoftLabels(NamedTuple):
     confidence: torch.Tensor  # (targets,): the classifier's top-1 probability at T = 1 over all its classes
 
 
-@torch.inference_mode()
-def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature: float, top_k: int | None,
-                batch_size: int = 256, weights: Path | None = None) -> SoftLabels:
-    """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
+class SourceClassifier(NamedTuple):
+    spec: str
+    model: torch.nn.Module  # on the generation device
+    config: ModelConfig
+    mapping: torch.Tensor  # generator class of each output (class_map)
+
+
+def load_source(spec: str, generator: Generator, weights: Path | None = None) -> SourceClassifier:
+    """The classifier a SPEC names, checked against the generator's classes, on its device."""
     model, config = load_classifier(spec, "--classifier", weights)
-    mapping = class_map(config, generator, spec)
-    model = model.to(generator.device)
+    return SourceClassifier(spec, model.to(generator.device), config, class_map(config, generator, spec))
+
+
+@torch.inference_mode()
+def soft_labels(paths: list[Path], source: SourceClassifier, generator: Generator, temperature: float,
+                top_k: int | None, batch_size: int = 256) -> SoftLabels:
+    """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
+    model, config = source.model, source.config
+    device = next(model.parameters()).device
     rows, confidence = [], []
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
-        x = timm_input(batch, model) if is_timm(spec) else classifier_input(batch, config)
-        logits = model(x.to(generator.device)).float().cpu()
+        x = timm_input(batch, model) if is_timm(source.spec) else classifier_input(batch, config)
+        logits = model(x.to(device)).float().cpu()
         confidence.append(torch.softmax(logits, dim=1).amax(1))
         p = torch.softmax(logits / temperature, dim=1)
         if top_k is not None and top_k < p.shape[1]:
@@ -111,7 +126,7 @@ def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature:
             p = torch.zeros_like(p).scatter_(1, kept.indices, kept.values)
             p = p / p.sum(1, keepdim=True)
         full = torch.zeros(len(p), generator.num_classes)
-        full[:, mapping] = p
+        full[:, source.mapping] = p
         rows.append(full)
     return SoftLabels(torch.cat(rows), torch.cat(confidence))
 
@@ -127,7 +142,10 @@ def _stored_key(path: Path) -> dict | None:
 
 def check_soft_labels(out: Path, key: dict, overwrite: bool) -> None:
     """Refuse, before anything is written, an output folder holding soft labels of another `key`
-    (classifier, preprocessing, targets, T, top-k, generator classes), unless --overwrite."""
+    (classifier, preprocessing, targets, T, top-k, generator classes), unless --overwrite. Beside a
+    dataset.json the config check decides: the config hash covers all of the key."""
+    if (out / DATASET_FILE).exists():
+        return
     found = _stored_key(out / SOFT_LABELS_FILE)
     if found is not None and found != key and not overwrite:
         differs = [k for k in sorted(set(key) | set(found)) if key.get(k) != found.get(k)]
@@ -135,26 +153,62 @@ def check_soft_labels(out: Path, key: dict, overwrite: bool) -> None:
                          "use another folder, or --overwrite to replace them")
 
 
-def shared_soft_labels(out: Path, rank: int, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
-    """The soft labels in `out` if they were computed from `key`; otherwise rank 0 computes and
-    writes them, and the other ranks wait for them. Called once the folder is prepared."""
+def shared_soft_labels(out: Path, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
+    """The soft labels in `out` if they were computed from `key`; otherwise the first rank to get
+    here claims the computation, computes and writes them, and the other ranks wait and read them.
+    Called once the folder is prepared. Ranks may start in any order: a claim whose rank died
+    (no heartbeat for _STALE_CLAIM_S) passes to the next rank that finds it."""
     from safetensors.torch import load_file, save_file
 
     path = out / SOFT_LABELS_FILE
-    if _stored_key(path) != key and rank == 0:
-        labels = compute()
-        tensors = {"probs": labels.probs.contiguous(), "confidence": labels.confidence.contiguous()}
-        write_atomically(path, lambda tmp: save_file(tensors, str(tmp), metadata={"key": json.dumps(key, sort_keys=True)}),
-                         "--out", lambda: sum(t.numel() * t.element_size() for t in tensors.values()))
-        return labels
-    deadline = time.monotonic() + _SOFT_LABELS_WAIT_S
+    claim = out / temp_name(SOFT_LABELS_FILE + ".claim")
     while _stored_key(path) != key:
-        if time.monotonic() > deadline:
-            raise InputError(f"--out {out}: rank 0 did not write {SOFT_LABELS_FILE} within {_SOFT_LABELS_WAIT_S} s; "
-                             "is it running?")
-        time.sleep(1.0)
+        if not _take_claim(claim):
+            time.sleep(1.0)
+            continue
+        try:
+            with _heartbeat(claim):
+                labels = compute()
+            tensors = {"probs": labels.probs.contiguous(), "confidence": labels.confidence.contiguous()}
+            write_atomically(path, lambda tmp: save_file(tensors, str(tmp),
+                                                         metadata={"key": json.dumps(key, sort_keys=True)}),
+                             "--out", lambda: sum(t.numel() * t.element_size() for t in tensors.values()))
+            return labels
+        finally:
+            claim.unlink(missing_ok=True)
     stored = load_file(str(path))
     return SoftLabels(stored["probs"], stored["confidence"])
+
+
+def _take_claim(claim: Path) -> bool:
+    """Create the claim file, or replace one whose rank stopped beating; False while another holds it."""
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - claim.stat().st_mtime > _STALE_CLAIM_S:
+            claim.unlink(missing_ok=True)
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+@contextlib.contextmanager
+def _heartbeat(claim: Path) -> Iterator[None]:
+    """Touch the claim while the block runs, so that waiting ranks know its rank is alive."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(_STALE_CLAIM_S / 6):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(claim)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        yield
+    finally:
+        done.set()
+        beater.join()
 
 
 # Below this mean top-1 probability the classifier recognises few targets. On the built-in world,

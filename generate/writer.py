@@ -27,6 +27,14 @@ _SAVE_ARGS = {
 }
 
 
+def auto_format(image_size: int, channels: int) -> str:
+    """--image-format auto: the smallest on disk (docs/results.md, "The writer's ceiling"). An image
+    whose raw pixels fit one 512-byte tar block takes one block in any format, so it stays PNG,
+    lossless (the built-in 16 px world); so does grayscale, which WebP would store as RGB. Larger
+    RGB goes to WebP, a fifth of PNG's bytes at 256 px and below JPEG's at the same quality."""
+    return "png" if channels == 1 or image_size * image_size * channels <= 512 else "webp"
+
+
 def encode_image(pixels: np.ndarray, image_format: str, quality: int | None = None) -> bytes:
     """Encode one uint8 image shaped (H, W, C) with C = 1 (grayscale) or 3 (RGB); `quality`
     (JPEG and WebP only) replaces their default."""

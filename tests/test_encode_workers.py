@@ -168,8 +168,9 @@ def test_quality_is_hashed_and_refused_where_it_means_nothing(cli, tiny_model, t
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--quality", "90"], "--quality 90: png is lossless and has no quality; give --quality with --image-format "
-                          "jpg or webp, or drop it"),
+    (["--image-format", "png", "--quality", "90"], "--quality 90: png is lossless and has no quality; give "
+                                                   "--quality with --image-format jpg or webp, or drop it"),
+    (["--quality", "90"], "--quality 90: png (what --image-format auto chose for this model) is lossless"),
     (["--image-format", "webp", "--quality", "101"], "'--quality': 101 is not in the range 1<=x<=100"),
 ])
 def test_bad_quality_is_one_line(cli, tiny_model, tmp_path, args, expected):
@@ -177,3 +178,22 @@ def test_bad_quality_is_one_line(cli, tiny_model, tmp_path, args, expected):
     result = cli(ptgen, ["synth", "--model", tiny_model, "--out", out, "--quiet", *args])
     assert result.exit_code != 0 and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_auto_format_is_the_smallest_on_disk():
+    from generate.writer import auto_format
+
+    assert auto_format(16, 1) == "png"  # the built-in world: one tar block in any format, and lossless
+    assert auto_format(12, 3) == "png"  # 432 raw bytes: still one block
+    assert auto_format(256, 1) == "png"  # WebP would store grayscale as RGB
+    assert auto_format(256, 3) == "webp"
+
+
+def test_auto_format_keeps_the_hash_of_the_format_it_chose(cli, tiny_model, tmp_path):
+    import json
+
+    synth(cli, tiny_model, tmp_path / "auto")
+    synth(cli, tiny_model, tmp_path / "png", "--image-format", "png")
+    auto, png = (json.loads((tmp_path / name / "dataset.json").read_text()) for name in ("auto", "png"))
+    assert auto["image_format"] == "png" and auto["config_hash"] == png["config_hash"]
+    assert shard_bytes(tmp_path / "auto") == shard_bytes(tmp_path / "png")

@@ -12,7 +12,7 @@ from PIL import Image
 
 from generate.cli import main as ptgen
 from generate.models import load_generator
-from generate.soft_labels import soft_labels
+from generate.soft_labels import load_source, soft_labels
 from ptcommon.shards import SOFT_LABELS_FILE
 from tiny_models import save_tiny_dit
 
@@ -43,7 +43,7 @@ def test_a_timm_classifier_sees_timms_evaluation_transform(timm_weights, wide_ta
     dit = load_generator(str(save_tiny_dit(tmp_path / "dit", num_classes=1000)))
     paths = sorted((wide_target / "train").rglob("*.*"))
     # A low temperature magnifies what the input changes in a random-weight model's near-flat output.
-    labels = soft_labels(paths, "timm:test_resnet", dit, 0.05, None, weights=timm_weights)
+    labels = soft_labels(paths, load_source("timm:test_resnet", dit, timm_weights), dit, 0.05, None)
 
     model = timm.create_model("test_resnet", pretrained=False)
     model.load_state_dict(load_file(str(timm_weights)))
@@ -63,3 +63,21 @@ def test_a_timm_classifier_sees_timms_evaluation_transform(timm_weights, wide_ta
     with torch.inference_mode():
         gap = (labels.probs - torch.softmax(model(squashed) / 0.05, dim=1)).abs().max()
     assert gap > 1e-3
+
+
+def test_a_claim_left_by_a_dead_rank_passes_on(tiny_model, classifier, target, cli, tmp_path):
+    import os
+    import time
+
+    from generate.soft_labels import _STALE_CLAIM_S
+    from ptcommon.shards import temp_name
+
+    out = tmp_path / "ps"
+    out.mkdir()
+    claim = out / temp_name(SOFT_LABELS_FILE + ".claim")
+    claim.touch()
+    old = time.time() - _STALE_CLAIM_S - 1
+    os.utime(claim, (old, old))
+    result = pseudo(cli, tiny_model, classifier, target, out)
+    assert result.exit_code == 0, result.output
+    assert (out / SOFT_LABELS_FILE).exists() and not claim.exists()
