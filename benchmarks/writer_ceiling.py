@@ -51,13 +51,13 @@ from ptcommon.shards import IMAGE_FORMATS, open_image
 SIZE = 256
 DEFAULT_OUT = ROOT / "runs" / "writer_ceiling.json"
 GPU_MD = ROOT / "docs" / "gpu.md"
-# GPU image rates as docs/gpu.md computes them: TFLOP per image (counted by
-# `python -m benchmarks.gpu_synth --flops-only`, 25 steps with guidance) at 0.35 of an H100's
-# 989 TFLOP/s dense bf16. BigGAN-deep has no counted figure yet: its row waits for gpu_synth.
+# GPU image rates as docs/gpu.md computes them: FLOPs per image (counted by
+# `python -m benchmarks.gpu_synth [--generator sd15|biggan] --flops-only`; the diffusion models at
+# 25 steps with guidance) at 0.35 of an H100's 989 TFLOP/s dense bf16.
 H100_BF16, MFU = 989e12, 0.35
-# (TFLOP per image, pixels a side)
+# (FLOPs per image, pixels a side)
 GPU_MODELS = {"DiT-XL/2, 256 px, 25 steps": (12.06e12, 256), "SD 1.5, 512 px, 25 steps": (36.34e12, 512),
-              "BigGAN-deep, 256 px": (None, 256)}
+              "BigGAN-deep, 256 px": (77.7e9, 256)}
 
 
 def photo_crops() -> np.ndarray:
@@ -231,9 +231,6 @@ The writer (`ptgen synth`'s runner) fed at no cost, at each format's default qua
                   for name, row in written.items()}
     cores = []
     for model, (flops, side) in GPU_MODELS.items():
-        if flops is None:
-            cores.append([model, "not counted yet", *(["-"] * len(written))])
-            continue
         rate = H100_BF16 * MFU / flops
         scale = (SIZE / side) ** 2  # encoding costs about its pixels
         cores.append([model, f"{rate:.1f}", *(str(cores_per_gpu(rate, row["bare_per_core"] * scale, efficiency[fmt]))

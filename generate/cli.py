@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -17,7 +16,7 @@ from ptcommon.cli import Group, InputError
 from ptcommon.outputs import check_output_dir, check_output_file, free_bytes, human_bytes, human_seconds
 from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_options, refuse_unexpected
 
-from .distributed import rank_and_world, ranks_on_node
+from .distributed import rank_and_world
 from .generator import Generator
 from .models import DTYPES, choose_dtype, list_builtins, load_generator
 
@@ -165,6 +164,7 @@ def generation_options(default_out: str):
 
 def check_compile(device: str) -> None:
     """Refuse --compile where torch.compile cannot run, before loading anything."""
+    import os
     import shutil
 
     import torch
@@ -247,9 +247,11 @@ class GenerationRequest:
 
     def _encoders(self) -> int:
         """--encode-workers, or its default; capped at the cores, since more threads only contend."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        from .runner import default_encode_workers, usable_cores
+
+        cores = usable_cores()
         if self.encode_workers is None:
-            return max(1, cores // ranks_on_node() - 1)
+            return default_encode_workers()
         if self.encode_workers > cores:
             if self.rank == 0:
                 click.echo(f"ptgen: --encode-workers {self.encode_workers}: this process may use {cores} cores; "

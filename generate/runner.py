@@ -7,6 +7,7 @@ Threads suffice because Pillow releases the GIL while it encodes PNG, JPEG and W
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from ptcommon.outputs import disk_full_error, is_disk_full
 from ptcommon.shards import DATASET_FILE, MANIFEST_COLUMNS, sample_bytes_bound
 
+from .distributed import ranks_on_node
 from .generator import Generator
 from .plan import WorkPlan
 from .store import ShardFolder
@@ -32,6 +34,16 @@ from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample
 # enough to keep every encoder busy and hide a hiccup, few enough that memory stays flat however
 # many images a job makes.
 _QUEUE_DEPTH = 4
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which launchers and cgroups narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_encode_workers() -> int:
+    """--encode-workers' default: this rank's share of the node's cores, less one for sampling."""
+    return max(1, usable_cores() // ranks_on_node() - 1)
 
 
 class Job(Protocol):
