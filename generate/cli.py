@@ -111,7 +111,8 @@ def generation_options(default_out: str):
                      help="Base seed; sample i's noise is seeded by (seed, i)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
                      help="Images per generator call. Changes speed and memory, not which images come out (a pixel on a "
-                          "rounding edge may differ by one level: docs/shards.md)."),
+                          "rounding edge may differ by one level: docs/shards.md). A batch that runs out of memory "
+                          "is halved, with one line, until one fits."),
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
         click.option("--image-format", type=click.Choice(["auto", *IMAGE_FORMATS]), default="auto", show_default=True,
