@@ -239,8 +239,7 @@ class GenerationRequest:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
                            "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
-                           "dtype": self.dtype,
-                           "compiled": self.compile_, "batch_size": self.batch_size}
+                           "dtype": self.dtype, "compiled": self.compile_, "batch_size": self.batch_size}
 
     def _quality_refusal(self, what: str) -> str:
         return (f"--quality {self.quality}: {what} is lossless and has no quality; give --quality with "
@@ -292,7 +291,8 @@ class GenerationRequest:
                            err=True)
 
         stats = generate_shards(job, out, rank=rank, world=world, overwrite=self.overwrite,
-                                encode_workers=self.encode_workers, progress=not self.quiet and rank == 0, on_ready=announce, on_first_batch=estimate)
+                                encode_workers=self.encode_workers, progress=not self.quiet and rank == 0,
+                                on_ready=announce, on_first_batch=estimate)
         state = "folder complete" if stats.complete else "other ranks' shards still missing"
         fitted = f" at batch {stats.batch_size} (what fitted in memory)" if stats.batch_size < self.batch_size else ""
         click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
@@ -371,8 +371,9 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     generator, common = gen.open()
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
-    key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier), "targets_sha256": targets_digest(keys),
-           "temperature": temperature, "top_k": top_k, "generator_classes": generator.num_classes}
+    key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier),
+           "targets_sha256": targets_digest(keys), "temperature": temperature, "top_k": top_k,
+           "generator_classes": generator.num_classes}
     check_soft_labels(gen.out, key, gen.overwrite)
     source = load_source(classifier, generator, classifier_weights)  # checks its classes before anything is written
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,

@@ -182,8 +182,9 @@ def _sample(job: Job, indices: range, steps: int, guidance: float, stats: RunSta
             if not _is_out_of_memory(err):
                 raise
             if len(chunk) == 1:
-                raise click.ClickException(f"--batch-size: out of memory sampling a single image (sample {chunk.start}); "
-                                           "the model does not fit this device at --dtype as given") from None
+                raise click.ClickException(f"--batch-size: out of memory even at one image (sample {chunk.start}): the "
+                                           f"model does not fit this device at --dtype {job.settings.dtype}; try a "
+                                           "half-precision --dtype or a device with more memory") from None
             stats.batch_size = len(chunk) // 2
             click.echo(f"ptgen: out of memory at a batch of {len(chunk)}; going on at {stats.batch_size} "
                        "(same images)", err=True)
@@ -280,5 +281,5 @@ def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overw
         on_ready(job)
     s = job.settings
     return run_job(job, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
-                   guidance=s.guidance, image_format=s.image_format, quality=s.quality, encode_workers=encode_workers, progress=progress,
-                   on_first_batch=on_first_batch)
+                   guidance=s.guidance, image_format=s.image_format, quality=s.quality, encode_workers=encode_workers,
+                   progress=progress, on_first_batch=on_first_batch)

@@ -129,7 +129,8 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_bytes(tiny_model, tmp_path
 
 def test_out_of_memory_at_one_image_stops_in_one_line(tiny_model, tmp_path):
     tight = _Tight(load_generator(str(tiny_model)), room=0).generator
-    with pytest.raises(click.ClickException, match="out of memory sampling a single image"):
+    expected = r"out of memory even at one image \(sample 0\): the model does not fit this device at --dtype fp32"
+    with pytest.raises(click.ClickException, match=expected):
         generate_shards(SynthJob(settings(4), tight), tmp_path / "out", progress=False)
     assert not list((tmp_path / "out").glob("*.tar")) and not list((tmp_path / "out").glob(".*.tmp"))
 
