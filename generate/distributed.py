@@ -52,3 +52,17 @@ def local_rank() -> int:
     """This process's index on its node (which GPU it takes): the launcher's, else 0."""
     names = _launcher()
     return int(os.environ.get(names[2], 0)) if names else 0
+
+
+def ranks_on_node() -> int:
+    """How many ranks share this node (and its cores): torchrun's LOCAL_WORLD_SIZE, else this
+    node's entry of an srun step's SLURM_STEP_TASKS_PER_NODE (such as `4(x2),3`), else 1."""
+    if "LOCAL_WORLD_SIZE" in os.environ:
+        return int(os.environ["LOCAL_WORLD_SIZE"])
+    if _in_srun_step() and "SLURM_STEP_TASKS_PER_NODE" in os.environ:
+        counts = []
+        for part in os.environ["SLURM_STEP_TASKS_PER_NODE"].split(","):
+            tasks, _, repeat = part.partition("(x")
+            counts += [int(tasks)] * int(repeat.rstrip(")") or 1)
+        return counts[min(int(os.environ.get("SLURM_NODEID", 0)), len(counts) - 1)]
+    return 1
