@@ -18,6 +18,8 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
   coverage_sharp  the same on lookalikes-sharp: those letters as the source world renders them
   kd           KD's alpha in {0.5, 1, 2} and T in {2, 4, 8}
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
+  pp_format    the PP shards' image format: PNG (lossless, what --image-format auto writes for the
+               built-in world), JPEG at quality 95 and 90, WebP at 95; then PP -> finetune
   pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune; in both, pp keeps
                its --min-steps floor like every route, so short runs are lifted to 300 steps (the
                report gives each pp run's steps)
@@ -123,6 +125,9 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
            + [kd(f"T={t}", temperature=t) for t in (2, 8)]),
     "pp_size": ("synthetic images a source class for PP", [
         Variant(f"{n}/class", "pp", {} if n == FULL.pp_per_class else {"pp_per_class": n}) for n in (1, 3, 10, 30)]),
+    "pp_format": ("image format of the PP shards", [Variant("png", "pp", {})] + [
+        Variant(f"{fmt} q{q}", "pp", {"synth_extra": ("--image-format", fmt, "--quality", q)})
+        for fmt, q in (("jpg", 95), ("jpg", 90), ("webp", 95))]),
     "pp_epochs": ("PP epochs", [
         Variant(f"{e} epochs", "pp", {} if e == FULL.pp_epochs else {"pp_epochs": e}) for e in (2, 5, 15)]),
 }

@@ -166,15 +166,16 @@ def finish_curve_plot(fig: Figure, axes_titles: dict[Axes, str], path: Path) -> 
     save_figure(fig, path, dpi=110)
 
 
-# docs/results.md: each benchmark owns a section between markers, so a rerun replaces only its own.
+# docs/results.md (or another doc a benchmark fills in): each benchmark owns a section between
+# markers, so a rerun replaces only its own.
 
-def write_section(name: str, markdown: str) -> None:
+def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Measured results\n"
+    text = path.read_text() if path.exists() else "# Measured results\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + f"\n\n{block}\n"
-    RESULTS.write_text(text)
+    path.write_text(text)
 
 
 def table(header: list[str], rows: list[list]) -> str:

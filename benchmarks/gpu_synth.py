@@ -1,5 +1,6 @@
-"""`ptgen synth` on DiT-XL/2 at 256 px, or on Stable Diffusion 1.5 at 512 px (`--generator sd15`):
-images/s against the bare network passes, and FLOP utilisation.
+"""`ptgen synth` on DiT-XL/2 at 256 px, on Stable Diffusion 1.5 at 512 px (`--generator sd15`), or
+on BigGAN-deep at 256 px (`--generator biggan`): images/s against the bare network passes, FLOP
+utilisation, and the share of the time the writer's encoders are busy.
 
 A random-weight model with the published configs costs the same FLOPs as the real weights, so no
 download is needed to measure speed:
@@ -9,11 +10,18 @@ download is needed to measure speed:
         768 wide, 8 heads; latents 4x64x64), its CLIP ViT-L/14 text encoder (768 wide, 12 layers,
         12 heads, 77 tokens, vocabulary 49408) and VAE; the tokenizer is a stand-in vocabulary of
         single characters, which changes no FLOP, since every prompt is padded to 77 tokens
+  biggan BigGAN-deep 256 (pytorch-pretrained-biggan's layout: channel width 128, 128-d noise and
+        class embedding, 1000 classes; twelve GenBlocks, six of them upsampling 4 -> 256 px, with
+        channel multipliers 16, 16, 8, 8, 4, 2, 1 and self-attention at 64 px, as in the BigGAN
+        paper's BigGAN-deep table); one forward pass an image, no steps, no guidance
 For each batch size, with and without --compile, one run measures:
   bare   the network passes (conditional and unconditional halves in one call) and the VAE
          decode alone, on random latents: the forward bound of the hardware
   synth  `ptgen synth`'s own loop over the same model (scheduler steps, per-sample seeds,
-         uint8 conversion, PNG encoding and tar writing on a thread), model loading excluded
+         uint8 conversion, encoding in --encode-workers' default pool in --image-format auto's
+         format, tar writing on a thread), model loading excluded
+  writer the encoders' busy share of synth's time: one core's encode time of this model's own
+         images x synth's rate / the encoder threads (computed from measured rates)
 and the FLOPs of one image (counted by torch's FlopCounterMode: the network at batch 2 for
 guidance, times the steps, plus one VAE decode), hence the achieved FLOP/s against the GPU's
 dense bf16 peak. Goals: synth >= 0.9 of bare; model FLOP utilisation >= 0.35. The text encoder of
@@ -21,6 +29,9 @@ sd15 runs once per class when the model loads, outside both timings.
 
     python -m benchmarks.gpu_synth                       # on a GPU (bf16, batches 32 and 128)
     python -m benchmarks.gpu_synth --generator sd15      # the same for SD-1.5
+    python -m benchmarks.gpu_synth --generator biggan --no-compile   # BigGAN-deep 256
+    python -m benchmarks.gpu_synth --generator biggan --tiny --device cpu --dtype fp32 --batches 4 --images 8 \
+        --no-compile --section gpu_synth_biggan_cpu_proof          # its CPU proof run
     python -m benchmarks.gpu_synth --tiny --device cpu --dtype fp32 --batches 4,8 --images 16 --steps 2
                                                          # the CPU proof run: a tiny DiT, same code
     python -m benchmarks.gpu_synth --flops-only --device cpu --dtype fp32   # FLOPs and parameters of DiT-XL/2
@@ -114,6 +125,35 @@ def build_sd15(folder: Path, tiny: bool) -> Path:
     return folder
 
 
+# BigGAN-deep at 256 px: (upsamples, input and output channel multipliers) of each GenBlock.
+BIGGAN_DEEP_256 = [(False, 16, 16), (True, 16, 16), (False, 16, 16), (True, 16, 8), (False, 8, 8), (True, 8, 8),
+                   (False, 8, 8), (True, 8, 4), (False, 4, 4), (True, 4, 2), (False, 2, 2), (True, 2, 1)]
+
+
+def build_biggan(folder: Path, tiny: bool) -> Path:
+    """A BigGAN folder of random weights (config.json and model.safetensors): BigGAN-deep 256, or a tiny stand-in."""
+    from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    if tiny:
+        config = BigGANConfig(output_dim=32, z_dim=8, class_embed_dim=8, channel_width=4, num_classes=1000,
+                              layers=[(True, 16, 8), (True, 8, 4), (True, 4, 2), (False, 2, 1)],
+                              attention_layer_position=3)
+    else:
+        config = BigGANConfig(output_dim=256, z_dim=128, class_embed_dim=128, channel_width=128, num_classes=1000,
+                              layers=BIGGAN_DEEP_256, attention_layer_position=8, eps=1e-4, n_stats=51)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(config.to_json_string())
+    save_file({k: v.contiguous() for k, v in BigGAN(config).state_dict().items()}, str(folder / "model.safetensors"))
+    return folder
+
+
+def gan_pass(gen, rows: int) -> None:
+    z = torch.randn(rows, gen.config.z_dim, device=gen.device, dtype=gen.dtype)
+    gen.model(z, gen.class_vectors(torch.arange(rows) % gen.num_classes), gen._model_truncation)
+
+
 def dit_pass(gen, x: torch.Tensor) -> None:
     labels = torch.arange(len(x), device=gen.device) % gen.num_classes
     gen.transformer(x, timestep=torch.full((len(x),), 500, device=gen.device), class_labels=labels)
@@ -137,7 +177,7 @@ class Setup:
     backend options (from the work folder and the number of classes) that load it."""
 
     build: Callable[[Path, bool], Path]
-    network_pass: Callable[[object, torch.Tensor], None]
+    network_pass: Callable[[object, torch.Tensor], None] | None  # a latent model's per-step pass; None: a GAN
     options: Callable[[Path, int], dict]
     title: str
     description: str
@@ -149,6 +189,8 @@ SETUPS = {
     "sd15": Setup(build_sd15, unet_pass, class_names_file, "SD-1.5",
                   "Stable Diffusion 1.5 at 512 px: UNet, CLIP ViT-L/14 text encoder, VAE (random weights, "
                   "published configs)"),
+    "biggan": Setup(build_biggan, None, lambda work, classes: {}, "BigGAN-deep",
+                    "BigGAN-deep 256 px (random weights, the published layout)"),
 }
 
 
@@ -170,7 +212,14 @@ def pass_flops(gen, setup: Setup) -> tuple[float, float]:
 
 
 def image_flops(gen, setup: Setup, guided: bool, steps: int) -> float:
-    """FLOPs of one image: `steps` network passes (two rows when guided) and one VAE decode."""
+    """FLOPs of one image: `steps` network passes (two rows when guided) and one VAE decode, or a
+    GAN's one forward pass."""
+    if setup.network_pass is None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with torch.inference_mode(), FlopCounterMode(display=False) as forward:
+            gan_pass(gen, 1)
+        return forward.get_total_flops()
     step, decode = pass_flops(gen, setup)
     return step * (2 if guided else 1) * steps + decode
 
@@ -182,9 +231,15 @@ def sync(device: torch.device) -> None:
 
 @torch.inference_mode()
 def bare(gen, setup: Setup, batch: int, steps: int, images: int) -> float:
-    """Images/s of the network passes alone (guided: 2 x batch rows per network call)."""
-    x = latents(gen, 2 * batch)
+    """Images/s of the network passes alone (guided: 2 x batch rows per network call; a GAN: its forward)."""
     done, start = 0, time.perf_counter()
+    if setup.network_pass is None:
+        while done < images:
+            gan_pass(gen, batch)
+            done += batch
+        sync(gen.device)
+        return done / (time.perf_counter() - start)
+    x = latents(gen, 2 * batch)
     while done < images:
         for _ in range(steps):
             setup.network_pass(gen, x)
@@ -196,17 +251,31 @@ def bare(gen, setup: Setup, batch: int, steps: int, images: int) -> float:
 
 def synth(gen, folder: Path, out: Path, batch: int, steps: int, guidance: float, images: int, dtype: str,
           compiled: bool) -> float:
-    """Images/s of ptgen synth's own loop (the runner, writing shards), model already loaded."""
-    from generate.runner import generate_shards
+    """Images/s of ptgen synth's own loop (the runner, writing shards at its default format and
+    encoders), model already loaded."""
+    from generate.runner import default_encode_workers, generate_shards
     from generate.synth import SynthJob, SynthSettings
+    from generate.writer import auto_format
 
     classes = min(gen.num_classes, images)
     settings = SynthSettings(model=str(folder), steps=steps, guidance=guidance, seed=0, shard_size=1000,
-                             image_format="png", dtype=dtype, compiled=compiled, batch_size=batch,
-                             class_ids=tuple(range(classes)), per_class=max(1, images // classes))
-    stats = generate_shards(SynthJob(settings, gen), out, progress=False)
+                             image_format=auto_format(gen.image_size, gen.channels), dtype=dtype, compiled=compiled,
+                             batch_size=batch, class_ids=tuple(range(classes)), per_class=max(1, images // classes))
+    stats = generate_shards(SynthJob(settings, gen), out, encode_workers=default_encode_workers(), progress=False)
     sync(gen.device)
     return stats.images_per_s
+
+
+def encode_seconds(gen, steps: int, guidance: float) -> float:
+    """One core's seconds to encode one of this model's images in --image-format auto's format."""
+    from generate.writer import auto_format, encode_image
+
+    fmt = auto_format(gen.image_size, gen.channels)
+    images = gen.sample(torch.arange(8) % gen.num_classes, list(range(8)), steps, guidance)
+    start = time.perf_counter()
+    for image in images:
+        encode_image(image, fmt)
+    return (time.perf_counter() - start) / len(images)
 
 
 def main() -> None:
@@ -227,6 +296,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from generate.models import load_generator
+    from generate.runner import default_encode_workers
+    from generate.writer import auto_format
 
     setup = SETUPS[args.generator]
     work = Path(tempfile.mkdtemp(prefix="ptgen-gpu-synth-"))
@@ -239,6 +310,10 @@ def main() -> None:
     if args.flops_only:
         gen = load_generator(str(folder), device=args.device, dtype=args.dtype, options=options)
         guidance = args.guidance if args.guidance is not None else gen.defaults.guidance
+        if setup.network_pass is None:
+            print(f"{setup.title} forward, one image: {image_flops(gen, setup, False, 1) / 1e9:.1f} GFLOP; "
+                  f"{gen.parameter_count() / 1e6:.0f} M parameters")
+            return
         step, decode = pass_flops(gen, setup)
         image = step * (2 if guidance > 1 else 1) * args.steps + decode
         print(f"{setup.title} network forward, one image: {step / 1e9:.1f} GFLOP; VAE decode: {decode / 1e9:.1f} "
@@ -252,6 +327,7 @@ def main() -> None:
         if compiled:
             gen.compile()
         flops = image_flops(gen, setup, guidance > 1, args.steps)
+        writer = f"{default_encode_workers()} encoder threads, {auto_format(gen.image_size, gen.channels)}"
         for batch in map(int, args.batches.split(",")):
             # Warm-up at this shape (and compilation, when on), outside the timing.
             synth(gen, folder, work / f"warm-{compiled}-{batch}", batch, args.steps, guidance, batch,
@@ -261,25 +337,28 @@ def main() -> None:
             rate_synth = synth(gen, folder, work / f"synth-{compiled}-{batch}", batch, args.steps, guidance,
                                args.images, args.dtype, compiled)
             achieved = rate_synth * flops
+            busy = encode_seconds(gen, args.steps, guidance) * rate_synth / default_encode_workers()
             rows.append([batch, "yes" if compiled else "no", f"{rate_bare:.1f}", f"{rate_synth:.1f}",
                          f"{rate_synth / rate_bare:.2f}", f"{achieved / 1e12:.3g}",
-                         f"{achieved / peak:.2f}" if peak else "n/a"])
+                         f"{achieved / peak:.2f}" if peak else "n/a", f"{busy:.2f}"])
             print(rows[-1], flush=True)
         del gen
-    tiny = f"tiny {'DiT' if args.generator == 'dit' else 'SD'}"
+    tiny = f"tiny {setup.title.split('-')[0]}"
     model = f"{tiny} (CPU proof run)" if args.tiny else setup.description
     title = (f"`benchmarks/gpu_synth.py`, CPU proof run (a {tiny}, not a GPU figure)" if args.tiny
              else f"GPU throughput of `ptgen synth` ({setup.title}) on {name}")
     note = (f"A {tiny}'s passes take microseconds, so its synth/bare ratio measures per-batch overheads "
-            f"(scheduler, seeding, PNG encoding), which weigh far less beside {setup.title}'s TFLOPs per image "
+            f"(scheduler, seeding, encoding), which weigh far less beside {setup.title}'s FLOPs per image "
             "(docs/gpu.md); this run shows that the script and the --compile path work. GPU figures: "
             "run it on a GPU.\n\n"
             if args.tiny else "")
     md = (f"### {title}\n\n{note}"
-          f"Device: {name}; {model}; {args.dtype}; {args.steps} steps, guidance {guidance}; "
+          f"Device: {name}; {model}; {args.dtype}; "
+          f"{'one forward pass' if setup.network_pass is None else f'{args.steps} steps, guidance {guidance}'}; "
           f"{flops / 1e9:.4g} GFLOP per image (FlopCounterMode); {args.images} images per measurement.\n\n"
+          + f"The writer: {writer}.\n\n"
           + table(["batch", "compile", "bare img/s", "synth img/s", "synth / bare", "achieved TFLOP/s",
-                   f"MFU (of {peak / 1e12:.0f} TFLOP/s bf16)" if peak else "MFU"], rows)
+                   f"MFU (of {peak / 1e12:.0f} TFLOP/s bf16)" if peak else "MFU", "encoders busy"], rows)
           + f"\n\nCommand: `python -m benchmarks.gpu_synth {' '.join(sys.argv[1:])}`\n")
     write_section(args.section, md)
     print(md)

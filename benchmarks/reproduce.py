@@ -56,6 +56,7 @@ class Settings:
     per_target: int = 10  # pseudo samples a labeled image
     extra: tuple = ()  # flags of every training run, pp included (the quick mode's shorter schedule)
     pseudo_extra: tuple = ()  # flags of ptgen pseudo (temperature, top-k, condition)
+    synth_extra: tuple = ()  # flags of ptgen synth for the PP shards (the image format)
     row_extra: tuple = ()  # flags of the row's own training run (KD's alpha, FixMatch's threshold), in place of SSL_FLAGS
     row_flags: tuple = ()  # (row, flags) pairs in place of SSL_FLAGS for those rows (the quick mode's P-SSL defaults)
     target: str = "digits"  # benchmarks/targets.py's export of that name
@@ -114,11 +115,12 @@ class Cell:
 
     def pp_run(self) -> Path:
         s = self.settings
-        return sources.pp(sources.synth(s.pp_per_class), s.pp_epochs, self.seed, *s.extra)
+        return sources.pp(sources.synth(s.pp_per_class, 0, None, *s.synth_extra), s.pp_epochs, self.seed, *s.extra)
 
     def pp_path(self) -> Path:
         s = self.settings
-        return sources.pp_path(sources.synth_path(s.pp_per_class), s.pp_epochs, self.seed, *s.extra)
+        return sources.pp_path(sources.synth_path(s.pp_per_class, 0, None, *s.synth_extra), s.pp_epochs, self.seed,
+                               *s.extra)
 
     def pseudo(self) -> Path:
         return sources.pseudo(self.tree, *self._pseudo_key())

@@ -36,8 +36,8 @@ def _tag(extra: tuple) -> str:
     return "-" + tag if tag else ""
 
 
-def synth_path(per_class: int, seed: int = 0, classes: int | None = None) -> Path:
-    return CACHE / f"synth-{per_class}pc-{classes or 'all'}cls-s{seed}"
+def synth_path(per_class: int, seed: int = 0, classes: int | None = None, *extra: object) -> Path:
+    return CACHE / f"synth-{per_class}pc-{classes or 'all'}cls-s{seed}{_tag(extra)}"
 
 
 def pp_path(shards: Path, epochs: int, seed: int, *extra: object) -> Path:
@@ -48,13 +48,14 @@ def pseudo_path(name: str, per_target: int, seed: int, *extra: object) -> Path:
     return CACHE / f"pseudo-{name}-{per_target}pt-s{seed}{_tag(extra)}"
 
 
-def synth(per_class: int, seed: int = 0, classes: int | None = None) -> Path:
-    """Built-in samples: PER_CLASS a class, of all classes or the first CLASSES."""
-    out = synth_path(per_class, seed, classes)
+def synth(per_class: int, seed: int = 0, classes: int | None = None, *extra: object) -> Path:
+    """Built-in samples: PER_CLASS a class, of all classes or the first CLASSES, with EXTRA flags of
+    `ptgen synth` (the image format)."""
+    out = synth_path(per_class, seed, classes, *extra)
     if not made(out):
         picked = ["--classes", classes] if classes else []
         _record(out, run_tool("generate", "synth", "--out", out, "--per-class", per_class, "--seed", seed,
-                              *picked, "--quiet"))
+                              *picked, *extra, "--quiet"))
     return out
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import click
 
@@ -17,7 +18,7 @@ from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_
 
 from .distributed import rank_and_world
 from .generator import Generator
-from .models import DTYPES, list_builtins, load_generator
+from .models import DTYPES, choose_dtype, list_builtins, load_generator
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
@@ -110,15 +111,31 @@ def generation_options(default_out: str):
                      help="Base seed; sample i's noise is seeded by (seed, i)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
                      help="Images per generator call. Changes speed and memory, not which images come out (a pixel on a "
-                          "rounding edge may differ by one level: docs/shards.md)."),
+                          "rounding edge may differ by one level: docs/shards.md). A batch that runs out of memory "
+                          "is halved, with one line, until one fits."),
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
-        click.option("--image-format", type=click.Choice(IMAGE_FORMATS), default="png", show_default=True),
+        click.option("--image-format", type=click.Choice(["auto", *IMAGE_FORMATS]), default="auto", show_default=True,
+                     help="auto: the smallest on disk, by docs/results.md's measurements: WebP for RGB images "
+                          "(a fifth of PNG's bytes at 256 px), PNG for grayscale and for images as small as the "
+                          "built-in model's, which take one tar block in any format. Part of the config hash."),
+        click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP quality, 1 to 100; part of the "
+                     "config hash. [default: 95]"),
+        click.option("--encode-workers", type=click.IntRange(min=1),
+                     help="Threads that encode images, per rank; the shards' bytes are the same for any number. "
+                          "[default: the cores this process may use, divided by the ranks on the node, less one for "
+                          "sampling; at least 1]"),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--dtype", type=click.Choice(list(DTYPES)), default="fp32", show_default=True,
-                     help="bf16 runs on GPUs and on CPUs with AVX-512 BF16 or AMX (the built-in model: same class "
-                          "consistency and FD as fp32 at 1.5x its rate on 2 cores, docs/results.md); fp16 is for "
-                          "CUDA only. Part of the config hash."),
+        click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
+                     help="auto: on CUDA bf16 where the GPU has it, else fp16 for DiT and Stable Diffusion (as "
+                          "their pipelines are published) and fp32 for the rest; fp32 on CPU. bf16 also runs on "
+                          "CPUs with AVX-512 BF16 or AMX (the built-in model: same class consistency and FD as fp32 "
+                          "at 1.5x its rate on 2 cores, docs/results.md); fp16 is for CUDA only. On CUDA fp32 "
+                          "matmuls use TF32. The dtype used is part of the config hash."),
+        click.option("--decode-batch", type=click.IntRange(min=1),
+                     help="Latent models (DiT, Stable Diffusion): images a VAE decode takes at most, to bound its "
+                          "memory at large --batch-size; the images are the same for any value. [default: the "
+                          "whole batch]"),
         click.option("--compile", "compile_", is_flag=True,
                      help="torch.compile the generator's network: faster sampling after a warm-up of a minute or "
                           "more. Part of the config hash, since compiled kernels may round differently."),
@@ -136,7 +153,8 @@ def generation_options(default_out: str):
     def decorate(command):
         @functools.wraps(command)
         def wrapper(**kw):
-            return command(gen=GenerationRequest(**{f.name: kw.pop(f.name) for f in fields(GenerationRequest)}), **kw)
+            return command(gen=GenerationRequest(**{f.name: kw.pop(f.name) for f in fields(GenerationRequest) if f.init}),
+                           **kw)
 
         for option in reversed(options):
             wrapper = option(wrapper)
@@ -176,34 +194,73 @@ class GenerationRequest:
     batch_size: int
     shard_size: int
     image_format: str
+    quality: int | None
+    encode_workers: int | None
     device: str
     dtype: str
+    decode_batch: int | None
     compile_: bool
     rank: int | None
     world: int | None
     overwrite: bool
     yes: bool
     quiet: bool
+    dtype_reason: str = field(default="as given", init=False)  # how `open` chose --dtype, for the start line
 
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
         self.rank, self.world = rank_and_world(self.rank, self.world)
+        if self.image_format == "png" and self.quality is not None:
+            raise InputError(self._quality_refusal("png"))
+        self.encode_workers = self._encoders()
         check_output_dir(self.out, "--out")
         if self.compile_:
             check_compile(self.device)
-        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt}
+        if self.decode_batch is not None and self.decode_batch > self.batch_size:
+            if self.rank == 0:
+                click.echo(f"ptgen: --decode-batch {self.decode_batch} is larger than --batch-size {self.batch_size}; "
+                           f"decoding {self.batch_size} at a time", err=True)
+            self.decode_batch = self.batch_size
+        self.dtype, self.dtype_reason = choose_dtype(self.model, self.device, self.dtype)
+        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt,
+                   "decode_batch": self.decode_batch}
         generator = load_generator(self.model, device=self.device, dtype=self.dtype, options=options)
         if self.compile_:
             generator.compile()
+        if self.image_format == "auto":
+            from .writer import auto_format
+
+            self.image_format = auto_format(generator.image_size, generator.channels)
+            if self.image_format == "png" and self.quality is not None:
+                raise InputError(self._quality_refusal("png (what --image-format auto chose for this model)"))
         steps = self.steps if self.steps is not None else generator.defaults.steps
         guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
         if guidance > 1 and not generator.supports_guidance:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
-                           "shard_size": self.shard_size, "image_format": self.image_format, "dtype": self.dtype,
-                           "compiled": self.compile_, "batch_size": self.batch_size}
+                           "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
+                           "dtype": self.dtype, "compiled": self.compile_, "batch_size": self.batch_size}
 
-    def write(self, job, what: str) -> None:
+    def _quality_refusal(self, what: str) -> str:
+        return (f"--quality {self.quality}: {what} is lossless and has no quality; give --quality with "
+                "--image-format jpg or webp, or drop it")
+
+    def _encoders(self) -> int:
+        """--encode-workers, or its default; capped at the cores, since more threads only contend."""
+        from .runner import default_encode_workers, usable_cores
+
+        cores = usable_cores()
+        if self.encode_workers is None:
+            return default_encode_workers()
+        if self.encode_workers > cores:
+            if self.rank == 0:
+                click.echo(f"ptgen: --encode-workers {self.encode_workers}: this process may use {cores} cores; "
+                           f"encoding with {cores}", err=True)
+            return cores
+        return self.encode_workers
+
+    def write(self, job, what: str, on_ready: Callable[[], None] | None = None) -> None:
+        """Run `job` into --out; `on_ready` runs once --out is checked and prepared, before sampling."""
         from .runner import generate_shards
 
         rank, world, out = self.rank, self.world, self.out
@@ -213,10 +270,14 @@ class GenerationRequest:
                              f"than {human_bytes(CONFIRM_BYTES)}; check --classes/--per-class, or pass --yes to start it")
 
         def announce(job) -> None:
+            if on_ready is not None:
+                on_ready()
             if rank == 0:
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {s.dtype}, {job.generator.image_size}px, {job.plan.num_shards:,} shards, world {world}; "
+                           f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px {s.image_format}, "
+                           f"{job.plan.num_shards:,} shards, world {world}, "
+                           f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
                            f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
 
         def estimate(rate: float, left: int) -> None:
@@ -230,11 +291,13 @@ class GenerationRequest:
                            err=True)
 
         stats = generate_shards(job, out, rank=rank, world=world, overwrite=self.overwrite,
-                                progress=not self.quiet and rank == 0, on_ready=announce, on_first_batch=estimate)
+                                encode_workers=self.encode_workers, progress=not self.quiet and rank == 0,
+                                on_ready=announce, on_first_batch=estimate)
         state = "folder complete" if stats.complete else "other ranks' shards still missing"
+        fitted = f" at batch {stats.batch_size} (what fitted in memory)" if stats.batch_size < self.batch_size else ""
         click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
                    f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
-                   f"{stats.images_per_s:.1f} img/s; {state}")
+                   f"{stats.images_per_s:.1f} img/s{fitted}; {state}")
 
 
 @main.command()
@@ -289,15 +352,17 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
-    (with its own preprocessing), optionally kept to its top-k, then --per-target samples
+    (with its own preprocessing: a run folder's recorded resize, a timm: model's evaluation
+    transform), optionally kept to its top-k, then --per-target samples
     G_s(z, p) conditioned on the probability-weighted mixture of class embeddings. Shards as
     ptgen synth's, without .cls; each .json holds target_key, the classifier's confidence on that
     target (target_confidence, which pttrain pssl's --guard reads) and the top source classes.
     """
     from ptcommon.classifiers import check_classifier, classifier_digest
 
-    from .pseudo import PseudoJob, PseudoSettings, target_images
-    from .soft_labels import confidence_note, soft_labels
+    from .pseudo import PseudoJob, PseudoSettings, target_images, targets_digest
+    from .soft_labels import (check_soft_labels, confidence_note, load_source, preprocessing, shared_soft_labels,
+                              soft_labels)
 
     if top_k == 1 and temperature != 1 and condition == "soft":
         raise InputError(f"--temperature {temperature:g} does nothing at --top-k 1 (the default): the most probable "
@@ -305,15 +370,25 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     paths = target_images(target)
     check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()
-    probs, confidence = soft_labels(paths, classifier, generator, temperature, top_k, weights=classifier_weights)
-    if condition == "soft":  # random ignores the classifier, so how sure it is says nothing of the samples
-        note, unsure = confidence_note(confidence)
-        click.echo(("warning: " if unsure else "") + note, err=unsure)
     keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
+    key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier),
+           "targets_sha256": targets_digest(keys), "temperature": temperature, "top_k": top_k,
+           "generator_classes": generator.num_classes}
+    check_soft_labels(gen.out, key, gen.overwrite)
+    source = load_source(classifier, generator, classifier_weights)  # checks its classes before anything is written
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
-                              top_k=top_k, condition=condition)
-    gen.write(PseudoJob(settings, generator, keys, probs, confidence, digest), f"pseudo samples ({len(paths)} targets x {per_target})")
+                              top_k=top_k, condition=condition, preprocessing=key["preprocessing"])
+    job = PseudoJob(settings, generator, keys, None, digest)
+
+    def label_targets() -> None:  # once --out is checked and prepared, so that a refusal writes nothing
+        job.probs, job.confidence = shared_soft_labels(gen.out, key, lambda: soft_labels(
+            paths, source, generator, temperature, top_k))
+        if condition == "soft" and gen.rank == 0:  # random ignores the classifier: how sure it is says nothing then
+            note, unsure = confidence_note(job.confidence)
+            click.echo(("warning: " if unsure else "") + note, err=unsure)
+
+    gen.write(job, f"pseudo samples ({len(paths)} targets x {per_target})", on_ready=label_targets)
 
 
 @main.command()

@@ -180,8 +180,9 @@ def denoise(
     return x
 
 
-def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] from a latent diffusion model's latents, the whole batch in one decode.
+def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """Images in [-1, 1] from a latent diffusion model's latents, `batch` at a time (None: all in
+    one decode). The decoder treats each image on its own, so `batch` bounds memory only.
 
     The latents are unscaled by the VAE's `scaling_factor` and shifted by its `shift_factor` where
     its config has one, and cast to the VAE's dtype, which a backend may keep at fp32 when the VAE
@@ -191,7 +192,8 @@ def decode_latents(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     latents = latents / config.scaling_factor
     if getattr(config, "shift_factor", None) is not None:
         latents = latents + config.shift_factor
-    return vae.decode(latents.to(vae.dtype)).sample
+    latents = latents.to(vae.dtype)
+    return torch.cat([vae.decode(part).sample for part in latents.split(batch or len(latents))])
 
 
 def latent_model_parameters(network: torch.nn.Module, vae: AutoencoderKL) -> int:

@@ -15,6 +15,9 @@ from .generator import Generator
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Backends whose published pipelines sample in fp16 (diffusers' DiT and Stable Diffusion examples):
+# on a GPU without bf16 they take fp16; the rest (a GAN, the built-in model) stay at fp32 there.
+_FP16_BACKENDS = ("dit", "sd")
 
 
 def describe_folder(folder: Path, flag: str = "--model") -> dict:
@@ -99,6 +102,25 @@ def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32", options:
     return backend(folder, device=device, dtype=DTYPES[dtype], **given)
 
 
+def choose_dtype(spec: str, device: str, dtype: str) -> tuple[str, str]:
+    """--dtype, with `auto` resolved for the device and the model's backend; and why, for the start line.
+
+    On CUDA, bf16 where the GPU has it (fp32's range, half its bytes), else fp16 for the backends
+    published in fp16; fp32 on CPUs, where bf16 pays only with AVX-512 BF16 or AMX (docs/results.md)."""
+    if dtype != "auto":
+        return dtype, "as given"
+    if not resolve_device(device).startswith("cuda"):
+        return "fp32", "auto: fp32 on CPU"
+    if torch.cuda.is_bf16_supported():
+        return "bf16", "auto: bf16, which this GPU supports"
+    from .backends import backend_for
+
+    backend = backend_for(_model_folder(spec))
+    if backend.name in _FP16_BACKENDS:
+        return "fp16", f"auto: this GPU lacks bf16, and {backend.name} pipelines are published in fp16"
+    return "fp32", f"auto: this GPU lacks bf16, and {backend.name} models run in fp32"
+
+
 def _takes(backend: type[Generator], option: str) -> bool:
     return option in inspect.signature(backend.__init__).parameters
 
@@ -113,6 +135,10 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is visible; use --device cpu or auto")
     if device == "cuda":
+        # fp32 matmuls and convolutions on tensor cores (TF32): several times faster, and the
+        # samples' bytes were never equal across devices anyway.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
         local, count = local_rank(), torch.cuda.device_count()
         if count == 1:  # the launcher bound one GPU to this process (srun --gpus-per-task 1)
             return "cuda:0"

@@ -48,17 +48,22 @@ class PseudoSettings(JobSettings):
     temperature: float = 1.0
     top_k: int | None = None
     condition: str = "soft"  # soft: p @ E (PCS); random: a uniformly random source class a sample
+    preprocessing: str = "resize"  # how the classifier sees a target (generate.soft_labels.preprocessing)
+
+
+def targets_digest(keys: list[str]) -> str:
+    return hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
 
 class PseudoJob:
     """Sample i belongs to target image i // K, so a target's K samples sit side by side."""
 
-    def __init__(self, settings: PseudoSettings, generator: Generator, keys: list[str], probs: torch.Tensor,
-                 confidence: torch.Tensor, classifier_digest: str):
-        """`confidence`: the classifier's top-1 probability on each target, which every sample of that
-        target records, so that training can weigh what the source knows of it (pttrain pssl --guard)."""
+    def __init__(self, settings: PseudoSettings, generator: Generator, keys: list[str], probs: torch.Tensor | None,
+                 classifier_digest: str, confidence: torch.Tensor | None = None):
+        """`probs` (and `confidence`) may come once the output folder is prepared (they are read
+        only while sampling)."""
         self.settings, self.generator, self.keys, self.probs = settings, generator, keys, probs
-        self.confidence = confidence
+        self.confidence = confidence  # per target: the classifier's top-1 probability at T = 1
         self.classifier_digest = classifier_digest
         self.plan = WorkPlan(len(keys) * settings.per_target, settings.shard_size, PREFIX)
 
@@ -94,11 +99,13 @@ class PseudoJob:
         return {
             "format": FORMAT, "kind": PREFIX, "model_fingerprint": self.generator.fingerprint(),
             "classifier_sha256": self.classifier_digest,
-            "targets_sha256": hashlib.sha256("\n".join(self.keys).encode()).hexdigest(),
+            "targets_sha256": targets_digest(self.keys),
             "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, **s.hashed(),
             # What each sample's .json holds: a folder begun before a field existed must not be finished with it.
             "record_fields": RECORD_FIELDS,
             **({"condition": s.condition} if s.condition != "soft" else {}),
+            # Only away from the plain resize, so that the datasets made before keep their hash.
+            **({"preprocessing": s.preprocessing} if s.preprocessing != "resize" else {}),
         }
 
     def header(self) -> dict:

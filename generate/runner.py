@@ -1,30 +1,49 @@
-"""Runs a generation job's shards for one rank: batched sampling in the main thread, encoding and
-tar writing in a writer thread, so that the generator never waits on I/O."""
+"""Runs a generation job's shards for one rank: batched sampling in the main thread, encoding in a
+pool of threads, and tar writing in a writer thread that takes the encoded images in index order,
+so that the generator never waits on the CPU work and the shards' bytes do not depend on the pool.
+
+Threads suffice because Pillow releases the GIL while it encodes PNG, JPEG and WebP
+(`benchmarks/writer_ceiling.py` checks it on the installed Pillow)."""
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+import click
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from ptcommon.outputs import disk_full_error, is_disk_full
-from ptcommon.shards import MANIFEST_COLUMNS, sample_bytes_bound
+from ptcommon.shards import DATASET_FILE, MANIFEST_COLUMNS, sample_bytes_bound
 
+from .distributed import ranks_on_node
 from .generator import Generator
 from .plan import WorkPlan
 from .store import ShardFolder
-from .writer import SampleRecord, ShardWriter, encode_image
+from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample
 
-# Batches allowed in flight between sampler and writer: enough to hide an encode hiccup,
-# few enough that memory stays flat however many images a job makes.
+# Batches allowed in flight between sampler and writer (each already handed to the encoders):
+# enough to keep every encoder busy and hide a hiccup, few enough that memory stays flat however
+# many images a job makes.
 _QUEUE_DEPTH = 4
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, which launchers and cgroups narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_encode_workers() -> int:
+    """--encode-workers' default: this rank's share of the node's cores, less one for sampling."""
+    return max(1, usable_cores() // ranks_on_node() - 1)
 
 
 class Job(Protocol):
@@ -58,12 +77,16 @@ class JobSettings:
     dtype: str
     compiled: bool
     batch_size: int
+    quality: int | None = None  # JPEG's and WebP's; None: the writer's default
 
     def hashed(self) -> dict:
         """The settings that decide the shards' bytes (not the model SPEC, not the batch size)."""
-        # `compiled` only when on, so that every dataset made before the flag existed keeps its hash.
+        # `compiled` only when on, and `quality` only when not the default, so that every dataset
+        # made before those flags existed keeps its hash.
+        quality = self.quality if self.quality not in (None, DEFAULT_QUALITY) else None
         return {"steps": self.steps, "guidance": self.guidance, "seed": self.seed, "shard_size": self.shard_size,
-                "image_format": self.image_format, "dtype": self.dtype, **({"compiled": True} if self.compiled else {})}
+                "image_format": self.image_format, "dtype": self.dtype, **({"compiled": True} if self.compiled else {}),
+                **({"quality": quality} if quality is not None else {})}
 
 
 @dataclass
@@ -74,6 +97,7 @@ class RunStats:
     bytes: int = 0  # of shards this run committed
     seconds: float = 0.0
     complete: bool = False
+    batch_size: int = 0  # the sampling batch that fitted in memory (below --batch-size after an out-of-memory)
 
     @property
     def images_per_s(self) -> float:
@@ -81,16 +105,24 @@ class RunStats:
 
 
 class _Writer(threading.Thread):
-    """Consumes (shard, indices, images) batches; a (shard, None, None) item commits the shard."""
+    """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool;
+    a (shard, None, None) item commits the shard."""
 
-    def __init__(self, job: Job, folder: ShardFolder, image_format: str, bar: tqdm, stats: RunStats):
+    def __init__(self, job: Job, folder: ShardFolder, image_format: str, quality: int | None, bar: tqdm,
+                 stats: RunStats, encode_workers: int):
         super().__init__(daemon=True, name="shard-writer")
-        self.job, self.folder, self.image_format = job, folder, image_format
+        self.job, self.folder, self.image_format, self.quality = job, folder, image_format, quality
         self.bar, self.stats = bar, stats
         self.inbox: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self.encoders = ThreadPoolExecutor(encode_workers, thread_name_prefix="encode")
         self.error: BaseException | None = None
         self._open: ShardWriter | None = None
         self._rows: list[dict] = []
+
+    def encode(self, indices: range, images: np.ndarray) -> list[Future]:
+        """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's sampling)."""
+        return [self.encoders.submit(encode_sample, i, pixels, self.image_format, self.quality)
+                for i, pixels in zip(indices, images)]
 
     def run(self) -> None:
         try:
@@ -98,22 +130,24 @@ class _Writer(threading.Thread):
                 self._handle(*item)
         except BaseException as err:  # re-raised in the main thread
             self.error = err
-            while self.inbox.get() is not None:  # unblock the producer until it sees the error
-                pass
-        finally:
+            while (item := self.inbox.get()) is not None:  # unblock the producer until it sees the error
+                for encoding in item[2] or ():
+                    encoding.cancel()
+        finally:  # the producer submits nothing after its None, so the pool may go now
+            self.encoders.shutdown(cancel_futures=True)
             if self._open is not None:
                 self._open.abort()
 
-    def _handle(self, shard: int, indices: range | None, images: np.ndarray | None) -> None:
+    def _handle(self, shard: int, indices: range | None, encodings: list[Future] | None) -> None:
         if indices is None:
             self._commit(shard)
             return
         if self._open is None:
             self._open = ShardWriter(self.folder.shard_path(shard), self.image_format)
         shard_name = self.folder.plan.shard_name(shard)
-        for index, pixels in zip(indices, images):
+        for index, encoding in zip(indices, encodings):
             record = self.job.record(index)
-            data = encode_image(pixels, self.image_format)
+            data = encoding.result()
             self._open.write(record, data)
             self._rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(data)))), **record.meta})
         self.bar.update(len(indices))
@@ -128,6 +162,39 @@ class _Writer(threading.Thread):
         self._open, self._rows = None, []
 
 
+def _is_out_of_memory(err: BaseException) -> bool:
+    # CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError naming itself.
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(err))
+
+
+def _sample(job: Job, indices: range, steps: int, guidance: float, stats: RunStats) -> np.ndarray:
+    """The batch's images, in sub-batches of `stats.batch_size`, halved at each out-of-memory.
+
+    A sample's pixels depend on its own seed alone, not on its batch-mates, so a smaller batch
+    gives the same images; the size that fitted is kept for the rest of the run."""
+    parts, start = [], indices.start
+    while start < indices.stop:
+        chunk = range(start, min(start + stats.batch_size, indices.stop))
+        try:
+            parts.append(job.generator.sample(job.condition(chunk), [job.seed(i) for i in chunk], steps, guidance))
+        except RuntimeError as err:  # torch.OutOfMemoryError is one
+            if not _is_out_of_memory(err):
+                raise
+            if len(chunk) == 1:
+                raise click.ClickException(f"--batch-size: out of memory even at one image (sample {chunk.start}): the "
+                                           f"model does not fit this device at --dtype {job.settings.dtype}; try a "
+                                           "half-precision --dtype or a device with more memory") from None
+            stats.batch_size = len(chunk) // 2
+            click.echo(f"ptgen: out of memory at a batch of {len(chunk)}; going on at {stats.batch_size} "
+                       "(same images)", err=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        start = chunk.stop
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def run_job(
     job: Job,
     folder: ShardFolder,
@@ -138,6 +205,8 @@ def run_job(
     steps: int,
     guidance: float,
     image_format: str,
+    quality: int | None = None,
+    encode_workers: int = 1,
     progress: bool = True,
     on_first_batch: Callable[[float, int], None] | None = None,
 ) -> RunStats:
@@ -147,10 +216,10 @@ def run_job(
     rest of the job starts. A full disk stops the run with one line saying how much more space
     it needs; the shard being written is removed, so a rerun resumes from the last one finished."""
     plan = job.plan
-    stats = RunStats()
+    stats = RunStats(batch_size=batch_size)
     total = plan.rank_samples(rank, world)
     bar = tqdm(total=total, unit="img", disable=not progress, desc=f"rank {rank}" if world > 1 else "synth")
-    writer = _Writer(job, folder, image_format, bar, stats)
+    writer = _Writer(job, folder, image_format, quality, bar, stats, encode_workers)
     writer.start()
     start = time.perf_counter()
     try:
@@ -163,9 +232,8 @@ def run_job(
                     bar.refresh()
                     continue
                 for indices in plan.batches(shard, batch_size):
-                    seeds = [job.seed(i) for i in indices]
-                    images = job.generator.sample(job.condition(indices), seeds, steps, guidance)
-                    _put(writer, (shard, indices, images))
+                    images = _sample(job, indices, steps, guidance, stats)
+                    _put(writer, (shard, indices, writer.encode(indices, images)))
                     if on_first_batch is not None:
                         on_first_batch(len(indices) / (time.perf_counter() - start), total - len(indices))
                         on_first_batch = None
@@ -195,7 +263,7 @@ def _put(writer: _Writer, item: tuple) -> None:
 
 
 def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
-                    progress: bool = True, on_ready: Callable[[Job], None] | None = None,
+                    encode_workers: int = 1, progress: bool = True, on_ready: Callable[[Job], None] | None = None,
                     on_first_batch: Callable[[float, int], None] | None = None) -> RunStats:
     """Check and prepare `out` for this job, then write this rank's unfinished shards.
 
@@ -207,10 +275,11 @@ def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overw
     except OSError as err:
         if not is_disk_full(err):
             raise
-        raise disk_full_error("--out", out, "dataset.json", job.plan.count * sample_bytes_bound(
+        raise disk_full_error("--out", out, DATASET_FILE, job.plan.count * sample_bytes_bound(
             job.generator.image_size, job.generator.channels)) from None
     if on_ready is not None:
         on_ready(job)
     s = job.settings
     return run_job(job, folder, rank=rank, world=world, batch_size=s.batch_size, steps=s.steps,
-                   guidance=s.guidance, image_format=s.image_format, progress=progress, on_first_batch=on_first_batch)
+                   guidance=s.guidance, image_format=s.image_format, quality=s.quality, encode_workers=encode_workers,
+                   progress=progress, on_first_batch=on_first_batch)

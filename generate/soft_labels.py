@@ -1,23 +1,42 @@
 """Soft labels for pseudo conditional sampling: p = softmax(C_s(x) / T), optionally kept to its top-k.
 
-The source classifier is read from the run-folder format with its own preprocessing (channels,
-size, normalisation). Its classes are mapped onto the generator's by source class id.
+The source classifier sees each target image as it was trained to: a run folder (or a built-in)
+with its recorded preprocessing (channels, a plain resize to its size, normalisation), a `timm:`
+model with timm's evaluation transform from its data config (resize of the shorter side by
+`crop_pct`, centre crop, its interpolation, mean and std). It runs on the generation device, in
+batches. Its classes are mapped onto the generator's by source class id.
+
+The labels are computed once per output folder: the first rank to need them writes them there
+(SOFT_LABELS_FILE, with what they were computed from), the other ranks read them, and a rerun
+reuses them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import threading
+import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ptcommon.cli import InputError
-from ptcommon.classifiers import load_classifier
+from ptcommon.classifiers import is_timm, load_classifier
+from ptcommon.outputs import write_atomically
 from ptcommon.runfolder import ModelConfig
+from ptcommon.shards import DATASET_FILE, SOFT_LABELS_FILE, temp_name
 
 from .generator import Generator
+
+# The preprocessing a classifier SPEC gets, by name (part of the soft labels' key).
+RESIZE, TIMM_EVAL = "resize", "timm-eval"
+# A claim on computing the soft labels untouched this long belongs to a rank that died.
+_STALE_CLAIM_S = 60
 
 
 def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
@@ -32,6 +51,22 @@ def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
     mean = torch.tensor(config.mean).view(1, -1, 1, 1)
     std = torch.tensor(config.std).view(1, -1, 1, 1)
     return (x - mean) / std
+
+
+def preprocessing(spec: str) -> str:
+    return TIMM_EVAL if is_timm(spec) else RESIZE
+
+
+def timm_input(paths: list[Path], model: torch.nn.Module) -> torch.Tensor:
+    """Images through timm's evaluation transform for `model` (its data config), as timm evaluates it."""
+    from timm.data import create_transform, resolve_data_config
+
+    transform = create_transform(**resolve_data_config({}, model=model))
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(transform(image.convert("RGB")))
+    return torch.stack(images)
 
 
 def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Tensor:
@@ -60,15 +95,30 @@ class SoftLabels(NamedTuple):
     confidence: torch.Tensor  # (targets,): the classifier's top-1 probability at T = 1 over all its classes
 
 
-@torch.inference_mode()
-def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature: float, top_k: int | None,
-                batch_size: int = 256, weights: Path | None = None) -> SoftLabels:
-    """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
+class SourceClassifier(NamedTuple):
+    spec: str
+    model: torch.nn.Module  # on the generation device
+    config: ModelConfig
+    mapping: torch.Tensor  # generator class of each output (class_map)
+
+
+def load_source(spec: str, generator: Generator, weights: Path | None = None) -> SourceClassifier:
+    """The classifier a SPEC names, checked against the generator's classes, on its device."""
     model, config = load_classifier(spec, "--classifier", weights)
-    mapping = class_map(config, generator, spec)
+    return SourceClassifier(spec, model.to(generator.device), config, class_map(config, generator, spec))
+
+
+@torch.inference_mode()
+def soft_labels(paths: list[Path], source: SourceClassifier, generator: Generator, temperature: float,
+                top_k: int | None, batch_size: int = 256) -> SoftLabels:
+    """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
+    model, config = source.model, source.config
+    device = next(model.parameters()).device
     rows, confidence = [], []
     for i in range(0, len(paths), batch_size):
-        logits = model(classifier_input(paths[i : i + batch_size], config)).float()
+        batch = paths[i : i + batch_size]
+        x = timm_input(batch, model) if is_timm(source.spec) else classifier_input(batch, config)
+        logits = model(x.to(device)).float().cpu()
         confidence.append(torch.softmax(logits, dim=1).amax(1))
         p = torch.softmax(logits / temperature, dim=1)
         if top_k is not None and top_k < p.shape[1]:
@@ -76,9 +126,89 @@ def soft_labels(paths: list[Path], spec: str, generator: Generator, temperature:
             p = torch.zeros_like(p).scatter_(1, kept.indices, kept.values)
             p = p / p.sum(1, keepdim=True)
         full = torch.zeros(len(p), generator.num_classes)
-        full[:, mapping] = p
+        full[:, source.mapping] = p
         rows.append(full)
     return SoftLabels(torch.cat(rows), torch.cat(confidence))
+
+
+def _stored_key(path: Path) -> dict | None:
+    from safetensors import safe_open
+
+    if not path.exists():
+        return None
+    with safe_open(str(path), "pt") as f:
+        return json.loads((f.metadata() or {}).get("key", "null"))
+
+
+def check_soft_labels(out: Path, key: dict, overwrite: bool) -> None:
+    """Refuse, before anything is written, an output folder holding soft labels of another `key`
+    (classifier, preprocessing, targets, T, top-k, generator classes), unless --overwrite. Beside a
+    dataset.json the config check decides: the config hash covers all of the key."""
+    if (out / DATASET_FILE).exists():
+        return
+    found = _stored_key(out / SOFT_LABELS_FILE)
+    if found is not None and found != key and not overwrite:
+        differs = [k for k in sorted(set(key) | set(found)) if key.get(k) != found.get(k)]
+        raise InputError(f"--out {out}: its {SOFT_LABELS_FILE} was computed with another {', '.join(differs)}; "
+                         "use another folder, or --overwrite to replace them")
+
+
+def shared_soft_labels(out: Path, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
+    """The soft labels in `out` if they were computed from `key`; otherwise the first rank to get
+    here claims the computation, computes and writes them, and the other ranks wait and read them.
+    Called once the folder is prepared. Ranks may start in any order: a claim whose rank died
+    (no heartbeat for _STALE_CLAIM_S) passes to the next rank that finds it."""
+    from safetensors.torch import load_file, save_file
+
+    path = out / SOFT_LABELS_FILE
+    claim = out / temp_name(SOFT_LABELS_FILE + ".claim")
+    while _stored_key(path) != key:
+        if not _take_claim(claim):
+            time.sleep(1.0)
+            continue
+        try:
+            with _heartbeat(claim):
+                labels = compute()
+            tensors = {"probs": labels.probs.contiguous(), "confidence": labels.confidence.contiguous()}
+            write_atomically(path, lambda tmp: save_file(tensors, str(tmp),
+                                                         metadata={"key": json.dumps(key, sort_keys=True)}),
+                             "--out", lambda: sum(t.numel() * t.element_size() for t in tensors.values()))
+            return labels
+        finally:
+            claim.unlink(missing_ok=True)
+    stored = load_file(str(path))
+    return SoftLabels(stored["probs"], stored["confidence"])
+
+
+def _take_claim(claim: Path) -> bool:
+    """Create the claim file, or replace one whose rank stopped beating; False while another holds it."""
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - claim.stat().st_mtime > _STALE_CLAIM_S:
+            claim.unlink(missing_ok=True)
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
+@contextlib.contextmanager
+def _heartbeat(claim: Path) -> Iterator[None]:
+    """Touch the claim while the block runs, so that waiting ranks know its rank is alive."""
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(_STALE_CLAIM_S / 6):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(claim)
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        yield
+    finally:
+        done.set()
+        beater.join()
 
 
 # Below this mean top-1 probability the classifier recognises few targets. On the built-in world,

@@ -6,6 +6,7 @@ Files:
   _parts/<shard>.parquet  one manifest part per finished shard, written before the shard is renamed
   manifest.parquet        all parts in shard order, written once the last shard lands
   _info.json              split info in the form timm's WebDataset reader reads
+  soft_labels.safetensors `ptgen pseudo`'s soft labels, computed once (generate.soft_labels)
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
 from ptcommon.outputs import atomic_path
-from ptcommon.shards import DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, part_name, shard_glob, temp_name
+from ptcommon.shards import (DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, SOFT_LABELS_FILE, part_name, shard_glob,
+                             temp_name)
 from .plan import WorkPlan
 
+# Header fields that never decide a shard's bytes.
+_UNHASHED_HEADER = ("config_hash", "version", "batch_size", "model")
 # How long a rank other than 0 waits for rank 0 to clear a folder under --overwrite.
 _OVERWRITE_WAIT_S = 600
 
@@ -79,6 +83,11 @@ class ShardFolder:
             return
         if existing.get("config_hash") != header["config_hash"]:
             theirs = {k: existing.get(k) for k in hashed}
+            if theirs == hashed:
+                # A setting hashed only away from its default (--compile, --quality) is absent from
+                # one side's hashed config: name it from the headers, less what decides no byte.
+                ours = {k: v for k, v in header.items() if k not in _UNHASHED_HEADER}
+                hashed, theirs = ours, {k: existing.get(k) for k in ours}
             raise InputError(
                 f"--out {self.root}: holds shards of another config (differs in {_describe_difference(hashed, theirs)}); "
                 "use another folder, or --overwrite to replace them"
@@ -90,7 +99,7 @@ class ShardFolder:
             for path in self.root.glob(pattern):
                 path.unlink()
         shutil.rmtree(self.parts, ignore_errors=True)
-        for name in (MANIFEST_FILE, INFO_FILE, DATASET_FILE):
+        for name in (MANIFEST_FILE, INFO_FILE, SOFT_LABELS_FILE, DATASET_FILE):
             (self.root / name).unlink(missing_ok=True)
 
     def prepare(self, header: dict, hashed: dict, rank: int, overwrite: bool) -> None:

@@ -9,26 +9,49 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 import webdataset as wds
 from PIL import Image
 
 from ptcommon.shards import LABEL_MEMBER, META_MEMBER, temp_name
 
-# Fixed encoder settings: the same pixels must give the same bytes on every run.
+# Fixed encoder settings: the same pixels must give the same bytes on every run. `quality` is
+# the lossy formats' default, which --quality replaces.
+DEFAULT_QUALITY = 95
+LOSSY = ("jpg", "webp")
 _SAVE_ARGS = {
     "png": {"format": "PNG", "compress_level": 6},
-    "jpg": {"format": "JPEG", "quality": 95},
-    "webp": {"format": "WEBP", "quality": 95, "method": 4},
+    "jpg": {"format": "JPEG", "quality": DEFAULT_QUALITY},
+    "webp": {"format": "WEBP", "quality": DEFAULT_QUALITY, "method": 4},
 }
 
 
-def encode_image(pixels: np.ndarray, image_format: str) -> bytes:
-    """Encode one uint8 image shaped (H, W, C) with C = 1 (grayscale) or 3 (RGB)."""
+def auto_format(image_size: int, channels: int) -> str:
+    """--image-format auto: the smallest on disk (docs/results.md, "The writer's ceiling"). An image
+    whose raw pixels fit one 512-byte tar block takes one block in any format, so it stays PNG,
+    lossless (the built-in 16 px world); so does grayscale, which WebP would store as RGB. Larger
+    RGB goes to WebP, a fifth of PNG's bytes at 256 px and below JPEG's at the same quality."""
+    return "png" if channels == 1 or image_size * image_size * channels <= 512 else "webp"
+
+
+def encode_image(pixels: np.ndarray, image_format: str, quality: int | None = None) -> bytes:
+    """Encode one uint8 image shaped (H, W, C) with C = 1 (grayscale) or 3 (RGB); `quality`
+    (JPEG and WebP only) replaces their default."""
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
     buf = io.BytesIO()
-    image.save(buf, **_SAVE_ARGS[image_format])
+    args = _SAVE_ARGS[image_format]
+    image.save(buf, **(args if quality is None else {**args, "quality": quality}))
     return buf.getvalue()
+
+
+def encode_sample(index: int, pixels: np.ndarray, image_format: str, quality: int | None = None) -> bytes:
+    """`encode_image` for sample `index`, whose refusal (an image the format cannot hold) is one line."""
+    try:
+        return encode_image(pixels, image_format, quality)
+    except Exception as err:
+        raise click.ClickException(f"--image-format {image_format}: sample {index} could not be encoded "
+                                   f"({err}); its shard was not written") from None
 
 
 @dataclass

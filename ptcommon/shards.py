@@ -34,6 +34,7 @@ DATASET_FILE = "dataset.json"
 MANIFEST_FILE = "manifest.parquet"
 INFO_FILE = "_info.json"
 PARTS_DIR = "_parts"
+SOFT_LABELS_FILE = "soft_labels.safetensors"  # `ptgen pseudo`'s: each target's condition, computed once
 
 KEY_WIDTH = 9
 IMAGE_FORMATS = ("png", "jpg", "webp")

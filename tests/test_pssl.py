@@ -167,15 +167,37 @@ def finetuned(target, tmp_path_factory):
     return out
 
 
+def test_an_unlabeled_branch_at_weight_0_changes_nothing():
+    """Why pssl skips it: computed, its loss adds exact zeros to the gradients and, with --bn-stats
+    labeled, leaves batch norm's running statistics to the labeled images."""
+    from train.trainer import Supervised
+
+    torch.manual_seed(0)
+    labeled, weak, strong = torch.randn(4, 3, 8, 8), torch.randn(6, 3, 8, 8) + 5, torch.randn(6, 3, 8, 8) + 5
+    labels = torch.tensor([0, 1, 0, 1])
+
+    def step(algorithm, batch):
+        torch.manual_seed(1)
+        net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                                  torch.nn.Flatten(), torch.nn.Linear(4, 2)).train()
+        algorithm.loss(net, batch, torch.device("cpu"))[0].backward()
+        return [p.grad for p in net.parameters()], [net[1].running_mean, net[1].running_var]
+
+    computed = step(FixMatch(threshold=0.0, weight=0.0), ((labeled, labels), (weak, strong)))
+    skipped = step(Supervised(), (labeled, labels))
+    assert all(torch.equal(a, b) for part in range(2) for a, b in zip(computed[part], skipped[part]))
+
+
 def test_the_control_is_finetune(cli, target, pseudo_shards, finetuned, tmp_path):
-    """At unlabeled weight 0 the pseudo samples pass through the model and change nothing: the labeled
-    branch is finetune's, batch for batch, so the weights are finetune's to the bit."""
+    """At unlabeled weight 0 the labeled branch is finetune's, batch for batch, so the weights are
+    finetune's to the bit; at weight 1 the pseudo samples move them."""
     control, used = tmp_path / "control", tmp_path / "used"
     for out, weight in ((control, 0), (used, 1)):
         result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", "none",
                                "--threshold", 0, "--unlabeled-weight", weight, *SCHEDULE, "--out", out])
         assert result.exit_code == 0, result.output + result.stderr
     assert same_weights(control, finetuned)
+    assert json.loads((control / "train.json").read_text())["trained_as"] == "finetune"
     assert not same_weights(used, finetuned)
 
 

@@ -31,6 +31,7 @@ from .models import (ModelConfig, check_input_size, create_model, default_image_
                      run_config, save_run)
 from .runs import RunLock
 from .seeding import seed_everything
+from .ssl import FixMatch
 from .trainer import Algorithm, Supervised, Trainer, TrainSettings
 
 DEFAULT_MEAN_STD = (0.5, 0.5)  # a new model's normalisation under the glyph policy
@@ -286,8 +287,20 @@ def guard_record(unlabeled: ShardSet | UnlabeledImages, guard: Guard) -> dict:
     return guard.summary(target_confidences(unlabeled.root))
 
 
+def _idle_unlabeled_branch(algorithm: FixMatch, guard: Guard, guarded: dict) -> str | None:
+    """Why the unlabeled branch could change nothing, if it could not: weight 0 with batch norm's running
+    statistics left to the labeled images (the control; tests/test_pssl.py shows that computing it
+    anyway gives the same gradients), or a guard that keeps no sample."""
+    if algorithm.weight == 0 and algorithm.bn_stats == "labeled":
+        return "--unlabeled-weight 0 with --bn-stats labeled: the pseudo samples reach neither the gradients nor batch norm"
+    if guarded.get("pseudo_kept") == 0:
+        return (f"--guard {guard.describe()} keeps none of the {guarded['pseudo_samples']} pseudo samples (their targets' "
+                f"mean confidence is {guarded['targets_mean_confidence']:.2f}): the source does not know this target")
+    return None
+
+
 def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str, model: torch.nn.Module,
-             config: ModelConfig, algorithm: Algorithm, ratio: int, guard: Guard, guarded: dict,
+             config: ModelConfig, algorithm: FixMatch, ratio: int, guard: Guard, guarded: dict,
              ctx: RunContext) -> Trainer:
     """SSL on the labeled target images plus unlabeled samples (docs/method.md, P-SSL step 2).
 
@@ -302,14 +315,13 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     batch_u = ctx.settings.batch_size * ratio
     record = {"data": str(data.root), "unlabeled": str(unlabeled.root), "init": init,
               "algorithm": repr(algorithm), "ratio": ratio, **guarded}
+    idle = _idle_unlabeled_branch(algorithm, guard, guarded)
+    if idle is not None:
+        if ctx.dist.main:
+            print(f"pttrain pssl: {idle}, so this run is finetune's")
+        return fit_and_save(ctx, model, Supervised(), labeled_batches, steps, config, {**record, "trained_as": "finetune"},
+                            validate=_test_validator(data, config, ctx))
     if isinstance(unlabeled, ShardSet):
-        if guarded.get("pseudo_kept") == 0:
-            if ctx.dist.main:
-                print(f"pttrain pssl: --guard {guard.describe()} keeps none of the {guarded['pseudo_samples']} pseudo "
-                      f"samples (their targets' mean confidence is {guarded['targets_mean_confidence']:.2f}): the source "
-                      "does not know this target, so this run is finetune's")
-            return fit_and_save(ctx, model, Supervised(), labeled_batches, steps, config, record,
-                                validate=_test_validator(data, config, ctx))
         unlabeled_batches, _ = _shard_batches(unlabeled, views, batch_u, ctx, with_labels=False, steps=steps,
                                               weight_of=guard.weight_of())
     else:

@@ -105,9 +105,11 @@ class DiTGenerator(Generator):
         device: str = "cpu",
         dtype: torch.dtype = torch.float32,
         sampler: str | None = DEFAULT_SAMPLER,
+        decode_batch: int | None = None,
     ):
         """`sampler` names the diffusers scheduler class to sample with, configured from the
-        folder's scheduler config; None keeps the folder's own class."""
+        folder's scheduler config; None keeps the folder's own class. `decode_batch`: images a VAE
+        decode takes at most (None: the whole sampling batch)."""
         from diffusers import AutoencoderKL, DiTTransformer2DModel
 
         self.folder = Path(folder)
@@ -161,6 +163,7 @@ class DiTGenerator(Generator):
 
         self.device = torch.device(device)
         self.dtype = dtype
+        self.decode_batch = decode_batch
         self.transformer = transformer.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
         self._fingerprint = {
@@ -253,4 +256,4 @@ class DiTGenerator(Generator):
             return out if self._pass_variance else out[:, :c]
 
         x = denoise(scheduler, x, generators, predict, guidance, guided_channels=c)
-        return to_uint8(decode_latents(self.vae, x))
+        return to_uint8(decode_latents(self.vae, x, self.decode_batch))

@@ -178,11 +178,13 @@ class TextToImageGenerator(Generator):
         prompt: str = DEFAULT_PROMPT,
         image_size: int | None = None,
         sampler: str | None = DEFAULT_SAMPLER,
+        decode_batch: int | None = None,
     ):
         """`class_names`: a file of names, one a line (default: ImageNet-1k's); `prompt`: the
         template they fill; `image_size`: pixels a side (default: the UNet's native size);
         `sampler`: the diffusers scheduler class, configured from the folder's scheduler config
-        (None keeps the folder's own class)."""
+        (None keeps the folder's own class); `decode_batch`: images a VAE decode takes at most
+        (None: the whole sampling batch)."""
         self.folder = Path(folder)
         try:
             from transformers import CLIPTextModel, CLIPTokenizer
@@ -230,6 +232,7 @@ class TextToImageGenerator(Generator):
 
         self.device = torch.device(device)
         self.dtype = dtype
+        self.decode_batch = decode_batch
         self._names = names
         self.unet = unet.to(self.device).eval()
         self.vae = vae.to(self.device).eval()
@@ -333,4 +336,4 @@ class TextToImageGenerator(Generator):
             return self.unet(x_in, t, encoder_hidden_states=context).sample
 
         x = denoise(scheduler, x, generators, predict, guidance)
-        return to_uint8(decode_latents(self.vae, x))
+        return to_uint8(decode_latents(self.vae, x, self.decode_batch))
