@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     step = training_step(torch.compile(model) if args.compile else model, optimizer, amp)
 
-    held = (torch.randn(batch, 3, size, size), torch.randint(0, 1000, (batch,)))
+    held = to_device((torch.randn(batch, 3, size, size), torch.randint(0, 1000, (batch,))), device)  # stays there
     in_memory = timed(step, iter(lambda: held, None), steps, warmup, device) * batch
 
     images = batch * (steps + warmup) if tiny else args.images
