@@ -2,6 +2,8 @@
 one halved after an out-of-memory), give the bytes of one encoder at one batch; a failure stops
 the run in one line and leaves no partial shard."""
 
+import os
+
 import click
 import numpy as np
 import pytest
@@ -63,17 +65,21 @@ def test_no_encoders_is_refused(cli, tiny_model, tmp_path):
 def test_default_encoders_share_the_node(monkeypatch):
     from generate.distributed import ranks_on_node
 
-    for name in ("LOCAL_WORLD_SIZE", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_STEP_TASKS_PER_NODE", "SLURM_NODEID"):
-        monkeypatch.delenv(name, raising=False)
+    for name in [n for n in os.environ if n.startswith("SLURM_") or n in ("RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")]:
+        monkeypatch.delenv(name)
     assert ranks_on_node() == 1
     monkeypatch.setenv("SLURM_STEP_ID", "0")
-    monkeypatch.setenv("SLURM_PROCID", "5")
+    monkeypatch.setenv("SLURM_PROCID", "9")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "11")
     monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "4(x2),3")
     monkeypatch.setenv("SLURM_NODEID", "2")
     assert ranks_on_node() == 3
+    monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("SLURM_NODEID", "1")
     assert ranks_on_node() == 4
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # torchrun's, first
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "8"), ("LOCAL_WORLD_SIZE", "8")):  # torchrun's, first
+        monkeypatch.setenv(name, value)
     assert ranks_on_node() == 8
 
 

@@ -18,7 +18,9 @@ from train.data.shards import CorruptCounter, ShardSet
 from train.data.transforms import Preprocess
 
 GRAY16 = Preprocess(image_size=16, in_chans=1, mean=(0.5,), std=(0.5,))
-TRAIN = ["--arch", "test_resnet", "--epochs", "1", "--min-steps", "0", "--batch-size", "4", "--img-size", "16", "--quiet"]
+# Read in the main process (--workers 0), whose warnings and skip counts the in-process runner captures.
+TRAIN = ["--arch", "test_resnet", "--epochs", "1", "--min-steps", "0", "--batch-size", "4", "--img-size", "16", "--quiet",
+         "--workers", "0"]
 
 
 class Payload:
@@ -82,7 +84,7 @@ def test_no_reader_runs_a_members_code(ext, make, labeled, pseudo_shards, target
     results = [
         cli(pttrain, ["pp", "--shards", poisoned, "--out", runs / "pp", *TRAIN]),
         cli(pttrain, ["finetune", "--data", poisoned, "--init", runs / "pp", "--out", runs / "ft", "--epochs", "1",
-                      "--batch-size", "4", "--min-steps", "0", "--quiet"]),
+                      "--batch-size", "4", "--min-steps", "0", "--quiet", "--workers", "0"]),
         cli(pttrain, ["eval", "--run", runs / "pp", "--data", poisoned, "--confusion", tmp_path / "c.png"]),
         cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo, "--init", "none", "--out", runs / "pssl",
                       "--ratio", "2", "--guard", "none", *TRAIN]),

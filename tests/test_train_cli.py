@@ -192,9 +192,10 @@ def test_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    monkeypatch.setenv("LOCAL_RANK", "0")  # rank 0 stops too, before it writes anything
-    with pytest.raises(InputError, match=r"started 2 processes on this node, which has 1 visible GPU.*--nproc_per_node 1"):
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)  # rank 0 stops too, before it writes anything
+    with pytest.raises(InputError, match=r"torchrun started 2 processes on this node, which has 1 visible GPU.*"
+                       r"--nproc_per_node 1"):
         setup("auto")
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import os
-from dataclasses import dataclass
+import importlib.util
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -44,7 +44,8 @@ def main() -> None:
     pttrain pssl         semi-supervised: labeled target images + unlabeled pseudo samples
     pttrain kd           the knowledge-distillation baseline
     pttrain eval         top-1 / top-5 / per-class accuracy of a run
-    Runs work under torchrun (DistributedDataParallel; gloo on CPU, nccl on GPUs).
+    Runs work under torchrun or in an srun step (DistributedDataParallel; gloo on CPU, nccl on
+    GPUs; docs/gpu.md).
     """
 
 
@@ -54,7 +55,11 @@ class RunRequest:
 
     out: Path | None
     settings: TrainSettings
-    workers: int
+    workers: int | None
+    accum_steps: int | None
+    amp: str
+    compile: bool
+    tensorboard: bool
     img_size: int | None
     device: str
     resume: bool
@@ -67,12 +72,29 @@ class RunRequest:
         leaves no run folder behind."""
         from .commands import RunContext
         from .distributed import setup
-        from .runs import METRICS_FILE, prepare_run_dir
+        from .data.loading import choose_workers
+        from .runs import CHECKPOINT_FILE, METRICS_FILE, claim_run_dir, wait_for_folder
+        from .trainer import choose_accum_steps
 
         dist = setup(self.device)
-        run_dir, resume = prepare_run_dir(self.out, command, self.resume)
+        lock = None
+        decision: tuple = (None, False, 1, None)
+        if dist.main:  # one rank decides, so the ranks agree even on a default folder named by the clock
+            try:
+                run_dir, resume, lock = claim_run_dir(self.out, command, self.resume)
+                try:
+                    accum = choose_accum_steps(self.accum_steps, self.settings.batch_size, dist.world,
+                                               run_dir / CHECKPOINT_FILE if resume else None)
+                except InputError:
+                    lock.release()
+                    raise
+                decision = (run_dir, resume, accum, None)
+            except InputError as err:
+                decision = (None, False, 1, str(err))
+        run_dir, resume, accum, refusal = dist.share(decision)
+        if refusal is not None:
+            raise InputError(refusal)
         if dist.main:
-            run_dir.mkdir(parents=True, exist_ok=True)
             if self.resume and not resume:
                 (run_dir / METRICS_FILE).unlink()
                 click.echo(f"pttrain {command}: {run_dir} was stopped before its first checkpoint; starting it again",
@@ -80,8 +102,13 @@ class RunRequest:
             click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment})",
                        err=True)
         dist.barrier()
-        return RunContext(command, run_dir, self.settings, dist, self.workers, resume, not self.quiet,
-                          augment, self.augment)
+        if not dist.main:
+            wait_for_folder(run_dir)
+        settings = replace(self.settings, accum_steps=accum)
+        workers = choose_workers(self.workers, dist.cores)
+        return RunContext(command, run_dir, settings, dist, workers, resume, not self.quiet,
+                          augment, self.augment, lock=lock, amp=self.amp, compile=self.compile,
+                          tensorboard=self.tensorboard)
 
 
 def training_options(epochs: int, batch_size: int, lr: float):
@@ -96,7 +123,7 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          "--epochs is raised until the run takes them; larger data is unaffected. Measured on "
                          "few-shot targets in docs/results.md; 0 keeps --epochs as given."),
             click.option("--batch-size", type=click.IntRange(min=1), default=batch_size, show_default=True,
-                         help="Per process."),
+                         help="Per process and accumulated batch (--accum-steps)."),
             click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True,
                          help="Peak AdamW learning rate; cosine decay after a linear warm-up."),
             click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True),
@@ -106,8 +133,21 @@ def training_options(epochs: int, batch_size: int, lr: float):
             click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True,
                          help="Steps between checkpoints."),
             click.option("--seed", type=int, default=0, show_default=True),
-            click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
-                         help="DataLoader worker processes per rank."),
+            click.option("--workers", type=click.IntRange(min=0),
+                         help="DataLoader worker processes per training process (they persist across epochs). "
+                         "More than the process's cores is capped there, with a warning. [default: the node's cores "
+                         "/ training processes on it, or in an srun step SLURM_CPUS_PER_TASK]"),
+            click.option("--accum-steps", type=click.IntRange(min=1),
+                         help="Batches whose gradients one optimizer step sums: the global batch is --batch-size x "
+                         "processes x --accum-steps. [default: 1; on --resume, what keeps the run's global batch "
+                         "on this number of processes]"),
+            click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto",
+                         show_default=True, help="Mixed precision. auto: bf16 on a GPU that has it, fp16 with a "
+                         "gradient scaler on one without, off (fp32, bit-for-bit repeatable) on CPU."),
+            click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard event files, "
+                         "in RUN/tensorboard/ (pip install 'ptgen[tensorboard]')."),
+            click.option("--compile", is_flag=True, help="torch.compile the model: faster steps on a GPU after a "
+                         "warm-up of a minute or so."),
             click.option("--img-size", type=click.IntRange(min=8),
                          help="Model input size, for a new model (a finetune from a run keeps the run's). [default: "
                          "the data's size, raised to 32 when smaller: timm's CNNs downsample 32x, and 16 px "
@@ -117,7 +157,8 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          "channels (shards' dataset.json, the training images): glyph for grayscale and, as "
                          "measured, for RGB too (docs/results.md)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-            click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint."),
+            click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint, "
+                         "on any number of processes that can keep its global batch (--accum-steps)."),
             click.option("--quiet", is_flag=True, help="No progress bar."),
         ]
         for option in reversed(options):
@@ -128,9 +169,12 @@ def training_options(epochs: int, batch_size: int, lr: float):
             names = ("epochs", "min_steps", "batch_size", "lr", "weight_decay", "warmup_epochs", "ema_decay", "checkpoint_every", "seed")
             settings = TrainSettings(**{n: kw.pop(n) for n in names})
             check_output_dir(kw["out"] or RUNS_DIR, "--out")
+            if kw["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+                raise InputError("--tensorboard: the tensorboard package is not installed; pip install "
+                                 "'ptgen[tensorboard]', or drop --tensorboard")
             kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
-                                                         ("out", "workers", "img_size", "device", "resume", "quiet",
-                                                          "augment")})
+                                                         ("out", "workers", "accum_steps", "amp", "compile", "tensorboard",
+                                                          "img_size", "device", "resume", "quiet", "augment")})
             return command(**kw)
 
         return wrapper
@@ -246,6 +290,8 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     flag for flag (its batch, epochs, --min-steps floor, schedule and evaluation), so that
     --unlabeled-weight 0 gives finetune's model; the unlabeled batches come on top of it.
     """
+    from ptcommon.launcher import detect
+
     from .commands import choose_augment, guard_record, open_labeled, open_unlabeled, prepare_model, run_pssl
     from .data.folder import UnlabeledImages
     from .ssl import ALGORITHMS, bn_stats_for
@@ -256,7 +302,7 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     guarded = guard_record(source, chosen)
     augment = choose_augment(run.augment, labeled.target)
     model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
-    bn_stats = bn_stats_for(bn_stats, int(os.environ.get("WORLD_SIZE", "1")) > 1, run.settings.batch_size)
+    bn_stats = bn_stats_for(bn_stats, detect().world > 1, run.settings.batch_size)
     kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats}
     if threshold is not None:
         kwargs["threshold"] = threshold
@@ -330,9 +376,11 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
 @click.option("--confusion", type=click.Path(path_type=Path), help="Confusion-matrix PNG. [default: RUN/confusion.png, "
               "or ./confusion.png for a built-in run]")
 @click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: the GPU when there is one.")
 @skip_corrupt_option
 @read_options
-def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, skip_corrupt: bool,
+def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, device: str, skip_corrupt: bool,
                  policy: ReadPolicy) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
     from .commands import run_eval, write_eval
@@ -342,7 +390,13 @@ def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, 
     for flag, path in (("--json", json_path), ("--confusion", confusion)):
         if path is not None:
             check_output_file(path, flag)
-    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt)
+    import torch
+
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
+    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt,
+                             torch.device("cuda" if use_cuda else "cpu"))
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))

@@ -14,21 +14,23 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from ptcommon.cli import InputError
 from ptcommon.shards import ReadPolicy, is_shard_folder
 
 from .data.folder import UnlabeledImages, labeled_split
+from .data.loading import build_loader, drawn_batches, stream_batches
 from .data.shards import ShardSet
 from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
 from .distributed import Dist
-from .evaluate import Evaluation, evaluate, plot_confusion
+from .evaluate import Evaluation, evaluate, plot_confusion, rank_slice
 from .guard import Guard, target_confidences
 from .models import (ModelConfig, check_input_size, create_model, default_image_size, load_run, resolve_run,
                      run_config, save_run)
-from .seeding import loader_generator, seed_everything
+from .runs import RunLock
+from .seeding import seed_everything
 from .ssl import FixMatch
 from .trainer import Algorithm, Supervised, Trainer, TrainSettings
 
@@ -48,6 +50,20 @@ class RunContext:
     progress: bool
     augment: str = "glyph"  # the policy the run trains with (train/data/transforms.py)
     augment_flag: str = "glyph"  # what --augment said (auto, or a policy)
+    lock: RunLock | None = None  # rank 0's hold on the run folder, released when the run ends
+    amp: str = "auto"  # --amp
+    compile: bool = False  # --compile
+    tensorboard: bool = False  # --tensorboard
+
+    @property
+    def pin(self) -> bool:
+        """Pinned host memory, for copies to a GPU that overlap the step."""
+        return self.dist.device.type == "cuda"
+
+    def per_step(self, batch_size: int) -> int:
+        """Samples one optimizer step takes from a stream batched at BATCH_SIZE: over every rank and
+        every accumulated batch."""
+        return batch_size * self.dist.world * self.settings.accum_steps
 
 
 @dataclass
@@ -163,45 +179,33 @@ def run_augment(spec: str, flag: str = "--run") -> str:
     return json.loads(record.read_text()).get("augment", "glyph") if record.exists() else "glyph"
 
 
-def _loader(dataset, batch_size: int, workers: int, sampler=None, generator: torch.Generator | None = None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      persistent_workers=False, drop_last=False, generator=generator)
-
-
-def _drawn_batches(dataset, batch_size: int, steps: int, seed: int, epoch: int, rank: int, workers: int) -> DataLoader:
-    """`steps` batches drawn with replacement: the same count on every rank, whatever the set's size;
-    the draws and the workers' augmentations follow from (seed, epoch, rank)."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch * 1000 + rank)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=steps * batch_size, generator=g)
-    return _loader(dataset, batch_size, workers, sampler=sampler, generator=loader_generator(seed, rank, epoch))
+def _loader(dataset, batch_size: int, workers: int, pin: bool = False) -> DataLoader:
+    """One pass over DATASET in order (evaluation)."""
+    return build_loader(dataset, workers, pin, batch_size=batch_size)
 
 
 def _shard_batches(data: ShardSet, transform, batch_size: int, ctx: RunContext, with_labels: bool = True,
                    steps: int | None = None, weight_of: Callable[[dict], float] | None = None):
-    """Shard batches: `steps` per epoch on every rank (by default count / (batch x ranks)); with
-    `weight_of`, unlabeled batches carry each sample's weight (ShardSet.pipeline)."""
-    steps = steps or max(1, data.count // (batch_size * ctx.dist.world))
-    per_worker = math.ceil(steps / max(1, ctx.workers))
+    """Shard batches: `steps` optimizer steps per epoch on every rank (by default count / global
+    batch), each of --accum-steps batches; with `weight_of`, unlabeled batches carry each sample's
+    weight (ShardSet.pipeline)."""
+    steps = steps or max(1, data.count // ctx.per_step(batch_size))
+    per_worker = math.ceil(steps * ctx.settings.accum_steps / max(1, ctx.workers))
 
-    def batches(epoch: int) -> DataLoader:
-        pipeline = data.pipeline(transform, batch_size, train=True, seed=ctx.settings.seed * 100_003 + epoch,
-                                 with_labels=with_labels, corrupt=data.corrupt, batches_per_worker=per_worker,
-                                 weight_of=weight_of)
-        return DataLoader(pipeline, batch_size=None, num_workers=ctx.workers,
-                          generator=loader_generator(ctx.settings.seed, "shards", ctx.dist.rank, epoch))
+    def pipeline(epoch: int):
+        return data.pipeline(transform, batch_size, train=True, seed=ctx.settings.seed * 100_003 + epoch,
+                             with_labels=with_labels, corrupt=data.corrupt, batches_per_worker=per_worker,
+                             weight_of=weight_of)
 
-    return batches, steps
+    return stream_batches(pipeline, ctx.settings.seed, ctx.dist.rank, ctx.workers, ctx.pin), steps
 
 
 def _folder_batches(dataset, batch_size: int, ctx: RunContext, steps: int | None = None, seed_offset: int = 0):
-    """Batches of an in-memory dataset; an epoch is one pass over it unless `steps` says otherwise."""
-    steps = steps or max(1, math.ceil(len(dataset) / (batch_size * ctx.dist.world)))
-
-    def batches(epoch: int) -> DataLoader:
-        return _drawn_batches(dataset, batch_size, steps, ctx.settings.seed + seed_offset, epoch, ctx.dist.rank,
-                              ctx.workers)
-
-    return batches, steps
+    """Batches of an in-memory dataset, drawn with replacement: an epoch is one pass over it unless
+    `steps` (optimizer steps) says otherwise; each step takes --accum-steps batches."""
+    steps = steps or max(1, math.ceil(len(dataset) / ctx.per_step(batch_size)))
+    return drawn_batches(dataset, batch_size, steps * ctx.settings.accum_steps, ctx.settings.seed + seed_offset,
+                         ctx.dist.rank, ctx.workers, ctx.pin), steps
 
 
 def _test_validator(data: LabeledData, config: ModelConfig, ctx: RunContext):
@@ -210,8 +214,11 @@ def _test_validator(data: LabeledData, config: ModelConfig, ctx: RunContext):
         return None
     test_set = labeled_split(data.root, "test", _preprocess(config, ctx.augment).transform(augment=False))
 
+    loader = _loader(rank_slice(test_set, ctx.dist.rank, ctx.dist.world), 256, ctx.workers, ctx.pin)
+
     def validate(m: torch.nn.Module) -> dict:
-        result = evaluate(m, _loader(test_set, 256, ctx.workers), config.num_classes, ctx.dist.device)
+        """On every rank, each scoring its slice."""
+        result = evaluate(m, loader, config.num_classes, ctx.dist.device, ctx.dist.all_reduce_sum)
         return {"val_top1": result.top1, "val_n": result.n}
 
     return validate
@@ -224,24 +231,31 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
     """The tail every command shares: the loop (resumed if asked), then the run folder's model and train.json.
 
     `shipped` picks what the run ships from the trained model (KD drops its auxiliary head)."""
-    trainer = Trainer(model, algorithm, batches, steps, ctx.settings, ctx.run_dir, ctx.dist, validate=validate,
-                      progress=ctx.progress)
-    if ctx.resume:
-        trainer.resume()
-    trainer.fit()
-    skipped = {"corrupt_skipped": data.corrupt.count, "unexpected_members": data.policy.summary()} if data else {}
-    if data and ctx.workers > 0:  # the counts live in the loader workers, which log what they skip themselves
-        skipped = {"corrupt_skipped": None, "unexpected_members": "counted in the loader workers: see the run's log"}
-    if ctx.dist.main:
-        save_run(ctx.run_dir, shipped(trainer.final_model), config)
-        (ctx.run_dir / "train.json").write_text(json.dumps(
-            {"command": ctx.command, **record, "epochs_run": trainer.epochs, "steps": trainer.total_steps,
-             "augment": ctx.augment, "augment_flag": ctx.augment_flag,
-             **skipped, "settings": asdict(ctx.settings)},
-            indent=1, default=str) + "\n")
-    if data is not None:
-        data.report_skipped()
-    return trainer
+    try:
+        trainer = Trainer(model, algorithm, batches, steps, ctx.settings, ctx.run_dir, ctx.dist, validate=validate,
+                          progress=ctx.progress, amp=ctx.amp, compile=ctx.compile,
+                          tensorboard=ctx.tensorboard)
+        if ctx.resume:
+            trainer.resume()
+        trainer.fit()
+        skipped = {"corrupt_skipped": data.corrupt.count, "unexpected_members": data.policy.summary()} if data else {}
+        if data and ctx.workers > 0:  # the counts live in the loader workers, which log what they skip themselves
+            skipped = {"corrupt_skipped": None, "unexpected_members": "counted in the loader workers: see the run's log"}
+        if ctx.dist.main:
+            save_run(ctx.run_dir, shipped(trainer.final_model), config)
+            (ctx.run_dir / "train.json").write_text(json.dumps(
+                {"command": ctx.command, **record, "epochs_run": trainer.epochs, "steps": trainer.total_steps,
+                 "augment": ctx.augment, "augment_flag": ctx.augment_flag,
+                 "world_size": ctx.dist.world, "launcher": ctx.dist.launcher, "workers": ctx.workers,
+                 "global_batch": trainer.global_batch, "samples_seen": trainer.samples_seen,
+                 "amp": trainer.amp_dtype, **skipped, "settings": asdict(ctx.settings)},
+                indent=1, default=str) + "\n")
+        if data is not None:
+            data.report_skipped()
+        return trainer
+    finally:
+        if ctx.lock is not None:
+            ctx.lock.release()
 
 
 def run_pp(data: ShardSet, model: torch.nn.Module, config: ModelConfig, ctx: RunContext) -> Trainer:
@@ -339,10 +353,12 @@ def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, 
                         shipped=lambda student: student.backbone)
 
 
-def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool) -> tuple[Evaluation, list[str]]:
+def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool,
+             device: torch.device = torch.device("cpu")) -> tuple[Evaluation, list[str]]:
     """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards,
-    preprocessed as the run's policy evaluates."""
+    preprocessed as the run's policy evaluates, on DEVICE."""
     model, config = load_run(run, "--run")
+    model.to(device)
     pre = _preprocess(config, run_augment(run))
     if is_shard_folder(data):
         shards = ShardSet(data, "--data", policy=policy, skip_corrupt=skip_corrupt)
@@ -354,14 +370,15 @@ def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrup
         shards.index_of = {sid: config.source_ids.index(sid) for sid in shards.class_ids}
         batches = shards.pipeline(pre.transform(False), 256, train=False, seed=0, with_labels=True,
                                   corrupt=shards.corrupt)
-        result = evaluate(model, batches, config.num_classes, torch.device("cpu"))
+        result = evaluate(model, batches, config.num_classes, device)
         shards.report_skipped()
         return result, config.class_names
     test_set = labeled_split(data, "test", pre.transform(False))
     if test_set.classes != config.class_names:
         raise InputError(f"--data {data}: test/ classes {test_set.classes[:5]} differ from the run's "
                          f"{config.class_names[:5]}")
-    return evaluate(model, _loader(test_set, 256, workers), config.num_classes, torch.device("cpu")), config.class_names
+    loader = _loader(test_set, 256, workers, pin=device.type == "cuda")
+    return evaluate(model, loader, config.num_classes, device), config.class_names
 
 
 def write_eval(result: Evaluation, class_names: list[str], json_path: Path | None, plot_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""torchrun support: process group set-up, and who may write."""
+"""Several processes (torchrun, or an srun step): the process group, and who may write."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from ptcommon.cli import InputError
+from ptcommon.launcher import detect, rendezvous
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class Dist:
     rank: int
     world: int
     device: torch.device
+    local_world: int = 1  # processes on this node
+    launcher: str = "none"  # torchrun, slurm or none
+    cores: int = 1  # the cores this process may keep busy with its data workers (Launch.cores)
 
     @property
     def main(self) -> bool:
@@ -26,6 +30,14 @@ class Dist:
         if self.world > 1:
             dist.barrier()
 
+    def share(self, value):
+        """Rank 0's VALUE (any picklable object), on every rank."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.world > 1:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -33,25 +45,30 @@ class Dist:
 
 
 def setup(device: str = "auto") -> Dist:
-    """Join torchrun's process group when launched by it (gloo on CPU, nccl on GPUs)."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
+    """Join the launcher's process group (gloo on CPU, nccl on GPUs): torchrun's, or an srun step's
+    with its rendezvous derived from SLURM's node list and job id."""
+    launch = detect()
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
     if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        per_node, visible = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
+        visible = torch.cuda.device_count()
+        index = launch.gpu_index(visible)
         # One process per GPU: NCCL refuses two ranks on one device. Every rank checks the node's
         # process count, not its own index, so all of them stop here before any writes a run folder.
-        if per_node > visible:
-            raise InputError(f"torchrun started {per_node} processes on this node, which has {visible} visible GPU(s); "
-                             f"pass --nproc_per_node {visible}, or --device cpu to run on CPU")
-        torch.cuda.set_device(local)
-        dev = torch.device("cuda", local)
+        if index is None:
+            how = ("srun with --ntasks-per-node" if launch.launcher == "slurm" else "torchrun with --nproc_per_node")
+            raise InputError(f"{launch.launcher} started {launch.local_world} processes on this node, which has "
+                             f"{visible} visible GPU(s); launch {how} {visible}, or pass --device cpu to run on CPU")
+        torch.cuda.set_device(index)
+        dev = torch.device("cuda", index)
     else:
         dev = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(rank, world, dev)
+    if launch.world > 1 and not dist.is_initialized():
+        if launch.launcher == "slurm":
+            os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = rendezvous()
+        dist.init_process_group("nccl" if use_cuda else "gloo", rank=launch.rank, world_size=launch.world)
+    return Dist(launch.rank, launch.world, dev, launch.local_world, launch.launcher, launch.cores)
 
 
 def teardown() -> None:

@@ -60,4 +60,4 @@ class Distillation(Algorithm):
         supervised = F.cross_entropy(logits, labels)
         t = self.temperature
         distill = F.kl_div((aux.float() / t).log_softmax(1), (teacher_logits / t).softmax(1), reduction="batchmean") * t * t
-        return supervised + self.alpha * distill, {"loss_ce": supervised.item(), "loss_kd": distill.item()}
+        return supervised + self.alpha * distill, {"loss_ce": supervised.detach(), "loss_kd": distill.detach()}

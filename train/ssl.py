@@ -92,7 +92,7 @@ class FixMatch(Algorithm):
         supervised = F.cross_entropy(labeled, labels)
         unsupervised, used = self.unlabeled_loss(weak_logits.detach(), strong_logits, weights)
         loss = supervised + self.weight * unsupervised
-        return loss, {"loss_x": supervised.item(), "loss_u": unsupervised.item(), "mask": used.item()}
+        return loss, {"loss_x": supervised.detach(), "loss_u": unsupervised.detach(), "mask": used.detach()}
 
 
 @dataclass
