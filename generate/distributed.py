@@ -22,11 +22,6 @@ def rank_and_world(rank: int | None, world: int | None) -> tuple[int, int]:
     return rank, world
 
 
-def local_rank() -> int:
-    """This process's index on its node (which GPU it takes): the launcher's, else 0."""
-    return detect().local_rank
-
-
 def ranks_on_node() -> int:
     """How many ranks share this node (and its cores): the launcher's count (torchrun's
     LOCAL_WORLD_SIZE, or this node's entry of an srun step's SLURM_STEP_TASKS_PER_NODE), else 1."""

@@ -128,7 +128,7 @@ def _takes(backend: type[Generator], option: str) -> bool:
 def resolve_device(device: str) -> str:
     """cpu, or the GPU of this process's node-local rank, so that the processes a launcher starts
     on one node (torchrun --nproc_per_node 8, or SLURM tasks) take one GPU each."""
-    from .distributed import local_rank
+    from ptcommon.launcher import detect
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -139,11 +139,10 @@ def resolve_device(device: str) -> str:
         # samples' bytes were never equal across devices anyway.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        local, count = local_rank(), torch.cuda.device_count()
-        if count == 1:  # the launcher bound one GPU to this process (srun --gpus-per-task 1)
-            return "cuda:0"
-        if local >= count:
-            raise InputError(f"--device cuda: this process is local rank {local} but the node shows {count} GPUs; "
-                             f"start at most {count} processes per node")
-        return f"cuda:{local}"
+        launch, count = detect(), torch.cuda.device_count()
+        index = launch.gpu_index(count)  # the same rule as training's
+        if index is None:
+            raise InputError(f"--device cuda: {launch.local_world} processes run on this node but it shows {count} "
+                             f"GPUs; start at most {count} processes per node")
+        return f"cuda:{index}"
     return device

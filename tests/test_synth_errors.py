@@ -119,7 +119,8 @@ def test_default_model_is_the_builtin(cli, tmp_path):
 
 
 def test_rank_and_world_come_from_an_srun_step_when_torchrun_is_absent(monkeypatch):
-    from generate.distributed import local_rank, rank_and_world
+    from generate.distributed import rank_and_world
+    from ptcommon.launcher import detect
 
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
@@ -134,7 +135,7 @@ def test_rank_and_world_come_from_an_srun_step_when_torchrun_is_absent(monkeypat
     monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("SLURM_LOCALID", "1")
-    assert rank_and_world(None, None) == (5, 8) and local_rank() == 1
+    assert rank_and_world(None, None) == (5, 8) and detect().local_rank == 1
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "6")
     assert rank_and_world(None, None) == (5, 6)
     monkeypatch.setenv("RANK", "2")
