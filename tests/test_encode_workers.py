@@ -187,13 +187,13 @@ def test_bad_quality_is_one_line(cli, tiny_model, tmp_path, args, expected):
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
-def test_auto_format_is_the_smallest_on_disk():
+def test_auto_format_by_size_and_channels():
     from generate.writer import auto_format
 
     assert auto_format(16, 1) == "png"  # the built-in world: one tar block in any format, and lossless
     assert auto_format(12, 3) == "png"  # 432 raw bytes: still one block
-    assert auto_format(256, 1) == "png"  # WebP would store grayscale as RGB
-    assert auto_format(256, 3) == "webp"
+    assert auto_format(256, 1) == "png"  # grayscale stays lossless
+    assert auto_format(256, 3) == "jpg"
 
 
 def test_auto_format_keeps_the_hash_of_the_format_it_chose(cli, tiny_model, tmp_path):
