@@ -21,7 +21,7 @@ from ptcommon.shards import MANIFEST_FILE
 
 CONFIDENCE_FIELD = "target_confidence"
 GUARDS = ("none", "weight", "drop")
-DEFAULT_GUARD = "drop"
+DEFAULT_GUARD = "weight"
 # ptgen pseudo's warning level: on the built-in world P-SSL lifted PP on a target whose classifier
 # confidence averaged 0.78 and cost accuracy on one at 0.11 (docs/results.md).
 DEFAULT_THRESHOLD = 0.3
