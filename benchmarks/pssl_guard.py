@@ -172,6 +172,24 @@ def describe(diffs: list[float]) -> str:
     return f"{statistics.mean(diffs):+.3f} (sd {sd:.3f}; seeds {', '.join(f'{d:+.3f}' for d in diffs)})"
 
 
+def readme_table(seeds: list[int]) -> str:
+    """The README's table: each target and budget at pttrain pssl's defaults, beside PP -> finetune."""
+    rows = []
+    cells = [("digits", 2), ("digits", 5), ("digits", 10), ("lookalikes", 5), ("lookalikes-sharp", 5)]
+    for target, budget in cells:
+        values = {r: [v for s in seeds if (v := top1(target, budget, s, r)) is not None]
+                  for r in ("logreg", "pp", "control", "default")}
+        diffs = paired(target, budget, seeds, "default", "pp")
+        confidence = [r["targets_mean_confidence"] for s in seeds
+                      if (r := train_record(target, budget, s, "default")).get("targets_mean_confidence")]
+        rows.append([f"{target}, {budget}/class", f"{statistics.mean(confidence):.2f}" if confidence else "—",
+                     *(f"{spread(v)}" + (f" (n={len(v)})" if len(v) != len(seeds) else "") if v else "—"
+                       for v in values.values()), describe(diffs)])
+    return table(["target", "source's confidence", "logistic regression, pixels", "PP -> finetune",
+                  "P-SSL at weight 0 (control)", "PP + P-SSL (the method, --guard weight)",
+                  "method minus PP -> finetune, paired"], rows)
+
+
 def report(args: argparse.Namespace) -> None:
     seeds = SEEDS
     body, pairs, guards = [], [], []
@@ -221,6 +239,8 @@ def report(args: argparse.Namespace) -> None:
              "ratio 2). The control and a guard that keeps no sample skip the pseudo samples and cost what finetune "
              "costs. (Wall times are not given: the study shared the machine with other work.)"]
     write_section("pssl_guard", "### P-SSL that never costs: the control and the guards\n\n" + "\n".join(text))
+    print("The README's table (P-SSL at pttrain's defaults):\n")
+    print(readme_table(seeds))
 
 
 def main() -> None:
