@@ -16,19 +16,21 @@ and schedule, 64 pseudo samples a step (--ratio 1) unless the row says otherwise
   none        pssl, every pseudo sample counts (--guard none)
   weight      pssl, each pseudo sample's loss times its target's confidence (--guard weight)
   drop        pssl, samples of targets under confidence 0.3 left out (--guard drop)
-  default     whichever of weight and drop is pttrain pssl's default guard
+  gate        pssl, every pseudo sample if the targets' mean confidence reaches 0.3, else none (--guard gate)
+  default     whichever of weight, drop and gate is pttrain pssl's default guard (gate)
   none-r2     none at --ratio 2: more pseudo samples a step
   oracle      pssl on the target's real unlabeled images (what unlabeled data can give)
 
 Parts (run in the order given, each a list of cells x rows):
 
+  gate     digits and lookalikes-sharp at 5 labels a class: pp, control and the default guard
   main     digits at 5 labels a class: pp, control, none, weight, drop; lookalikes-sharp at 5: pp,
            control, weight, drop
   budgets  digits at 2 and 10, lookalikes at 5: pp and the default guard
   oracle   every target at 2 labels a class: the oracle, pp and the default guard
   ratio    lookalikes-sharp at 5: none-r2
 
-    python -m benchmarks.pssl_guard run [--parts main,budgets,oracle,ratio] [--seeds 0,1,2] [--jobs 3]
+    python -m benchmarks.pssl_guard run [--parts gate,main,budgets,oracle,ratio] [--seeds 0,1,2] [--jobs 3]
     python -m benchmarks.pssl_guard report
 
 `run` skips every cell whose result exists, so it is resumed by running it again. --jobs trainings run at
@@ -67,17 +69,22 @@ ROWS = {
     "none": pssl_row(),
     "weight": pssl_row(guard=("--guard", "weight")),
     "drop": pssl_row(guard=("--guard", "drop", "--guard-threshold", THRESHOLD)),
+    "gate": pssl_row(guard=("--guard", "gate", "--guard-threshold", THRESHOLD)),
     "none-r2": pssl_row(ratio=2),
     # Real images: no guard applies. FixMatch's flags, at the batch and ratio the other rows take.
     "oracle": ssl_flags(batch_size=BATCH, ratio=1),
 }
 LABELS = {"logreg": "logistic regression, pixels", "pp": "PP -> finetune", "control": "P-SSL, weight 0 (control)",
           "none": "PP + P-SSL, no guard", "weight": "PP + P-SSL, --guard weight",
-          "drop": f"PP + P-SSL, --guard drop (< {THRESHOLD})", "none-r2": "PP + P-SSL, no guard, ratio 2",
+          "drop": f"PP + P-SSL, --guard drop (< {THRESHOLD})",
+          "gate": f"PP + P-SSL, --guard gate (mean < {THRESHOLD})", "none-r2": "PP + P-SSL, no guard, ratio 2",
           "oracle": "oracle: real unlabeled images"}
 TARGETS = ("digits", "lookalikes", "lookalikes-sharp")
-GUARDED = ("weight", "drop")
+GUARDED = ("weight", "drop", "gate")
 PARTS = {
+    # The default guard (gate) with its references, on the two targets of the goal.
+    "gate": [("digits", 5, ["logreg", "pp", "control", "default"]),
+             ("lookalikes-sharp", 5, ["logreg", "pp", "control", "default"])],
     # lookalikes-sharp has no `none` row: --guard drop keeps 98-100% of its pseudo samples there (the
     # report's guard table), which makes drop that row but for a few samples.
     "main": [("digits", 5, ["logreg", "pp", "control", "none", "weight", "drop"]),
@@ -193,7 +200,7 @@ def readme_table(seeds: list[int]) -> str:
 def report(args: argparse.Namespace) -> None:
     seeds = SEEDS
     body, pairs, guards = [], [], []
-    for part in ("main", "budgets", "ratio"):
+    for part in ("gate", "main", "budgets", "oracle", "ratio"):
         for target, budget, rows in PARTS[part]:
             for row in rows:
                 values = [v for s in seeds if (v := top1(target, budget, s, row)) is not None]
@@ -216,7 +223,7 @@ def report(args: argparse.Namespace) -> None:
                     guards.append([f"{target}, {budget}/class", LABELS[row], f"{statistics.mean(confidence):.2f}",
                                    f"{statistics.mean(kept):.2f}", f"{statistics.mean(weights):.2f}"])
     text = [
-        "Command: `python -m benchmarks.pssl_guard run --parts main,budgets,oracle --seeds 0,1,2`, then "
+        "Command: `python -m benchmarks.pssl_guard run --parts gate,budgets,main --seeds 0,1,2`, then "
         "`python -m benchmarks.pssl_guard report` (benchmarks/pssl_guard.py says what each row runs). Built-in "
         "source world, resnet18, pseudo shards from `ptgen pseudo` at its defaults (10 a labeled image, top-1 soft "
         f"label); P-SSL is FixMatch (threshold 0.95) at finetune's labeled batch ({BATCH}) and schedule, "

@@ -130,6 +130,10 @@ def test_guard_weights():
     summary = Guard("drop", 0.5).summary([0.2, 0.6, 1.0, 0.4])
     assert summary["pseudo_kept"] == 2 and summary["pseudo_mean_weight"] == 0.5
     assert summary["targets_mean_confidence"] == pytest.approx(0.55)
+    # gate: all or nothing, by the targets' mean confidence.
+    assert Guard("gate", 0.5).summary([0.2, 0.6, 1.0, 0.4])["pseudo_kept"] == 4
+    assert Guard("gate", 0.6).summary([0.2, 0.6, 1.0, 0.4])["pseudo_kept"] == 0
+    assert Guard("gate").weight_of() is None and Guard("none").weight_of() is None
 
 
 def test_pseudo_samples_record_their_targets_confidence(pseudo_shards):
@@ -201,17 +205,18 @@ def test_the_control_is_finetune(cli, target, pseudo_shards, finetuned, tmp_path
     assert not same_weights(used, finetuned)
 
 
-def test_guard_drop_keeps_samples_by_confidence(cli, target, pseudo_shards, finetuned, tmp_path):
+@pytest.mark.parametrize("guard", ["drop", "gate"])
+def test_guard_keeps_samples_by_confidence(cli, target, pseudo_shards, finetuned, tmp_path, guard):
     from train.guard import target_confidences
 
     confidences = target_confidences(pseudo_shards)
     for threshold, kept in ((0, len(confidences)), (1, 0)):
         out = tmp_path / f"t{threshold}"
-        result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", "drop",
+        result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", guard,
                                "--guard-threshold", threshold, *SCHEDULE, "--out", out])
         assert result.exit_code == 0, result.output + result.stderr
         record = json.loads((out / "train.json").read_text())
-        assert (record["guard"], record["guard_threshold"], record["pseudo_kept"]) == ("drop", threshold, kept)
+        assert (record["guard"], record["guard_threshold"], record["pseudo_kept"]) == (guard, threshold, kept)
     # Nothing kept: the source does not know the target, and the run is finetune's.
     assert "keeps none of the 12 pseudo samples" in result.output
     assert same_weights(tmp_path / "t1", finetuned)
@@ -240,7 +245,7 @@ def test_guard_bad_input(cli, target, pseudo_shards, tmp_path):
     pq.write_table(pq.read_table(old / "manifest.parquet").drop_columns(["target_confidence"]), old / "manifest.parquet")
     cases = [
         (["--unlabeled", pseudo_shards, "--guard-threshold", 1.5], "1.5 is not in the range"),
-        (["--unlabeled", pseudo_shards, "--guard", "weight", "--guard-threshold", 0.5], "only serves --guard drop"),
+        (["--unlabeled", pseudo_shards, "--guard", "weight", "--guard-threshold", 0.5], "only serves --guard drop or gate"),
         (["--unlabeled", target / "test", "--guard", "drop"], "a folder of real images"),
         (["--unlabeled", old], "rerun ptgen pseudo"),
     ]

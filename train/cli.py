@@ -255,15 +255,17 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
               help="Unlabeled images per labeled image in a batch (mu). A step costs about 1 + 2 x ratio "
                    "finetune steps (weak and strong views).")
 @click.option("--guard", type=click.Choice(GUARDS),
-              help="How much each pseudo sample counts, from the source classifier's confidence on the target "
-                   "image that conditioned it (ptgen pseudo records it): none, all alike; weight, by that "
-                   "confidence; drop, leave out samples of targets under --guard-threshold. A source that does "
-                   "not know the target then adds nothing, and where --guard keeps no sample the run is "
-                   "finetune's. [default: " + DEFAULT_GUARD + " for pseudo shards, measured in docs/results.md "
-                   "(\"P-SSL that never costs\"); a folder of real images takes none]")
+              help="How much the pseudo samples count, from the source classifier's confidence on the target images "
+                   "that conditioned them (ptgen pseudo records it in each sample): none, all alike; weight, each by "
+                   "its target's confidence; drop, leave out samples of targets under --guard-threshold; gate, all "
+                   "of them where the targets' mean confidence reaches --guard-threshold, none otherwise. Where the "
+                   "guard keeps no sample the run is finetune's. [default: " + DEFAULT_GUARD + " for pseudo shards: "
+                   "of the three, the one that never fell below PP -> finetune on digits and kept the gain on "
+                   "lookalikes-sharp (docs/results.md, \"P-SSL that never costs\"); a folder of real images takes "
+                   "none]")
 @click.option("--guard-threshold", type=click.FloatRange(0, 1),
-              help="--guard drop: the target confidence a pseudo sample's target needs. [default: "
-                   f"{DEFAULT_THRESHOLD}, ptgen pseudo's warning level]")
+              help="--guard drop and gate: the confidence a target (drop) or the targets on average (gate) need. "
+                   f"[default: {DEFAULT_THRESHOLD}, ptgen pseudo's warning level]")
 @click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]),
               help="labeled: the unlabeled images pass on their own and batch norm's running statistics (used at "
                    "evaluation) come from the labeled target images alone; it lifted P-SSL on pseudo samples on every "
@@ -325,9 +327,9 @@ def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool
                              "conditioned, so there is no confidence to guard by; drop --guard")
         return Guard("none")
     kind = kind or DEFAULT_GUARD
-    if threshold is not None and kind != "drop":
-        raise InputError(f"--guard-threshold {threshold:g} only serves --guard drop (this run's guard is {kind}); "
-                         "drop the threshold or add --guard drop")
+    if threshold is not None and kind not in ("drop", "gate"):
+        raise InputError(f"--guard-threshold {threshold:g} only serves --guard drop or gate (this run's guard is "
+                         f"{kind}); leave the threshold out or choose one of those")
     return Guard(kind, DEFAULT_THRESHOLD if threshold is None else threshold)
 
 

@@ -20,8 +20,8 @@ from ptcommon.cli import InputError
 from ptcommon.shards import MANIFEST_FILE
 
 CONFIDENCE_FIELD = "target_confidence"
-GUARDS = ("none", "weight", "drop")
-DEFAULT_GUARD = "weight"
+GUARDS = ("none", "weight", "drop", "gate")
+DEFAULT_GUARD = "gate"
 # ptgen pseudo's warning level: on the built-in world P-SSL lifted PP on a target whose classifier
 # confidence averaged 0.78 and cost accuracy on one at 0.11 (docs/results.md).
 DEFAULT_THRESHOLD = 0.3
@@ -30,7 +30,9 @@ DEFAULT_THRESHOLD = 0.3
 @dataclass(frozen=True)
 class Guard:
     """none: every sample counts fully. weight: a sample counts by its target's confidence. drop:
-    samples of targets under `threshold` are left out, the rest count fully."""
+    samples of targets under `threshold` are left out, the rest count fully. gate: every sample
+    counts fully where the targets' mean confidence reaches `threshold`, none does otherwise (the
+    source knows the target as a whole, or it does not)."""
 
     kind: str = DEFAULT_GUARD
     threshold: float = DEFAULT_THRESHOLD
@@ -43,18 +45,27 @@ class Guard:
         return 1.0
 
     def weight_of(self) -> Callable[[dict], float] | None:
-        """A sample's weight from its `.json`; None when every sample counts alike (no field is read)."""
-        if self.kind == "none":
+        """A sample's weight from its `.json`; None when every sample that is read counts alike (no field
+        is read: a gate that is open)."""
+        if self.kind in ("none", "gate"):
             return None
         return lambda meta: self.weight(float(meta[CONFIDENCE_FIELD]))
 
     def describe(self) -> str:
-        return f"drop under {self.threshold:g}" if self.kind == "drop" else self.kind
+        return f"{self.kind} at {self.threshold:g}" if self.thresholded else self.kind
+
+    @property
+    def thresholded(self) -> bool:
+        return self.kind in ("drop", "gate")
 
     def summary(self, confidences: list[float]) -> dict:
         """What the guard does to a folder: the samples it keeps and their mean weight over all samples."""
-        weights = [self.weight(c) for c in confidences]
-        return {"guard": self.kind, "guard_threshold": self.threshold if self.kind == "drop" else None,
+        if self.kind == "gate":
+            is_open = bool(confidences) and statistics.fmean(confidences) >= self.threshold
+            weights = [1.0 if is_open else 0.0] * len(confidences)
+        else:
+            weights = [self.weight(c) for c in confidences]
+        return {"guard": self.kind, "guard_threshold": self.threshold if self.thresholded else None,
                 "pseudo_samples": len(weights), "pseudo_kept": sum(w > 0 for w in weights),
                 "pseudo_mean_weight": round(statistics.fmean(weights), 6) if weights else None,
                 "targets_mean_confidence": round(statistics.fmean(confidences), 6) if confidences else None}
