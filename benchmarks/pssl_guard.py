@@ -199,10 +199,13 @@ def readme_table(seeds: list[int]) -> str:
 
 def report(args: argparse.Namespace) -> None:
     seeds = SEEDS
-    body, pairs, guards = [], [], []
+    body, pairs, guards, seen = [], [], [], set()
     for part in ("gate", "main", "budgets", "oracle", "ratio"):
         for target, budget, rows in PARTS[part]:
             for row in rows:
+                if (target, budget, resolve(row)) in seen:
+                    continue
+                seen.add((target, budget, resolve(row)))
                 values = [v for s in seeds if (v := top1(target, budget, s, row)) is not None]
                 if not values:
                     continue
