@@ -77,7 +77,7 @@ ROWS = {
 LABELS = {"logreg": "logistic regression, pixels", "pp": "PP -> finetune", "control": "P-SSL, weight 0 (control)",
           "none": "PP + P-SSL, no guard", "weight": "PP + P-SSL, --guard weight",
           "drop": f"PP + P-SSL, --guard drop (< {THRESHOLD})",
-          "gate": f"PP + P-SSL, --guard gate (mean < {THRESHOLD})", "none-r2": "PP + P-SSL, no guard, ratio 2",
+          "gate": f"PP + P-SSL, --guard gate (at {THRESHOLD})", "none-r2": "PP + P-SSL, no guard, ratio 2",
           "oracle": "oracle: real unlabeled images"}
 TARGETS = ("digits", "lookalikes", "lookalikes-sharp")
 GUARDED = ("weight", "drop", "gate")
@@ -193,7 +193,7 @@ def readme_table(seeds: list[int]) -> str:
                      *(f"{spread(v)}" + (f" (n={len(v)})" if len(v) != len(seeds) else "") if v else "—"
                        for v in values.values()), describe(diffs)])
     return table(["target", "source's confidence", "logistic regression, pixels", "PP -> finetune",
-                  "P-SSL at weight 0 (control)", "PP + P-SSL (the method, --guard weight)",
+                  "P-SSL at weight 0 (control)", "PP + P-SSL (the method, --guard gate)",
                   "method minus PP -> finetune, paired"], rows)
 
 
