@@ -20,6 +20,9 @@ pre-trained models are one per size and policy (seed 0), shared by the seeds.
     pip install -e '.[bench]'   # scikit-image, for its photographs
     python -m benchmarks.photo_policy run     # resumes where it stopped: every cell is skipped when done
     python -m benchmarks.photo_policy report
+
+`report` keeps every score it finds under runs/ in benchmarks/results/photo_policy.json, which is
+tracked: the table can be rebuilt, and seeds added, in a checkout whose runs/ is gone.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from benchmarks.common import EPOCHS_ONLY, ROOT, read_json, run_tool, spread, ta
 from benchmarks.targets import SCENE_TEST_PER_CLASS, TEXTURE_PER_CLASS, pixel_floors, scenes, textures, training_part
 
 WORK = ROOT / "runs" / "photo-policy"
+KEPT = ROOT / "benchmarks" / "results" / "photo_policy.json"
 POLICIES = ("glyph", "natural")
 INITS = ("scratch", "pretrained")
 BATCH, PRE_BATCH = 16, 32
@@ -82,26 +86,40 @@ def run(args: argparse.Namespace) -> None:
                         run_tool("train", "eval", "--run", out, "--data", tree, "--json", out / "test.json")
 
 
-def done_seeds(size: int) -> list[int]:
-    """The seeds whose every cell at SIZE has a test score."""
-    seeds = sorted({int(p.name.rsplit("-", 1)[1]) for p in WORK.glob(f"{size}-*-*-*")})
-    return [s for s in seeds if all((cell(size, p, i, s) / "test.json").exists() for p in POLICIES for i in INITS)]
+def collect() -> dict:
+    """Every score of the study, {"study": settings, "scores": {"SIZE/ROUTE/SEED": top-1}}: the kept
+    file, updated with what runs/ holds now."""
+    kept = read_json(KEPT) if KEPT.exists() else {"scores": {}}
+    if (WORK / "study.json").exists():
+        kept["study"] = {k: v for k, v in read_json(WORK / "study.json").items() if k in ("steps", "pre_steps", "labels")}
+    for path in WORK.glob("pixels-*-*.json"):
+        _, size, seed = path.stem.split("-")
+        kept["scores"][f"{size}/pixels/{seed}"] = read_json(path)["top1"]
+    for path in WORK.glob("*-*-*-*/test.json"):
+        size, policy, init, seed = path.parent.name.split("-")
+        kept["scores"][f"{size}/{policy}-{init}/{seed}"] = read_json(path)["top1"]
+    KEPT.parent.mkdir(parents=True, exist_ok=True)
+    KEPT.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
+    return kept
 
 
-def score(size: int, route: str, seed: int) -> float:
-    if route == "pixels":
-        return read_json(WORK / f"pixels-{size}-{seed}.json")["top1"]
-    return read_json(cell(size, *route.split("-"), seed) / "test.json")["top1"]
+ROUTES = ("pixels", *(f"{p}-{i}" for i in INITS for p in POLICIES))
 
 
 def report(args: argparse.Namespace) -> None:
-    study = read_json(WORK / "study.json")
-    rows, diffs, verdicts = [], [], []
-    for size in study["sizes"]:
-        seeds = done_seeds(size)
+    kept = collect()
+    study, scores = kept["study"], kept["scores"]
+
+    def score(size: int, route: str, seed: int) -> float:
+        return scores[f"{size}/{route}/{seed}"]
+
+    rows, diffs = [], []
+    for size in DEFAULT_SEEDS:
+        seeds = sorted({int(k.split("/")[2]) for k in scores if k.startswith(f"{size}/")})
+        seeds = [s for s in seeds if all(f"{size}/{r}/{s}" in scores for r in ROUTES)]
         if not seeds:
             continue
-        for route in ("pixels", *(f"{p}-{i}" for i in INITS for p in POLICIES)):
+        for route in ROUTES:
             values = [score(size, route, s) for s in seeds]
             label = "logistic regression on pixels" if route == "pixels" else route.replace("-", ", ")
             rows.append([size, label, *(f"{v:.3f}" for v in values), spread(values)])
@@ -113,7 +131,8 @@ def report(args: argparse.Namespace) -> None:
             ahead = sum((x > 0) == (mean > 0) and x != 0 for x in d)
             diffs.append([size, init, ", ".join(f"{x:+.3f}" for x in d), f"{mean:+.3f}", f"{sd:.3f}",
                           f"{winner} ({ahead} of {len(d)} seeds)"])
-            verdicts.append((size, init, mean, sd))
+    if not rows:
+        raise SystemExit(f"photo_policy: no size has all its routes scored yet ({KEPT}, {WORK})")
     seed_cols = max(len(r) for r in rows) - 3
     rows = [r[:2] + r[2:-1] + [""] * (seed_cols - (len(r) - 3)) + r[-1:] for r in rows]
     md = (f"### Augmentation policy for RGB photos, by input size\n\n"
@@ -142,7 +161,7 @@ def main() -> None:
     r.add_argument("--seeds", type=lambda s: {size: [int(x) for x in s.split(",")] for size in DEFAULT_SEEDS},
                    default=DEFAULT_SEEDS, help="The same seeds at every size (default: per size, DEFAULT_SEEDS).")
     r.add_argument("--steps", type=int, default=300, help="Optimizer steps of every target run (about).")
-    r.add_argument("--pre-steps", type=int, default=400, help="Optimizer steps of every pre-training run (about).")
+    r.add_argument("--pre-steps", type=int, default=300, help="Optimizer steps of every pre-training run (about).")
     r.add_argument("--labels", type=int, default=10, help="Labeled crops per class.")
     sub.add_parser("report")
     args = ap.parse_args()
