@@ -11,7 +11,7 @@ crops a class of 120-288 px at their own aspect, 30 disjoint test crops) trained
             a generator's shards, here on real photographs and textures, since no photo generator's
             weights are on this machine
 
-One schedule rule for every route: batches of 16 (pre-training: 32) and epochs such that
+One schedule rule for every route: batches of 16 and epochs such that
 epochs x ceil(n / batch) is about --steps (--pre-steps) optimizer steps, flags otherwise at their
 defaults; test top-1 by `pttrain eval` through the run's own policy. Beside them, logistic regression
 on the pixels resized to S square. A seed draws the labeled crops and seeds the run; the
@@ -40,7 +40,7 @@ WORK = ROOT / "runs" / "photo-policy"
 KEPT = ROOT / "benchmarks" / "results" / "photo_policy.json"
 POLICIES = ("glyph", "natural")
 INITS = ("scratch", "pretrained")
-BATCH, PRE_BATCH = 16, 32
+BATCH, PRE_BATCH = 16, 16
 DEFAULT_SEEDS = {64: [0, 1, 2], 128: [0, 1, 2], 224: [0, 1]}
 
 
@@ -68,8 +68,9 @@ def cell(size: int, policy: str, init: str, seed: int) -> Path:
 def run(args: argparse.Namespace) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     (WORK / "study.json").write_text(json.dumps(vars(args), indent=1))
-    for size in args.sizes:
-        for seed in args.seeds.get(size, DEFAULT_SEEDS[size]):
+    # seed by seed, every size within a seed: a study stopped early has the same seeds at every size
+    for seed in sorted({s for size in args.sizes for s in args.seeds.get(size, DEFAULT_SEEDS[size])}):
+        for size in (size for size in args.sizes if seed in args.seeds.get(size, DEFAULT_SEEDS[size])):
             tree = scenes(WORK / f"scenes-{seed}", args.labels, seed)
             floor = WORK / f"pixels-{size}-{seed}.json"
             if not floor.exists():
