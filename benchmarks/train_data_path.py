@@ -60,15 +60,16 @@ def photo_like(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def make_shards(root: Path, image_format: str, images: int, size: int) -> Path:
     """IMAGES labeled samples of SIZE px in IMAGE_FORMAT, in the shard format `pttrain pp` reads."""
-    from generate.writer import SampleRecord, ShardWriter, encode_image
+    from generate.writer import SampleRecord, ShardWriter, encode_image, sample_bytes
 
     rng = np.random.default_rng(0)
     prefix = "bench"
     root.mkdir(parents=True)
     for shard in range(-(-images // SHARD_SIZE)):
-        writer = ShardWriter(root / shard_name(prefix, shard), image_format)
+        writer = ShardWriter(root / shard_name(prefix, shard))
         for i in range(shard * SHARD_SIZE, min(images, (shard + 1) * SHARD_SIZE)):
-            writer.write(SampleRecord(f"{i:09d}", i % CLASSES), encode_image(photo_like(rng, size), image_format))
+            image = encode_image(photo_like(rng, size), image_format)
+            writer.write(sample_bytes(SampleRecord(f"{i:09d}", i % CLASSES), image_format, image))
         writer.commit()
     header = {"prefix": prefix, "count": images, "shard_size": SHARD_SIZE, "labeled": True, "image_size": size,
               "channels": 3, "image_format": image_format, "class_ids": list(range(CLASSES)),

@@ -1,6 +1,8 @@
 """Runs a generation job's shards for one rank: batched sampling in the main thread, encoding in a
-pool of threads, and tar writing in a writer thread that takes the encoded images in index order,
+pool of threads, and a writer thread that appends the encoded samples to the tar in index order,
 so that the generator never waits on the CPU work and the shards' bytes do not depend on the pool.
+Each encoder thread also builds its sample's tar members and manifest row: the writer thread only
+writes, so that it holds the GIL as little as it can while the encoders need it.
 
 Threads suffice because Pillow releases the GIL while it encodes PNG, JPEG and WebP
 (`benchmarks/writer_ceiling.py` checks it on the installed Pillow)."""
@@ -28,7 +30,7 @@ from .distributed import ranks_on_node
 from .generator import Generator
 from .plan import WorkPlan
 from .store import ShardFolder
-from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample
+from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample, sample_bytes
 
 # Batches allowed in flight between sampler and writer (each already handed to the encoders):
 # enough to keep every encoder busy and hide a hiccup, few enough that memory stays flat however
@@ -105,8 +107,8 @@ class RunStats:
 
 
 class _Writer(threading.Thread):
-    """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool;
-    a (shard, None, None) item commits the shard."""
+    """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool
+    that gives a sample's bytes and manifest row; a (shard, None, None) item commits the shard."""
 
     def __init__(self, job: Job, folder: ShardFolder, image_format: str, quality: int | None, bar: tqdm,
                  stats: RunStats, encode_workers: int):
@@ -119,10 +121,16 @@ class _Writer(threading.Thread):
         self._open: ShardWriter | None = None
         self._rows: list[dict] = []
 
-    def encode(self, indices: range, images: np.ndarray) -> list[Future]:
+    def encode(self, shard: int, indices: range, images: np.ndarray) -> list[Future]:
         """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's sampling)."""
-        return [self.encoders.submit(encode_sample, i, pixels, self.image_format, self.quality)
-                for i, pixels in zip(indices, images)]
+        shard_name = self.folder.plan.shard_name(shard)
+        return [self.encoders.submit(self._sample, shard_name, i, pixels) for i, pixels in zip(indices, images)]
+
+    def _sample(self, shard_name: str, index: int, pixels: np.ndarray) -> tuple[bytes, dict]:
+        image = encode_sample(index, pixels, self.image_format, self.quality)
+        record = self.job.record(index)
+        row = {**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(image)))), **record.meta}
+        return sample_bytes(record, self.image_format, image), row
 
     def run(self) -> None:
         try:
@@ -143,13 +151,11 @@ class _Writer(threading.Thread):
             self._commit(shard)
             return
         if self._open is None:
-            self._open = ShardWriter(self.folder.shard_path(shard), self.image_format)
-        shard_name = self.folder.plan.shard_name(shard)
-        for index, encoding in zip(indices, encodings):
-            record = self.job.record(index)
-            data = encoding.result()
-            self._open.write(record, data)
-            self._rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(data)))), **record.meta})
+            self._open = ShardWriter(self.folder.shard_path(shard))
+        for encoding in encodings:
+            sample, row = encoding.result()
+            self._open.write(sample)
+            self._rows.append(row)
         self.bar.update(len(indices))
 
     def _commit(self, shard: int) -> None:
@@ -233,7 +239,7 @@ def run_job(
                     continue
                 for indices in plan.batches(shard, batch_size):
                     images = _sample(job, indices, steps, guidance, stats)
-                    _put(writer, (shard, indices, writer.encode(indices, images)))
+                    _put(writer, (shard, indices, writer.encode(shard, indices, images)))
                     if on_first_batch is not None:
                         on_first_batch(len(indices) / (time.perf_counter() - start), total - len(indices))
                         on_first_batch = None

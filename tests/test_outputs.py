@@ -211,10 +211,10 @@ def test_a_file_where_the_output_folder_should_be_is_refused(name, fx, cli, tmp_
 
 
 def test_an_aborted_shard_leaves_no_temporary_file_even_when_closing_fails(tmp_path):
-    from generate.writer import SampleRecord, ShardWriter
+    from generate.writer import SampleRecord, ShardWriter, sample_bytes
 
-    writer = ShardWriter(tmp_path / "synth-000000.tar", "png")
-    writer.write(SampleRecord("000000000", 1, {}), b"png bytes")
+    writer = ShardWriter(tmp_path / "synth-000000.tar")
+    writer.write(sample_bytes(SampleRecord("000000000", 1, {}), "png", b"png bytes"))
 
     def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

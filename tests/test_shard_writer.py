@@ -1,0 +1,59 @@
+"""The shard writer builds its tar members itself: the bytes must stay those Python's tarfile writes
+with the shards' member attributes (what every shard written before holds)."""
+
+import io
+import json
+import tarfile
+
+import pytest
+
+from generate.writer import SampleRecord, ShardWriter, sample_bytes
+
+# Keys as the format makes them, one past nine digits, and two that tarfile can only hold with a
+# pax header (too long for the ustar name field; not ASCII).
+KEYS = ["000000000", "000000001", "1234567890123", "k" * 120, "clé"]
+# Data sizes around a 512-byte block, and one of many blocks.
+SIZES = [0, 1, 511, 512, 513, 30_000]
+
+
+def tarfile_shard(samples: list[tuple[SampleRecord, str, bytes]]) -> bytes:
+    """The reference: tarfile's stream writer at its defaults, each sample's members in name order."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w|") as tar:
+        for record, image_format, image in samples:
+            members = {image_format: image, "json": json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()}
+            if record.label is not None:
+                members["cls"] = str(record.label).encode()
+            for ext in sorted(members):
+                info = tarfile.TarInfo(f"{record.key}.{ext}")
+                info.size, info.mode, info.mtime, info.uname, info.gname = len(members[ext]), 0o444, 0, "", ""
+                tar.addfile(info, io.BytesIO(members[ext]))
+    return out.getvalue()
+
+
+def written_shard(tmp_path, samples) -> bytes:
+    writer = ShardWriter(tmp_path / "shard.tar")
+    for record, image_format, image in samples:
+        writer.write(sample_bytes(record, image_format, image))
+    writer.commit()
+    return (tmp_path / "shard.tar").read_bytes()
+
+
+@pytest.mark.parametrize("count", [0, 1, 7])  # an empty shard, one sample, several records' worth
+def test_shards_are_the_bytes_tarfile_writes(tmp_path, count):
+    samples = []
+    for i in range(count):
+        size = SIZES[i % len(SIZES)]
+        image = bytes((i * 7 + j) % 251 for j in range(size))
+        label = None if i % 3 == 2 else i
+        meta = {"index": i, "seed": 2**62 + i, "class_name": "tench é"}
+        samples.append((SampleRecord(KEYS[i % len(KEYS)] if i < len(KEYS) else f"{i:09d}", label, meta),
+                        ["png", "jpg", "webp"][i % 3], image))
+    assert written_shard(tmp_path, samples) == tarfile_shard(samples)
+
+
+@pytest.mark.parametrize("key", KEYS)
+@pytest.mark.parametrize("size", SIZES)
+def test_each_member_header_is_tarfiles(tmp_path, key, size):
+    samples = [(SampleRecord(key, 3, {"index": 0}), "jpg", b"\xff" * size)]
+    assert written_shard(tmp_path, samples) == tarfile_shard(samples)
