@@ -3,7 +3,8 @@ writer comes to that rate times its encoder threads when the generator costs not
 
   gil       whether Pillow releases the GIL while it encodes (what lets the writer use threads):
             the worst delay of a sleeping thread's wake-up while another thread encodes a 2048 px
-            image in one call, against the length of that call
+            image in one call into the codec (Pillow's output buffer raised so that it does not
+            return to Python between blocks), against the length of that call
   bare      `generate.writer.encode_image` (the shards' own encoder settings) in one thread, per
             format (and per --qualities for JPEG and WebP), on photo-like content: 256 px crops of
             scikit-learn's two sample photographs (`load_sample_images`, and their mirror images),
@@ -12,13 +13,15 @@ writer comes to that rate times its encoder threads when the generator costs not
             (`ptcommon.shards.open_image`), the training side's cost
   pipeline  `ptgen synth`'s runner (encoder pool, tar writer, manifest parts) fed by a stand-in
             generator that hands back the stored crops at no cost, at each --workers, against
-            bare x workers (goal: at least 0.9), at each format's default quality
+            bare x workers (goal: at least 0.9), at each format's default quality; with the CPU
+            time of all the process's threads per image beside the bare encode's, which tells work
+            added (the CPU share) from waiting (the rest of a shortfall)
 
 `report` writes the table into docs/results.md and the cores a GPU needs into docs/gpu.md,
 from the GPU image rates computed there (FLOPs per image at a model FLOP utilisation of 0.35).
 
-    python -m benchmarks.writer_ceiling run               # on a quiet machine: a few minutes
-    python -m benchmarks.writer_ceiling report
+    python -m benchmarks.writer_ceiling run --report      # on a quiet machine: a few minutes; writes the tables
+    python -m benchmarks.writer_ceiling report            # the tables again, from the last run's file
     python -m benchmarks.writer_ceiling run --tiny --out runs/writer_ceiling-tiny.json   # proof, seconds
 """
 
@@ -30,6 +33,7 @@ import json
 import math
 import os
 import platform
+import resource
 import sys
 import tempfile
 import threading
@@ -38,7 +42,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from benchmarks.common import ROOT, table, write_section
 from generate.generator import Generator
@@ -79,6 +83,7 @@ def gil_check(crops: np.ndarray) -> dict:
     1 ms at a time while that encode runs in another thread (held GIL: about the encode's length)."""
     big = np.asarray(Image.fromarray(crops[0]).resize((2048, 2048), Image.Resampling.BICUBIC))
     out = {}
+    blocks, ImageFile.MAXBLOCK = ImageFile.MAXBLOCK, 1 << 26  # above any 2048 px encoding: one codec call
     for fmt in IMAGE_FORMATS:
         start = time.perf_counter()
         encode_image(big, fmt)
@@ -99,21 +104,29 @@ def gil_check(crops: np.ndarray) -> dict:
         done.set()
         worker.join()
         out[fmt] = {"encode_s": one, "worst_wake_s": worst, "released": worst < one / 2}
+    ImageFile.MAXBLOCK = blocks
     return out
 
 
-def bare_rate(crops: np.ndarray, fmt: str, quality: int | None, seconds: float) -> tuple[float, float, float]:
-    """Images/s of one thread encoding the crops in turn for about `seconds`, mean bytes per image,
-    and images/s of one thread decoding them back."""
+def cpu_seconds() -> float:
+    """CPU time of all this process's threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bare_rate(crops: np.ndarray, fmt: str, quality: int | None, seconds: float) -> tuple[float, float, float, float]:
+    """Images/s of one thread encoding the crops in turn for about `seconds`, its CPU seconds per
+    image, mean bytes per image, and images/s of one thread decoding them back."""
     encode_image(crops[0], fmt, quality)  # warm-up
-    encoded, start = [], time.perf_counter()
+    encoded, start, cpu = [], time.perf_counter(), cpu_seconds()
     while (elapsed := time.perf_counter() - start) < seconds or len(encoded) < len(crops):
         encoded.append(encode_image(crops[len(encoded) % len(crops)], fmt, quality))
+    cpu = (cpu_seconds() - cpu) / len(encoded)
     n, decoded, start = len(encoded), 0, time.perf_counter()
     while (decoding := time.perf_counter() - start) < seconds or decoded < len(crops):
         open_image(encoded[decoded % n], "benchmark", fmt)
         decoded += 1
-    return n / elapsed, sum(map(len, encoded)) / n, decoded / decoding
+    return n / elapsed, cpu, sum(map(len, encoded)) / n, decoded / decoding
 
 
 class StoredImages(Generator):
@@ -121,8 +134,12 @@ class StoredImages(Generator):
 
     name = "stored"
 
-    def __init__(self, crops: np.ndarray):
-        self.crops = crops
+    def __init__(self, crops: np.ndarray, batch_size: int):
+        self.crops, self.batch_size = crops, batch_size
+        self._names = [f"crop {i}" for i in range(len(crops))]
+        # The crops over and over, long enough for a batch from any class on: sample i has class
+        # i mod the crops (all classes chosen, in order), so a batch is a slice of it.
+        self._cycle = np.concatenate([crops] * (-(-batch_size // len(crops)) + 1))
 
     @classmethod
     def claims(cls, folder: Path) -> bool:
@@ -133,7 +150,7 @@ class StoredImages(Generator):
         raise TypeError("the stored-images stand-in is never read from a folder")
 
     num_classes = property(lambda self: len(self.crops))
-    class_names = property(lambda self: [f"crop {i}" for i in range(len(self.crops))])
+    class_names = property(lambda self: self._names)
     image_size = property(lambda self: SIZE)
     channels = property(lambda self: 3)
     supports_guidance = property(lambda self: False)
@@ -145,17 +162,26 @@ class StoredImages(Generator):
         return {"backend": self.name, "crops": len(self.crops)}
 
     def sample(self, condition, seeds: Sequence[int], steps: int, guidance: float) -> np.ndarray:
-        return self.crops[condition.numpy()]
+        """A view of the cycle, nothing copied."""
+        first, n = int(condition[0]), len(condition)
+        if n > self.batch_size or not np.array_equal(condition.numpy(), np.arange(first, first + n) % len(self.crops)):
+            raise ValueError("the stored-images stand-in takes its classes in order, every class chosen, "
+                             f"at most {self.batch_size} at a time")
+        return self._cycle[first : first + n]
 
 
-def pipeline_rate(crops: np.ndarray, fmt: str, workers: int, images: int, work: Path) -> float:
-    gen = StoredImages(crops)
+def pipeline_rate(crops: np.ndarray, fmt: str, workers: int, images: int, work: Path) -> tuple[int, float, float]:
+    """Images written (`images` rounded up to whole rounds of the crops), images/s, and CPU seconds
+    per image of all threads (sampler, encoders, writer)."""
+    batch_size = 128
     per_class = math.ceil(images / len(crops))
     settings = SynthSettings(model="stored", steps=1, guidance=1.0, seed=0, shard_size=1000, image_format=fmt,
-                             dtype="fp32", compiled=False, batch_size=128, class_ids=tuple(range(len(crops))),
+                             dtype="fp32", compiled=False, batch_size=batch_size, class_ids=tuple(range(len(crops))),
                              per_class=per_class)
-    stats = generate_shards(SynthJob(settings, gen), work / f"{fmt}-{workers}", encode_workers=workers, progress=False)
-    return stats.images_per_s
+    cpu = cpu_seconds()
+    stats = generate_shards(SynthJob(settings, StoredImages(crops, batch_size)), work / f"{fmt}-{workers}",
+                            encode_workers=workers, progress=False)
+    return stats.images, stats.images_per_s, (cpu_seconds() - cpu) / stats.images
 
 
 def run(args: argparse.Namespace) -> None:
@@ -169,24 +195,26 @@ def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp:
         for fmt in args.formats:
             for quality in (args.qualities if fmt in LOSSY else [None]):
-                rate, size, decode = bare_rate(crops, fmt, quality, seconds)
-                row = {"format": fmt, "quality": quality, "bare_per_core": rate, "bytes_per_image": size,
-                       "decode_per_core": decode, "pipeline": {}}
+                rate, cpu, size, decode = bare_rate(crops, fmt, quality, seconds)
+                row = {"format": fmt, "quality": quality, "bare_per_core": rate, "bare_cpu_s": cpu,
+                       "bytes_per_image": size, "decode_per_core": decode, "pipeline": {}}
                 name = fmt if quality is None else f"{fmt} q{quality}"
                 print(f"{name}: encode {rate:.1f} img/s, {size / 1e3:.1f} kB, decode {decode:.1f} img/s", flush=True)
                 if quality in (None, DEFAULT_QUALITY):  # the writer at the shards' own settings
                     for workers in args.workers:
                         images = len(crops) if args.tiny else max(len(crops), int(rate * workers * seconds))
-                        got = pipeline_rate(crops, fmt, workers, images, Path(tmp))
-                        row["pipeline"][str(workers)] = {"images": images, "images_per_s": got,
+                        images, got, got_cpu = pipeline_rate(crops, fmt, workers, images, Path(tmp))
+                        row["pipeline"][str(workers)] = {"images": images, "images_per_s": got, "cpu_s": got_cpu,
                                                          "of_bare_x_workers": got / (rate * workers)}
-                        print(f"  {workers} workers: {got:.1f} img/s = {got / (rate * workers):.2f} of bare x workers",
-                              flush=True)
+                        print(f"  {workers} workers: {got:.1f} img/s = {got / (rate * workers):.2f} of bare x workers; "
+                              f"CPU {got_cpu * 1e3:.2f} ms an image against {cpu * 1e3:.2f} bare", flush=True)
                 result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
+    if args.report:
+        report(args)
 
 
 def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
@@ -203,7 +231,7 @@ def report(args: argparse.Namespace) -> None:
                      f"{row['decode_per_core']:.1f}"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
-                                  f"{p['of_bare_x_workers']:.2f}"])
+                                  f"{p['of_bare_x_workers']:.2f}", f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
     gil = ", ".join(f"{fmt} {'released' if g['released'] else 'HELD'} (worst wake {g['worst_wake_s'] * 1e3:.1f} ms "
                     f"during a {g['encode_s'] * 1e3:.0f} ms encode)" for fmt, g in result["gil"].items())
     m = result["machine"]
@@ -221,9 +249,12 @@ Per format, one core (encode with the shards' own settings; decode with the shar
 
 {table(["format", "kB per image", "encode img/s per core", "decode img/s per core"], rows)}
 
-The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality:
+The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality. Its CPU
+time per image counts every thread (sampler, encoders, writer): where it matches the bare
+encode's, a ratio short of 1 is time spent waiting, not work added.
 
-{table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)"], pipeline_rows)}
+{table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)",
+        "CPU ms per image: pipeline (all threads) / bare"], pipeline_rows)}
 """)
     # Per format, the writer's worst measured share of bare x workers (at most 1).
     written = {name: row for name, row in formats.items() if row["pipeline"]}
@@ -262,6 +293,7 @@ def main() -> None:
     r.add_argument("--qualities", type=lambda s: [int(q) for q in s.split(",")], default=[90, DEFAULT_QUALITY],
                    help="JPEG and WebP qualities to measure (the writer at the default only)")
     r.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    r.add_argument("--report", action="store_true", help="then write the tables, as `report` does")
     p = sub.add_parser("report")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the results file `run` wrote")
     args = ap.parse_args()

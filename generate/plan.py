@@ -8,6 +8,7 @@ comes from a seed derived from (seed, i) alone.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from ptcommon.shards import num_shards, sample_key, shard_name
 __all__ = ["WorkPlan", "sample_key", "sample_seed"]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # asked for twice a sample: by the sampler, then by its record
 def sample_seed(seed: int, index: int) -> int:
     """A 63-bit seed for sample `index`, decorrelated from its neighbours' (no `seed + index` overlap
     between runs whose base seeds differ by a small number)."""

@@ -1,8 +1,10 @@
 """Runs a generation job's shards for one rank: batched sampling in the main thread, encoding in a
 pool of threads, and a writer thread that appends the encoded samples to the tar in index order,
 so that the generator never waits on the CPU work and the shards' bytes do not depend on the pool.
-Each encoder thread also builds its sample's tar members and manifest row: the writer thread only
-writes, so that it holds the GIL as little as it can while the encoders need it.
+Each encoder task takes a run of consecutive samples and hands back their tar members, joined, and
+their manifest rows, so that the writer thread only writes: per sample, neither a task, nor a wake-up
+of the writer, nor GIL held by it while the encoders need it (at JPEG's rate at 256 px, those
+cost as much as the encoding).
 
 Threads suffice because Pillow releases the GIL while it encodes PNG, JPEG and WebP
 (`benchmarks/writer_ceiling.py` checks it on the installed Pillow)."""
@@ -108,7 +110,7 @@ class RunStats:
 
 class _Writer(threading.Thread):
     """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool
-    that gives a sample's bytes and manifest row; a (shard, None, None) item commits the shard."""
+    that gives a run of samples' bytes and manifest rows; a (shard, None, None) item commits the shard."""
 
     def __init__(self, job: Job, folder: ShardFolder, image_format: str, quality: int | None, bar: tqdm,
                  stats: RunStats, encode_workers: int):
@@ -117,20 +119,27 @@ class _Writer(threading.Thread):
         self.bar, self.stats = bar, stats
         self.inbox: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.encoders = ThreadPoolExecutor(encode_workers, thread_name_prefix="encode")
+        self.encode_workers = encode_workers
         self.error: BaseException | None = None
         self._open: ShardWriter | None = None
         self._rows: list[dict] = []
 
     def encode(self, shard: int, indices: range, images: np.ndarray) -> list[Future]:
-        """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's sampling)."""
+        """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's
+        sampling), in one run of samples per encoder: the batches queued behind keep them all busy."""
         shard_name = self.folder.plan.shard_name(shard)
-        return [self.encoders.submit(self._sample, shard_name, i, pixels) for i, pixels in zip(indices, images)]
+        run = -(-len(indices) // self.encode_workers)
+        return [self.encoders.submit(self._samples, shard_name, indices[i : i + run], images[i : i + run])
+                for i in range(0, len(indices), run)]
 
-    def _sample(self, shard_name: str, index: int, pixels: np.ndarray) -> tuple[bytes, dict]:
-        image = encode_sample(index, pixels, self.image_format, self.quality)
-        record = self.job.record(index)
-        row = {**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(image)))), **record.meta}
-        return sample_bytes(record, self.image_format, image), row
+    def _samples(self, shard_name: str, indices: range, images: np.ndarray) -> tuple[bytes, list[dict]]:
+        parts, rows = [], []
+        for index, pixels in zip(indices, images):
+            image = encode_sample(index, pixels, self.image_format, self.quality)
+            record = self.job.record(index)
+            parts.append(sample_bytes(record, self.image_format, image))
+            rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(image)))), **record.meta})
+        return b"".join(parts), rows
 
     def run(self) -> None:
         try:
@@ -153,9 +162,9 @@ class _Writer(threading.Thread):
         if self._open is None:
             self._open = ShardWriter(self.folder.shard_path(shard))
         for encoding in encodings:
-            sample, row = encoding.result()
-            self._open.write(sample)
-            self._rows.append(row)
+            samples, rows = encoding.result()
+            self._open.write(samples)
+            self._rows += rows
         self.bar.update(len(indices))
 
     def _commit(self, shard: int) -> None:

@@ -85,6 +85,7 @@ _AFTER_NAME, _AFTER_SIZE, _AFTER_CHECKSUM = _EMPTY[100:124], _EMPTY[136:148], _E
 # The checksum sums the header's bytes with its own field read as spaces; name and size add theirs.
 _FIXED_SUM = sum(_AFTER_NAME) + sum(_AFTER_SIZE) + 8 * ord(" ") + sum(_AFTER_CHECKSUM[1:])
 _NAME_LENGTH, _MAX_SIZE = 100, 8**11  # beyond these (or a non-ASCII name) tarfile adds a pax header
+_PADDING = bytes(_BLOCK)
 
 
 def _header(name: str, size: int) -> bytes:
@@ -101,8 +102,11 @@ def sample_bytes(record: SampleRecord, image_format: str, image: bytes) -> bytes
     members = {image_format: image, META_MEMBER: json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()}
     if record.label is not None:
         members[LABEL_MEMBER] = str(record.label).encode()
-    return b"".join(part for ext in sorted(members) for part in (
-        _header(f"{record.key}.{ext}", len(members[ext])), members[ext], bytes(-len(members[ext]) % _BLOCK)))
+    parts = []
+    for ext in sorted(members):
+        data = members[ext]
+        parts += (_header(f"{record.key}.{ext}", len(data)), data, _PADDING[: -len(data) % _BLOCK])
+    return b"".join(parts)
 
 
 class ShardWriter:
