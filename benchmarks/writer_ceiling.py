@@ -228,7 +228,8 @@ def report(args: argparse.Namespace) -> None:
                      f"{row['decode_per_core']:.1f}"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
-                                  f"{p['of_bare_x_workers']:.2f}", f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
+                                  f"{p['of_bare_x_workers']:.2f}",
+                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
     gil = ", ".join(f"{fmt} {'released' if g['released'] else 'HELD'} (worst wake {g['worst_wake_s'] * 1e3:.1f} ms "
                     f"during a {g['encode_s'] * 1e3:.0f} ms encode)" for fmt, g in result["gil"].items())
     m = result["machine"]

@@ -3,8 +3,8 @@ pool of threads, and a writer thread that appends the encoded samples to the tar
 so that the generator never waits on the CPU work and the shards' bytes do not depend on the pool.
 Each encoder task takes a run of consecutive samples and hands back their tar members, joined, and
 their manifest rows, so that the writer thread only writes: per sample, neither a task, nor a wake-up
-of the writer, nor GIL held by it while the encoders need it (at JPEG's rate at 256 px, those
-cost as much as the encoding).
+of the writer, nor GIL held by it while the encoders need it (at JPEG's rate at 256 px, a writer
+thread that built each member with tarfile held the pipeline to half the encoders' rate).
 
 Threads suffice because Pillow releases the GIL while it encodes PNG, JPEG and WebP
 (`benchmarks/writer_ceiling.py` checks it on the installed Pillow)."""

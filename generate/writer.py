@@ -93,13 +93,15 @@ def _header(name: str, size: int) -> bytes:
         return _tarfile_header(name, size)
     raw, size_field = name.encode("ascii"), b"%011o\0" % size
     checksum = _FIXED_SUM + sum(raw) + sum(size_field)
-    return raw.ljust(_NAME_LENGTH, b"\0") + _AFTER_NAME + size_field + _AFTER_SIZE + b"%06o\0" % checksum + _AFTER_CHECKSUM
+    return (raw.ljust(_NAME_LENGTH, b"\0") + _AFTER_NAME + size_field + _AFTER_SIZE + b"%06o\0" % checksum
+            + _AFTER_CHECKSUM)
 
 
 def sample_bytes(record: SampleRecord, image_format: str, image: bytes) -> bytes:
     """A sample's members as they stand in its shard: each a header, its data and NULs to a whole
     block, in the order of their names (the order WebDataset's writer gives them)."""
-    members = {image_format: image, META_MEMBER: json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()}
+    meta = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
+    members = {image_format: image, META_MEMBER: meta}
     if record.label is not None:
         members[LABEL_MEMBER] = str(record.label).encode()
     parts = []
@@ -122,10 +124,10 @@ class ShardWriter:
         self._file = open(self._tmp, "wb")
         self._size = 0
 
-    def write(self, sample: bytes) -> None:
-        """Append a sample's `sample_bytes`."""
-        self._file.write(sample)
-        self._size += len(sample)
+    def write(self, samples: bytes) -> None:
+        """Append `sample_bytes`: one sample's, or the next few samples' joined."""
+        self._file.write(samples)
+        self._size += len(samples)
 
     def commit(self) -> None:
         # tarfile's end of archive: two zero blocks, then zeros to a whole record.

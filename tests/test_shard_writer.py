@@ -21,7 +21,8 @@ def tarfile_shard(samples: list[tuple[SampleRecord, str, bytes]]) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w|") as tar:
         for record, image_format, image in samples:
-            members = {image_format: image, "json": json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()}
+            meta = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
+            members = {image_format: image, "json": meta}
             if record.label is not None:
                 members["cls"] = str(record.label).encode()
             for ext in sorted(members):
