@@ -36,6 +36,33 @@ def read_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def first_mismatch(model_state: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """The first key, in the model's order, that STATE lacks or holds in another shape, else the first
+    key of STATE the model lacks, said as a phrase; None when STATE fits."""
+    for key, value in model_state.items():
+        if key not in state:
+            return f"first mismatched key {key!r} is missing from the file"
+        if tuple(state[key].shape) != tuple(value.shape):
+            return (f"first mismatched key {key!r} has shape {tuple(state[key].shape)} in the file, "
+                    f"{tuple(value.shape)} in the model")
+    extra = next((k for k in state if k not in model_state), None)
+    return None if extra is None else f"first mismatched key {extra!r} is in the file but not in the model"
+
+
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor], label: str, arch: str,
+                 skip: tuple[str, ...] = ()) -> None:
+    """Load STATE into MODEL, leaving out keys under the prefixes SKIP (a head to be replaced) on both
+    sides; weights of another architecture are a one-line refusal naming the first mismatched key."""
+    def kept(d: dict) -> dict:
+        return {k: v for k, v in d.items() if not any(k == p or k.startswith(p + ".") for p in skip)}
+
+    wanted, given = kept(model.state_dict()), kept(state)
+    problem = first_mismatch(wanted, given)
+    if problem is not None:
+        raise InputError(f"{label}: does not fit {arch} ({problem}); pass weights of {arch}")
+    model.load_state_dict(given, strict=False)
+
+
 def sha256_of(paths: Iterable[Path]) -> str:
     """One SHA-256 over the files' bytes, in the order given, read in blocks."""
     digest = hashlib.sha256()
