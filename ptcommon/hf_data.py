@@ -10,7 +10,9 @@ plain values takes them sorted, as text). Needs the `hf` extra (`pip install 'pt
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,19 @@ from .cli import InputError
 HF_PREFIX = "hf:"
 SPLITS = {"train": ("train",), "val": ("validation", "val", "valid", "dev"), "test": ("test",)}
 SAVED_MARKERS = ("dataset_dict.json", "state.json")  # what save_to_disk leaves in its folder
+
+
+@contextlib.contextmanager
+def quiet_hub():
+    """The hub client's retry warnings held back: offline, its dozen lines would bury the one-line
+    refusal the caller raises when the download fails."""
+    logger = logging.getLogger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def is_hf(spec: str | Path) -> bool:
@@ -52,6 +67,21 @@ class HFImages:
 
     def key(self, index: int) -> str:
         return f"{self.name}/{index}"
+
+
+@dataclass(frozen=True)
+class HFImage:
+    """Row INDEX of a split's images, opened on demand (a target image of ptgen pseudo)."""
+
+    images: HFImages
+    index: int
+
+    @property
+    def key(self) -> str:
+        return self.images.key(self.index)
+
+    def open(self) -> Image.Image:
+        return self.images.load(self.index)
 
 
 @dataclass
@@ -94,7 +124,8 @@ def _load(spec: str, flag: str):
     try:
         if any((Path(name) / m).is_file() for m in SAVED_MARKERS):
             return datasets.load_from_disk(name)
-        return datasets.load_dataset(name)
+        with quiet_hub():
+            return datasets.load_dataset(name)
     except Exception as err:  # the hub client and the builders raise many types
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise InputError(f"{flag} {spec}: datasets could not load it ({reason}); without network access, "

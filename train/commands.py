@@ -125,8 +125,8 @@ class LabeledData:
 
 def _validation_note(data: LabeledData, split: float | None, root) -> str:
     if data.val_set is None:
-        return (f"no validation curve: give {root} a val/<class>/ part (a validation split for a dataset) "
-                f"or pass --val-split {VAL_SPLIT_HINT}")
+        part = "has no validation split" if is_hf(root) else f"has no val/ part; add {Path(root) / 'val'}/<class>/ images"
+        return f"no validation curve: --data {root} {part} or pass --val-split {VAL_SPLIT_HINT}"
     where = f"--val-split {split:g} of train" if split is not None else "its val part"
     return f"validation on {where} ({len(data.val_set)} images)"
 

@@ -15,6 +15,7 @@ import torch
 
 from ptcommon.classifiers import TIMM_PREFIX, WEIGHTS_SUFFIXES
 from ptcommon.cli import InputError
+from ptcommon.hf_data import quiet_hub
 from ptcommon.weights import load_fitting, read_state_dict
 
 from .models import check_arch
@@ -59,7 +60,8 @@ def timm_init(init: str, weights: Path | None, num_classes: int, in_chans: int) 
     check_init_weights(init, weights)
     if weights is None:
         try:
-            return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans)
+            with quiet_hub():
+                return timm.create_model(name, pretrained=True, num_classes=num_classes, in_chans=in_chans)
         except Exception as err:  # offline: the hub client raises many types
             raise InputError(f"--init {init}: could not fetch timm's pretrained weights ({type(err).__name__}); "
                              "without network access pass a local state dict with --init-weights FILE "
