@@ -19,7 +19,7 @@ from .runfolder import WEIGHTS_FILE, ModelConfig, check_arch, load_run, resolve_
 from .weights import load_fitting, read_state_dict, sha256_of
 
 TIMM_PREFIX = "timm:"
-WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")  # .tar: timm train.py's .pth.tar
 
 
 def is_timm(spec: str) -> bool:

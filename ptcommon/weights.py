@@ -7,6 +7,7 @@ a pickle can run code when loaded, so a state dict is read from safetensors or u
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from pathlib import Path
 from typing import Iterable
@@ -18,13 +19,16 @@ from .cli import InputError
 
 def read_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
     """The tensors of `path` (`.safetensors`, else a torch file read under weights_only); training
-    checkpoints that nest them under `state_dict` or `model` are unwrapped. `label` starts the error."""
+    checkpoints that nest them under `state_dict` or `model` are unwrapped (timm's train.py writes
+    `state_dict`, with its arguments as an argparse Namespace). `label` starts the error."""
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # timm's train.py keeps its argparse Namespace beside the weights: plain attributes, safe to rebuild.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # safetensors' and pickle's errors, and torch's own for anything but plain tensors
         reason = str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
         raise InputError(f"{label}: {path.name} is not a plain state dict ({reason}); refusing to unpickle it") from None

@@ -83,13 +83,17 @@ def test_val_folder_or_split_draws_the_curve(cli, photos, tmp_path):
 
 @pytest.fixture(scope="module")
 def effnet_weights(tmp_path_factory):
-    """Random test_efficientnet weights with an ImageNet head, as a timm checkpoint (state_dict key)."""
+    """Random test_efficientnet weights with an ImageNet head, saved as timm's train.py saves its best
+    checkpoint: under state_dict, beside its arguments (an argparse Namespace)."""
+    import argparse
+
     import timm
 
     torch.manual_seed(0)
     model = timm.create_model("test_efficientnet")
-    path = tmp_path_factory.mktemp("effnet") / "checkpoint.pth"
-    torch.save({"epoch": 3, "state_dict": model.state_dict()}, path)
+    path = tmp_path_factory.mktemp("effnet") / "model_best.pth.tar"
+    torch.save({"epoch": 3, "arch": "test_efficientnet", "state_dict": model.state_dict(),
+                "args": argparse.Namespace(model="test_efficientnet", lr=0.1)}, path)
     return path, model.state_dict()
 
 
@@ -157,3 +161,14 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(cli, photos, timm_weight
     lines = result.stderr.strip().splitlines()
     assert result.exit_code != 0 and len(lines) == 1 and expected.format(**names) in lines[0], result.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_auto_policy_can_pick_by_channels_and_input_size(monkeypatch, photos):
+    from train.commands import choose_augment
+    from train.data import transforms
+
+    monkeypatch.setattr(transforms, "AUTO_POLICY", {"grayscale": "glyph", "rgb": {0: "glyph", 64: "natural"}})
+    assert [transforms.auto_policy(3, s) for s in (32, 63, 64, 224)] == ["glyph", "glyph", "natural", "natural"]
+    assert transforms.auto_policy(1, 224) == "glyph"
+    target = open_labeled(photos, "--data", None).target
+    assert choose_augment("auto", target, 224) == "natural" and choose_augment("glyph", target, 224) == "glyph"
