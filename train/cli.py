@@ -22,14 +22,19 @@ from .trainer import OPT_ALIASES, TrainSettings
 DEFAULT_ARCH = "resnet18"
 DEFAULT_MIN_STEPS = 300
 DEFAULT_RATIO = 1
-PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
+PREPROCESS_HELP = ("A new model takes the data's channels (RGB when any training image is in colour) and, for RGB "
+                   "images at least as large as the architecture's pretrained input size, that size (--in-chans, "
+                   "--img-size). "
+                   "Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
                    "one of two policies (--augment). glyph: resized to --img-size square (bilinear, "
                    "antialiased), scaled to [0, 1] and normalised (0.5/0.5 for a new model); training adds a "
                    "mild random affine jitter, no flips. natural: timm's create_transform with the "
                    "architecture's pretrained_cfg (a new model normalises with its mean/std, e.g. ImageNet's): "
                    "training takes a random resized crop, a horizontal flip and a colour jitter; evaluation "
-                   "resizes and takes the center crop (crop_pct). auto picks glyph, for grayscale and RGB data "
-                   "alike: measured, natural did not beat it on RGB photo patches (docs/results.md).")
+                   "resizes and takes the center crop (crop_pct); a model started from --init timm:NAME normalises and "
+                   "resizes as its weights were trained. auto picks by the data's channels and the model's input "
+                   "size: glyph for grayscale and RGB data alike, as measured: natural did not beat it on RGB photo "
+                   "patches (docs/results.md).")
 
 
 @click.group(cls=Group, name="pttrain", context_settings={"help_option_names": ["-h", "--help"]})
@@ -412,8 +417,9 @@ def pssl(data: Path, unlabeled: Path, init: str, init_weights: Path | None, algo
               target where the weak view is confident (>= 0.8) (Xie et al. 2020)
     Strong views: the weak view plus RandAugment (2 ops, magnitude 9; torchvision's under the glyph
     policy, timm's under the natural one) and random erasing. The labeled branch is finetune's,
-    flag for flag (its batch, epochs, --min-steps floor, schedule and evaluation), so that
-    --unlabeled-weight 0 gives finetune's model; the unlabeled batches come on top of it.
+    flag for flag (its batch, epochs, --min-steps floor, schedule, optimizer and evaluation; finetune's
+    --smoothing, --mixup and --cutmix are not pssl's), so that --unlabeled-weight 0 gives finetune's
+    model; the unlabeled batches come on top of it.
     """
     from ptcommon.launcher import detect
 

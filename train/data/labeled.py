@@ -66,6 +66,8 @@ class LabeledImages(Dataset):
         """(channels, size): 3 when any image is not grayscale, else 1, from every image's header
         (reading stops at the first colour image); the size is the median longer side of up to
         SIZE_SAMPLE images spread evenly over the data (every image of a small set)."""
+        if not self.indices:
+            raise InputError(f"{self.where}: holds no training images")
         step = max(1, len(self) // SIZE_SAMPLE)
         sizes = [max(self.source.header(self.indices[p])[1]) for p in range(0, len(self), step)]
         colour = any(self.source.header(i)[0] not in GRAY_MODES for i in self.indices)
