@@ -172,3 +172,15 @@ def test_auto_policy_can_pick_by_channels_and_input_size(monkeypatch, photos):
     assert transforms.auto_policy(1, 224) == "glyph"
     target = open_labeled(photos, "--data", None).target
     assert choose_augment("auto", target, 224) == "natural" and choose_augment("glyph", target, 224) == "glyph"
+
+
+def test_val_and_test_parts_index_their_classes_by_name(photos, tmp_path):
+    """A part may lack a class (its labels still name the right one), but not hold a class train/ lacks."""
+    from ptcommon.cli import InputError
+    from train.data.folder import labeled_split
+
+    part = labeled_split(photos, "test", classes=["a", "b", "c", "d"])
+    assert part.targets == [0, 1, 2] and part.classes == ["a", "b", "c", "d"]
+    assert labeled_split(photos, "test", classes=["c", "b", "a"]).targets == [2, 1, 0]
+    with pytest.raises(InputError, match=r"test/c is not one of the 2 classes \(a, b\); rename or remove it"):
+        labeled_split(photos, "test", classes=["a", "b"])

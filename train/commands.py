@@ -159,12 +159,11 @@ def open_labeled(root: Path | str, flag: str, policy: ReadPolicy, skip_corrupt: 
                 raise InputError(f"--{column.replace('_', '-')} {getattr(request, column)}: only for a Hugging Face "
                                  f"dataset; {flag} {root} is an ImageFolder tree")
         train_set = labeled_split(root, "train", flag=flag)
-        val_set = labeled_split(root, "val", flag=flag) if (root / "val").is_dir() else None
-        if val_set is not None and val_set.classes != train_set.classes:
-            raise InputError(f"{flag} {root}: val/ classes {val_set.classes[:5]} differ from train/'s "
-                             f"{train_set.classes[:5]}; give val/ a folder for each class of train/")
+        classes = train_set.classes
+        val_set = labeled_split(root, "val", flag=flag, classes=classes) if (root / "val").is_dir() else None
         data = LabeledData(root, TargetInfo.of_images(train_set), train_set=train_set, val_set=val_set,
-                           test_set=lambda: labeled_split(root, "test", flag=flag) if (root / "test").is_dir() else None)
+                           test_set=lambda: (labeled_split(root, "test", flag=flag, classes=classes)
+                                             if (root / "test").is_dir() else None))
         has_val = f"{root} has val/"
     if request.val_split is not None:
         if data.val_set is not None:
@@ -496,11 +495,11 @@ def run_eval(run: str, data: Path | str, workers: int, policy: ReadPolicy, skip_
                            pre.transform(False))
         if test_set is None:
             raise InputError(f"--data {data}: has no test split to score")
+        if test_set.classes != config.class_names:
+            raise InputError(f"--data {data}: test classes {test_set.classes[:5]} differ from the run's "
+                             f"{config.class_names[:5]}")
     else:
-        test_set = labeled_split(Path(data), "test", pre.transform(False))
-    if test_set.classes != config.class_names:
-        raise InputError(f"--data {data}: test classes {test_set.classes[:5]} differ from the run's "
-                         f"{config.class_names[:5]}")
+        test_set = labeled_split(Path(data), "test", pre.transform(False), classes=config.class_names)
     loader = _loader(test_set, 256, workers, pin=device.type == "cuda")
     return evaluate(model, loader, config.num_classes, device), config.class_names
 

@@ -49,8 +49,11 @@ class FolderSource:
         return self.paths[index]
 
 
-def labeled_split(root: Path, split: str, transform=None, flag: str = "--data") -> LabeledImages:
-    """`root/split/<class>/*`, classes sorted by folder name (torchvision's ImageFolder finds them)."""
+def labeled_split(root: Path, split: str, transform=None, flag: str = "--data",
+                  classes: list[str] | None = None) -> LabeledImages:
+    """`root/split/<class>/*`, classes sorted by folder name (torchvision's ImageFolder finds them). With
+    CLASSES (train/'s, or a run's), labels index into them by name: a part may lack a class, but a
+    class folder outside them is refused."""
     folder = root / split
     if not folder.is_dir():
         raise InputError(f"{flag} {root}: no {split}/ folder; expected {split}/<class>/<image> (an ImageFolder tree)")
@@ -61,7 +64,14 @@ def labeled_split(root: Path, split: str, transform=None, flag: str = "--data") 
         found = ImageFolder(str(folder), loader=load_image)
     except FileNotFoundError as err:
         raise InputError(f"{flag} {root}: {split}/ holds no class folders with images ({err})") from None
-    return LabeledImages(FolderSource([path for path, _ in found.samples]), found.targets, found.classes,
+    labels = found.targets
+    if classes is not None:
+        unknown = [c for c in found.classes if c not in classes]
+        if unknown:
+            raise InputError(f"{flag} {root}: {split}/{unknown[0]} is not one of the {len(classes)} classes "
+                             f"({', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''}); rename or remove it")
+        labels = [classes.index(found.classes[label]) for label in labels]
+    return LabeledImages(FolderSource([path for path, _ in found.samples]), labels, classes or found.classes,
                          f"{flag} {root}", transform=transform)
 
 
