@@ -49,7 +49,7 @@ def test_the_start_line_and_train_json_carry_the_effective_lr(cli, target, tmp_p
                            "--batch-size", 4, "--accum-steps", 2, "--epochs", 2, "--smoothing", 0.1, "--mixup", 0.4,
                            "--cutmix", 1.0, "--clip-grad", 1.0, "--img-size", 16, "--out", out, *FAST])
     assert result.exit_code == 0, result.stderr
-    assert "--opt sgd, lr 0.00625 (--lr-base 0.2 x (8/256)), global batch 8" in result.stderr
+    assert "--opt sgd at lr 0.00625 (--lr-base 0.2 x (8/256)) for a global batch of 8" in result.stderr
     record = json.loads((out / "train.json").read_text())
     assert record["lr"] == pytest.approx(0.00625) and record["optimizer"] == "SGD"
     assert record["settings"]["mixup"] == 0.4 and record["settings"]["clip_grad"] == 1.0

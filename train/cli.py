@@ -116,13 +116,12 @@ class RunRequest:
                 (run_dir / METRICS_FILE).unlink()
                 click.echo(f"pttrain {command}: {run_dir} was stopped before its first checkpoint; starting it again",
                            err=True)
-            click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment})",
-                       err=True)
         global_batch = self.settings.batch_size * dist.world * accum
         lr, lr_rule = effective_lr(self.settings, global_batch)
         if dist.main:
-            click.echo(f"pttrain {command}: --opt {self.settings.opt}, lr {lr:.4g} ({lr_rule}), global batch "
-                       f"{global_batch}; {validation or 'no validation curve'}", err=True)
+            click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment}), "
+                       f"--opt {self.settings.opt} at lr {lr:.4g} ({lr_rule}) for a global batch of {global_batch}; "
+                       f"{validation or 'no validation curve'}", err=True)
         dist.barrier()
         if not dist.main:
             wait_for_folder(run_dir)
