@@ -327,7 +327,9 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
 
 @main.command()
 @click.option("--target", type=click.Path(path_type=Path), required=True,
-              help="The target task: an ImageFolder tree; every image of its train/ is a condition (never test/).")
+              help="The target task: an ImageFolder tree, or a Hugging Face dataset (hf:NAME, a save_to_disk folder; "
+                   "its image column is the first Image feature); every image of its train part is a condition "
+                   "(never test).")
 @click.option("--classifier", default=builtin.DEFAULT_SPEC, show_default=True,
               help="The source classifier C_s: builtin:NAME, a pttrain run folder, or timm:NAME (an ImageNet-1k "
                    "model, whose classes map onto a DiT's or BigGAN's by index). Its classes map onto the "
@@ -369,10 +371,9 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     if top_k == 1 and temperature != 1 and condition == "soft":
         raise InputError(f"--temperature {temperature:g} does nothing at --top-k 1 (the default): the most probable "
                          "class is the same at every T; add --top-k 5 or --top-k all to soften the condition")
-    paths = target_images(target)
+    paths, keys = target_images(target)
     check_classifier(classifier, "--classifier", classifier_weights)
     generator, common = gen.open()
-    keys = [p.relative_to(target).as_posix() for p in paths]
     digest = classifier_digest(classifier, classifier_weights)
     key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier),
            "targets_sha256": targets_digest(keys), "temperature": temperature, "top_k": top_k,

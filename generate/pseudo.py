@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from ptcommon.cli import InputError
+from ptcommon.hf_data import HFImage, is_hf, open_hf
 from ptcommon.shards import FORMAT
 
 from . import __version__
@@ -30,15 +32,33 @@ TOP_CLASSES_KEPT = 5
 RECORD_FIELDS = ["index", "seed", "target_confidence", "target_key", "top_classes"]
 
 
-def target_images(root: Path) -> list[Path]:
-    """The target's training images, sorted; never its test/ split."""
+def target_images(root: Path) -> tuple[list, list[str]]:
+    """The target's training images, and their keys; never its test/ split. An ImageFolder tree's
+    train/ files, sorted (keys: their paths under ROOT), or a Hugging Face dataset's train split, in
+    row order (keys: train/ROW; ptcommon.hf_data)."""
+    if is_hf(root):
+        images = open_hf(str(root), "--target", labeled=False).part("train")
+        refs = [HFImage(images, i) for i in range(len(images))]
+        if not refs:
+            raise InputError(f"--target {root}: its train split holds no images")
+        return refs, [ref.key for ref in refs]
     train = root / "train"
     if not train.is_dir():
-        raise InputError(f"--target {root}: no train/ folder; expected an ImageFolder tree (train/<class>/<image>)")
+        raise InputError(f"--target {root}: no train/ folder; expected an ImageFolder tree (train/<class>/<image>) "
+                         "or a Hugging Face dataset (hf:NAME, a save_to_disk folder)")
     paths = sorted(p for p in train.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise InputError(f"--target {root}: train/ holds no images")
-    return paths
+    return paths, [p.relative_to(root).as_posix() for p in paths]
+
+
+def open_target(item: Path | HFImage) -> Image.Image:
+    """A target image of `target_images`, decoded."""
+    if isinstance(item, Path):
+        with Image.open(item) as image:
+            image.load()
+            return image
+    return item.open()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ptcommon.runfolder import ModelConfig
 from ptcommon.shards import DATASET_FILE, SOFT_LABELS_FILE, temp_name
 
 from .generator import Generator
+from .pseudo import open_target
 
 # The preprocessing a classifier SPEC gets, by name (part of the soft labels' key).
 RESIZE, TIMM_EVAL = "resize", "timm-eval"
@@ -39,14 +40,15 @@ RESIZE, TIMM_EVAL = "resize", "timm-eval"
 _STALE_CLAIM_S = 60
 
 
-def classifier_input(paths: list[Path], config: ModelConfig) -> torch.Tensor:
-    """Images as the classifier saw them in training: its channels, size and normalisation."""
+def classifier_input(paths: list, config: ModelConfig) -> torch.Tensor:
+    """Images (paths, or generate.pseudo's target images) as the classifier saw them in training: its
+    channels, size and normalisation."""
     mode = "L" if config.in_chans == 1 else "RGB"
     arrays = []
     for path in paths:
-        with Image.open(path) as image:
-            image = image.convert(mode).resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
-            arrays.append(np.asarray(image, dtype=np.float32).reshape(config.image_size, config.image_size, -1))
+        image = open_target(Path(path) if isinstance(path, str) else path)
+        image = image.convert(mode).resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
+        arrays.append(np.asarray(image, dtype=np.float32).reshape(config.image_size, config.image_size, -1))
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
     mean = torch.tensor(config.mean).view(1, -1, 1, 1)
     std = torch.tensor(config.std).view(1, -1, 1, 1)
@@ -57,15 +59,12 @@ def preprocessing(spec: str) -> str:
     return TIMM_EVAL if is_timm(spec) else RESIZE
 
 
-def timm_input(paths: list[Path], model: torch.nn.Module) -> torch.Tensor:
+def timm_input(paths: list, model: torch.nn.Module) -> torch.Tensor:
     """Images through timm's evaluation transform for `model` (its data config), as timm evaluates it."""
     from timm.data import create_transform, resolve_data_config
 
     transform = create_transform(**resolve_data_config({}, model=model))
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            images.append(transform(image.convert("RGB")))
+    images = [transform(open_target(path).convert("RGB")) for path in paths]
     return torch.stack(images)
 
 
@@ -109,7 +108,7 @@ def load_source(spec: str, generator: Generator, weights: Path | None = None) ->
 
 
 @torch.inference_mode()
-def soft_labels(paths: list[Path], source: SourceClassifier, generator: Generator, temperature: float,
+def soft_labels(paths: list, source: SourceClassifier, generator: Generator, temperature: float,
                 top_k: int | None, batch_size: int = 256) -> SoftLabels:
     """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
     model, config = source.model, source.config

@@ -16,10 +16,10 @@ import torch
 
 from .cli import InputError
 from .runfolder import WEIGHTS_FILE, ModelConfig, check_arch, load_run, resolve_run
-from .weights import read_state_dict, sha256_of
+from .weights import load_fitting, read_state_dict, sha256_of
 
 TIMM_PREFIX = "timm:"
-WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".tar")  # .tar: timm train.py's .pth.tar
 
 
 def is_timm(spec: str) -> bool:
@@ -62,11 +62,8 @@ def _load_timm(spec: str, flag: str, weights: Path | None) -> tuple[torch.nn.Mod
         raise InputError(f"{flag} {spec}: could not fetch timm's pretrained weights ({type(err).__name__}); "
                          f"without network access pass a local weights file with {flag}-weights FILE") from None
     if weights is not None:
-        try:
-            model.load_state_dict(read_state_dict(weights, f"{flag}-weights {weights.parent}"))
-        except (RuntimeError, TypeError) as err:
-            raise InputError(f"{flag}-weights {weights}: does not fit {name} "
-                             f"({str(err).splitlines()[0][:120]})") from None
+        load_fitting(model, read_state_dict(weights, f"{flag}-weights {weights.parent}"), f"{flag}-weights {weights}",
+                     name)
     data = resolve_data_config({}, model=model)
     size = data["input_size"]
     config = ModelConfig(arch=name, num_classes=model.num_classes, class_names=_timm_classes(model.num_classes),

@@ -30,13 +30,18 @@ class ModelConfig:
     std: list[float]
     source_ids: list[int] | None = None  # the classes' ids in the source label space, when there is one
     timm_kwargs: dict = field(default_factory=dict)
+    # How the natural policy resizes for a model started from pretrained weights (--init timm:NAME):
+    # theirs; None takes the architecture's default pretrained_cfg.
+    interpolation: str | None = None
+    crop_pct: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields, less the resize fields where unset (run folders from before them read alike)."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in ("interpolation", "crop_pct")}
 
 
 def check_arch(arch: str, flag: str = "--arch") -> None:

@@ -57,11 +57,17 @@ def test_pp_finetune_eval(cli, shards, digits, tmp_path):
     result = run(cli, "eval", "--run", pp_dir, "--data", shards, "--json", tmp_path / "pp.json")
     assert json.loads((tmp_path / "pp.json").read_text())["n"] == 120
 
-    run(cli, "finetune", "--data", digits, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--min-steps", 0, "--quiet")
+    result = run(cli, "finetune", "--data", digits, "--init", pp_dir, "--out", ft_dir, "--epochs", 2, "--min-steps", 0,
+                 "--quiet")
     ft = json.loads((ft_dir / "config.json").read_text())
     assert ft["class_names"] == [str(d) for d in range(10)] and ft["arch"] == "test_resnet"
     assert ft["image_size"] == 32  # the backbone's; the 16 px digits are resized to it
-    assert any("val_top1" in r for r in metrics(ft_dir))
+    # digits have no val/ part: no curve during training (the start line says how to get one), and
+    # test/ is scored once, at the end.
+    assert "no validation curve" in result.stderr and "--val-split 0.1" in result.stderr
+    assert not any("val_top1" in r for r in metrics(ft_dir))
+    record = json.loads((ft_dir / "train.json").read_text())
+    assert record["test_n"] == 899 and 0 <= record["test_top1"] <= 1
 
     result = run(cli, "eval", "--run", ft_dir, "--data", digits, "--json", tmp_path / "ft.json")
     last = result.output.strip().splitlines()[-1]
@@ -109,9 +115,10 @@ def test_scratch_baseline_learns(cli, digits, tmp_path):
 
 
 def test_min_steps_raises_the_epochs_of_a_small_target(cli, digits, tmp_path):
-    """50 labeled digits in batches of 32 are 2 steps an epoch: --epochs 2 becomes 4 epochs to reach
-    --min-steps 7 (raised to whole epochs), while --min-steps 0 keeps the epochs as given."""
-    args = ["finetune", "--data", digits, "--init", "none", "--batch-size", 32, "--epochs", 2,
+    """40 labeled digits (10 of the 50 held out for validation) in batches of 32 are 2 steps an epoch:
+    --epochs 2 becomes 4 epochs to reach --min-steps 7 (raised to whole epochs), while --min-steps 0
+    keeps the epochs as given."""
+    args = ["finetune", "--data", digits, "--init", "none", "--batch-size", 32, "--epochs", 2, "--val-split", 0.2,
             "--arch", "test_resnet", "--quiet"]
     for floor, steps, epochs in ((7, 8, 4), (0, 4, 2)):
         out = tmp_path / f"floor-{floor}"

@@ -61,12 +61,21 @@ def srun_task_until(rank: int, world: int, job: int, args: list[str], stop: int)
 
 
 @pytest.fixture(scope="module")
-def started_on_two(target, tmp_path_factory):
+def validated(target, tmp_path_factory):
+    """The target with a val/ part: its one test image, which the curve is drawn on."""
+    root = tmp_path_factory.mktemp("validated") / "data"
+    shutil.copytree(target, root)
+    shutil.copytree(root / "test", root / "val")
+    return root
+
+
+@pytest.fixture(scope="module")
+def started_on_two(validated, tmp_path_factory):
     """A finetune run on 2 processes, stopped after step 3 of 6."""
     out = tmp_path_factory.mktemp("dist") / "run"
     spawn = multiprocessing.get_context("spawn")
     job = free_job_id()
-    procs = [spawn.Process(target=srun_task_until, args=(r, 2, job, finetune(target, out), 3)) for r in range(2)]
+    procs = [spawn.Process(target=srun_task_until, args=(r, 2, job, finetune(validated, out), 3)) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
@@ -77,10 +86,10 @@ def started_on_two(target, tmp_path_factory):
     return out
 
 
-def test_a_run_started_on_two_processes_resumes_on_one(cli, target, started_on_two, tmp_path):
+def test_a_run_started_on_two_processes_resumes_on_one(cli, validated, started_on_two, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(started_on_two, out)
-    result = cli(pttrain, [*finetune(target, out), "--resume", "--tensorboard"])
+    result = cli(pttrain, [*finetune(validated, out), "--resume", "--tensorboard"])
     assert result.exit_code == 0, result.output + result.stderr
     record = json.loads((out / "train.json").read_text())
     assert (record["world_size"], record["launcher"], record["global_batch"]) == (1, "none", 4)
@@ -89,9 +98,10 @@ def test_a_run_started_on_two_processes_resumes_on_one(cli, target, started_on_t
     steps = [r["step"] for r in rows if "loss" in r]
     assert steps == list(range(1, 7))  # 1-3 on two processes, 4-6 on one
     assert all(r["images_per_s"] > 0 and 0 <= r["data_wait"] <= 1 for r in rows if "loss" in r)
-    # The one test image, scored after every epoch: after epochs 1 and 2 on two processes by the rank
-    # whose slice holds it (the stop came before epoch 3's), then on one.
+    # The one validation image, scored after every epoch: after epochs 1 and 2 on two processes by the
+    # rank whose slice holds it (the stop came before epoch 3's), then on one; the test image at the end.
     assert [(r["step"], r["val_n"]) for r in rows if "val_n" in r] == [(1, 1), (2, 1), (4, 1), (5, 1), (6, 1)]
+    assert record["test_n"] == 1
     assert not (out / LOCK_FILE).exists()
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -105,11 +115,12 @@ def test_a_run_started_on_two_processes_resumes_on_one(cli, target, started_on_t
                              "--batch-size 1 --accum-steps 4"),
     (["--batch-size", "3"], "the run's global batch is 4 samples a step and --batch-size 3 x 1 process(es)"),
 ])
-def test_a_resume_that_cannot_keep_the_global_batch_is_refused(cli, target, started_on_two, tmp_path, extra, expected):
+def test_a_resume_that_cannot_keep_the_global_batch_is_refused(cli, validated, started_on_two, tmp_path, extra,
+                                                               expected):
     out = tmp_path / "run"
     shutil.copytree(started_on_two, out)
     before = sorted(p.name for p in out.iterdir())
-    result = cli(pttrain, [*finetune(target, out), "--resume", *extra])
+    result = cli(pttrain, [*finetune(validated, out), "--resume", *extra])
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr

@@ -17,19 +17,24 @@ from ptcommon.shards import ReadPolicy, read_options
 from .data import digits as digits_data
 from .runs import RUNS_DIR
 from .guard import DEFAULT_GUARD, DEFAULT_THRESHOLD, GUARDS
-from .trainer import TrainSettings
+from .trainer import OPT_ALIASES, TrainSettings
 
 DEFAULT_ARCH = "resnet18"
 DEFAULT_MIN_STEPS = 300
 DEFAULT_RATIO = 1
-PREPROCESS_HELP = ("Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
+PREPROCESS_HELP = ("A new model takes the data's channels (RGB when any training image is in colour) and, for RGB "
+                   "images at least as large as the architecture's pretrained input size, that size (--in-chans, "
+                   "--img-size). "
+                   "Images are converted to the model's channels (grayscale or RGB), then preprocessed by "
                    "one of two policies (--augment). glyph: resized to --img-size square (bilinear, "
                    "antialiased), scaled to [0, 1] and normalised (0.5/0.5 for a new model); training adds a "
                    "mild random affine jitter, no flips. natural: timm's create_transform with the "
                    "architecture's pretrained_cfg (a new model normalises with its mean/std, e.g. ImageNet's): "
                    "training takes a random resized crop, a horizontal flip and a colour jitter; evaluation "
-                   "resizes and takes the center crop (crop_pct). auto picks glyph, for grayscale and RGB data "
-                   "alike: measured, natural did not beat it on RGB photo patches (docs/results.md).")
+                   "resizes and takes the center crop (crop_pct); a model started from --init timm:NAME normalises and "
+                   "resizes as its weights were trained. auto picks by the data's channels and the model's input "
+                   "size: glyph for grayscale and RGB data alike, as measured: natural did not beat it on RGB photo "
+                   "patches (docs/results.md).")
 
 
 @click.group(cls=Group, name="pttrain", context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,20 +66,32 @@ class RunRequest:
     compile: bool
     tensorboard: bool
     img_size: int | None
+    in_chans: int | None
     device: str
     resume: bool
     quiet: bool
     augment: str
 
-    def start(self, command: str, augment: str):
-        """Join torchrun's group if any, choose the run folder (rank 0 announces it and the
-        augmentation policy AUGMENT). Called once every input has been checked, so that a refusal
-        leaves no run folder behind."""
+    def prepare(self, target, init: str, arch: str, init_weights: Path | None = None):
+        """The model for TARGET (commands.prepare_model) and the augmentation policy, which --augment
+        auto picks from the data's channels and the model's input size."""
+        from .commands import choose_augment, model_input, prepare_model
+
+        size, _ = model_input(target, init, arch, self.img_size, self.in_chans)
+        augment = choose_augment(self.augment, target, size)
+        model, config = prepare_model(target, init, arch, self.img_size, seed=self.settings.seed, augment=augment,
+                                      in_chans=self.in_chans, init_weights=init_weights)
+        return model, config, augment
+
+    def start(self, command: str, augment: str, validation: str = ""):
+        """Join torchrun's group if any, choose the run folder (rank 0 announces it, the augmentation
+        policy AUGMENT, the effective learning rate and VALIDATION, what the run validates on). Called
+        once every input has been checked, so that a refusal leaves no run folder behind."""
         from .commands import RunContext
         from .distributed import setup
         from .data.loading import choose_workers
         from .runs import CHECKPOINT_FILE, METRICS_FILE, claim_run_dir, wait_for_folder
-        from .trainer import choose_accum_steps
+        from .trainer import choose_accum_steps, effective_lr
 
         dist = setup(self.device)
         lock = None
@@ -99,16 +116,20 @@ class RunRequest:
                 (run_dir / METRICS_FILE).unlink()
                 click.echo(f"pttrain {command}: {run_dir} was stopped before its first checkpoint; starting it again",
                            err=True)
-            click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment})",
-                       err=True)
+        global_batch = self.settings.batch_size * dist.world * accum
+        lr, lr_rule = effective_lr(self.settings, global_batch)
+        if dist.main:
+            click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment}), "
+                       f"--opt {self.settings.opt} at lr {lr:.4g} ({lr_rule}) for a global batch of {global_batch}; "
+                       f"{validation or 'no validation curve'}", err=True)
         dist.barrier()
         if not dist.main:
             wait_for_folder(run_dir)
-        settings = replace(self.settings, accum_steps=accum)
+        settings = replace(self.settings, accum_steps=accum, lr=lr)
         workers = choose_workers(self.workers, dist.cores)
         return RunContext(command, run_dir, settings, dist, workers, resume, not self.quiet,
                           augment, self.augment, lock=lock, amp=self.amp, compile=self.compile,
-                          tensorboard=self.tensorboard)
+                          tensorboard=self.tensorboard, lr_rule=lr_rule)
 
 
 def training_options(epochs: int, batch_size: int, lr: float):
@@ -124,9 +145,23 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          "few-shot targets in docs/results.md; 0 keeps --epochs as given."),
             click.option("--batch-size", type=click.IntRange(min=1), default=batch_size, show_default=True,
                          help="Per process and accumulated batch (--accum-steps)."),
-            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True,
-                         help="Peak AdamW learning rate; cosine decay after a linear warm-up."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True),
+                         help=f"Peak learning rate, as given whatever the global batch; cosine decay after a linear "
+                         f"warm-up. [default: {lr:g}, or from --lr-base]"),
+            click.option("--lr-base", type=click.FloatRange(min=0, min_open=True),
+                         help="Peak learning rate per 256 images of global batch (timm's rule): the run takes "
+                         "lr-base x global batch / 256 for SGD and LARS, lr-base x sqrt(global batch / 256) for "
+                         "AdamW and LAMB; the start line and train.json give the rate it took. Instead of --lr."),
+            click.option("--opt", default="adamw", show_default=True,
+                         help="Optimizer, by timm's create_optimizer_v2: adamw, sgd (momentum 0.9), nesterov, lamb, "
+                         "lars, or any other name timm.optim.list_optimizers() gives."),
             click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True),
+            click.option("--wd-norm-bias/--no-wd-norm-bias", default=True, show_default=True,
+                         help="Weight decay on norm layers' weights and on biases too. --no-wd-norm-bias leaves "
+                         "them undecayed (timm's parameter groups), as ImageNet recipes do; the default keeps the "
+                         "setting the small-target studies ran with."),
+            click.option("--clip-grad", type=click.FloatRange(min=0, min_open=True),
+                         help="Clip the gradients' global norm to this before each optimizer step. [default: no clipping]"),
             click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
             click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                          help="EMA decay of the weights (0 = off); the run ships the EMA weights."),
@@ -149,13 +184,18 @@ def training_options(epochs: int, batch_size: int, lr: float):
             click.option("--compile", is_flag=True, help="torch.compile the model: faster steps on a GPU after a "
                          "warm-up of a minute or so."),
             click.option("--img-size", type=click.IntRange(min=8),
-                         help="Model input size, for a new model (a finetune from a run keeps the run's). [default: "
-                         "the data's size, raised to 32 when smaller: timm's CNNs downsample 32x, and 16 px "
-                         "glyphs resized to 32 trained resnet18 better, docs/results.md]"),
+                         help="Model input size, for a new model or --init timm:NAME (a finetune from a run keeps the "
+                         "run's). [default: for RGB data whose images (median longer side) are at least the "
+                         "architecture's pretrained input size (224 for resnet50), that size; otherwise the data's "
+                         "size, raised to 32 when smaller: timm's CNNs downsample 32x, and 16 px glyphs resized to "
+                         "32 trained resnet18 better, docs/results.md]"),
+            click.option("--in-chans", type=click.Choice(["1", "3"]), callback=lambda c, p, v: v and int(v),
+                         help="Model input channels, for a new model or --init timm:NAME. [default: 3 when any "
+                         "training image is in colour (shards: their dataset.json), else 1; 3 for --init timm:NAME]"),
             click.option("--augment", type=click.Choice(["auto", "glyph", "natural"]), default="auto",
                          show_default=True, help="Preprocessing and augmentation policy (below). auto: from the data's "
-                         "channels (shards' dataset.json, the training images): glyph for grayscale and, as "
-                         "measured, for RGB too (docs/results.md)."),
+                         "channels (shards' dataset.json, the training images) and the model's input size: glyph for "
+                         "grayscale and, as measured, for RGB too (docs/results.md)."),
             click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
             click.option("--resume", is_flag=True, help="Continue the unfinished run in --out from its last checkpoint, "
                          "on any number of processes that can keep its global batch (--accum-steps)."),
@@ -166,20 +206,87 @@ def training_options(epochs: int, batch_size: int, lr: float):
 
         @functools.wraps(command)
         def wrapper(**kw):
-            names = ("epochs", "min_steps", "batch_size", "lr", "weight_decay", "warmup_epochs", "ema_decay", "checkpoint_every", "seed")
-            settings = TrainSettings(**{n: kw.pop(n) for n in names})
+            names = ("epochs", "min_steps", "batch_size", "weight_decay", "warmup_epochs", "ema_decay",
+                     "checkpoint_every", "seed", "opt", "lr_base", "wd_norm_bias", "clip_grad")
+            given = kw.pop("lr")
+            if given is not None and kw["lr_base"] is not None:
+                raise InputError(f"--lr {given:g} and --lr-base {kw['lr_base']:g}: give one (--lr as it is, --lr-base "
+                                 "per 256 images of global batch)")
+            check_opt(kw["opt"])
+            mixing = {n: kw.pop(n) for n in ("smoothing", "mixup", "cutmix") if n in kw}
+            settings = TrainSettings(lr=lr if given is None else given, **mixing, **{n: kw.pop(n) for n in names})
             check_output_dir(kw["out"] or RUNS_DIR, "--out")
             if kw["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
                 raise InputError("--tensorboard: the tensorboard package is not installed; pip install "
                                  "'ptgen[tensorboard]', or drop --tensorboard")
             kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
                                                          ("out", "workers", "accum_steps", "amp", "compile", "tensorboard",
-                                                          "img_size", "device", "resume", "quiet", "augment")})
+                                                          "img_size", "in_chans", "device", "resume", "quiet",
+                                                          "augment")})
             return command(**kw)
 
         return wrapper
 
     return decorate
+
+
+def check_opt(name: str) -> None:
+    """--opt: a name timm's create_optimizer_v2 knows (or sgd, ours for plain momentum SGD)."""
+    from timm.optim import list_optimizers
+
+    known = sorted(set(list_optimizers()) | set(OPT_ALIASES))
+    if name.lower() not in known:
+        import difflib
+
+        close = difflib.get_close_matches(name.lower(), known, n=4, cutoff=0.5)
+        raise InputError(f"--opt {name}: not an optimizer timm knows; " +
+                         (f"closest: {', '.join(close)}" if close else "e.g. adamw, sgd, nesterov, lamb, lars"))
+
+
+def supervised_options(command):
+    """The loss options of the supervised commands (pp, finetune); they reach TrainSettings."""
+    for option in reversed([
+        click.option("--smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+                     help="Label smoothing of the cross-entropy."),
+        click.option("--mixup", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="Mixup's alpha (timm's Mixup, with the soft-target cross-entropy); 0 is off. ImageNet "
+                     "recipes take 0.1 to 0.8. Needs an even --batch-size."),
+        click.option("--cutmix", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                     help="CutMix's alpha; 0 is off. With --mixup as well, each batch takes one of the two at random."),
+    ]):
+        command = option(command)
+    return command
+
+
+def target_options(command):
+    """How the target commands read --data: a validation split, and a Hugging Face dataset's columns."""
+    for option in reversed([
+        click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                     help="Hold out this fraction of each class of the training images (drawn by --seed) for the "
+                     "validation curve. [default: DATA's val part where it has one, else no curve]"),
+        click.option("--image-column", help="A Hugging Face dataset's image column. [default: its first Image feature]"),
+        click.option("--label-column", help="A Hugging Face dataset's label column. [default: its first ClassLabel "
+                     "feature]"),
+    ]):
+        command = option(command)
+    return command
+
+
+def target_request(run: RunRequest, val_split: float | None, image_column: str | None, label_column: str | None):
+    from .commands import TargetRequest
+
+    return TargetRequest(val_split, image_column, label_column, seed=run.settings.seed)
+
+
+INIT_HELP = ("A run folder (pp) to start from, builtin:NAME, timm:NAME (timm's pretrained weights of NAME, e.g. "
+             "timm:resnet50, the ImageNet reference; or --init-weights), or none for scratch.")
+init_weights_option = click.option(
+    "--init-weights", type=click.Path(path_type=Path),
+    help="For --init timm:NAME: a local state dict (.safetensors, or a .pth read with weights_only; a timm "
+         "checkpoint's state_dict is taken), e.g. from timm's own train.py or without network access. Its classifier "
+         "is replaced by the target's. [default: timm's pretrained weights from the hub]")
+DATA_HELP = ("ImageFolder tree with train/ (and val/, test/), a Hugging Face dataset (hf:NAME, a save_to_disk folder, "
+             "or hf:FOLDER of parquet / imagefolder files; splits train, validation, test)")
 
 
 skip_corrupt_option = click.option("--skip-corrupt", is_flag=True,
@@ -189,61 +296,79 @@ skip_corrupt_option = click.option("--skip-corrupt", is_flag=True,
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--shards", type=click.Path(path_type=Path), required=True, help="Folder written by ptgen synth.")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Any timm architecture name.")
+@click.option("--val-shards", type=click.IntRange(min=0),
+              help="Hold out the folder's last N shards and score top-1 on them after every epoch (train.json names "
+                   "them). [default: 1% of the shards where that is 2 or more (200 shards and up), else none]")
 @skip_corrupt_option
 @read_options
+@supervised_options
 @training_options(epochs=10, batch_size=128, lr=2e-3)
-def pp(shards: Path, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: RunRequest) -> None:
+def pp(shards: Path, arch: str, val_shards: int | None, skip_corrupt: bool, policy: ReadPolicy,
+       run: RunRequest) -> None:
     """Pseudo pre-training: train ARCH on the shards' source labels.
 
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import TargetInfo, choose_augment, prepare_model, run_pp
+    from .commands import TargetInfo, pp_validation, run_pp
     from .data.shards import ShardSet
     from .models import check_arch
+    from .trainer import Supervised, check_mixing
 
     check_arch(arch)
     data = ShardSet(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt)
+    train, val, validation = pp_validation(data, val_shards)
     target = TargetInfo.of_shards(data)
-    augment = choose_augment(run.augment, target)
-    model, config = prepare_model(target, "none", arch, run.img_size, seed=run.settings.seed, augment=augment)
-    ctx = run.start("pp", augment)
-    run_pp(data, model, config, ctx)
+    check_mixing(run.settings, len(target.classes), f"--shards {shards}")
+    model, config, augment = run.prepare(target, "none", arch)
+    ctx = run.start("pp", augment, validation)
+    run_pp(train, val, model, config, Supervised.of(ctx.settings, config.num_classes), ctx, whole=data)
     if ctx.dist.main:
         click.echo(f"pp done: {ctx.run_dir}")
 
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="ImageFolder tree with train/ (and test/), or a folder of labeled ptgen shards.")
-@click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
+              help=DATA_HELP + ", or a folder of labeled ptgen shards.")
+@click.option("--init", required=True, help=INIT_HELP)
+@init_weights_option
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
+@target_options
 @skip_corrupt_option
 @read_options
+@supervised_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: RunRequest) -> None:
-    """Fine-tune on the target task: the --init run's backbone with a fresh head for the target classes.
+def finetune(data: Path, init: str, init_weights: Path | None, arch: str, val_split: float | None,
+             image_column: str | None, label_column: str | None, skip_corrupt: bool, policy: ReadPolicy,
+             run: RunRequest) -> None:
+    """Fine-tune on the target task: the --init backbone with a fresh head for the target classes.
 
-    With --init none the model starts from random weights (the scratch baseline). From an
-    ImageFolder, an epoch is one pass over train/ and test accuracy is logged after every epoch
-    when DATA has test/. From labeled shards, the classes (and their source ids) are the shards'.
+    With --init none the model starts from random weights (the scratch baseline). An epoch is one
+    pass over the training images; top-1 on the validation images (DATA's val part, or
+    --val-split) is logged after every epoch, and on the test part once, at the end (train.json's
+    test_top1). From labeled shards, the classes (and their source ids) are the shards'.
     """
-    from .commands import choose_augment, open_labeled, prepare_model, run_finetune
+    from .commands import open_labeled, run_finetune
+    from .pretrained import check_init_weights
+    from .trainer import Supervised, check_mixing
 
-    labeled = open_labeled(data, "--data", policy, skip_corrupt)
-    augment = choose_augment(run.augment, labeled.target)
-    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
-    ctx = run.start("finetune", augment)
-    run_finetune(labeled, init, model, config, ctx)
+    check_init_weights(init, init_weights)
+    labeled = open_labeled(data, "--data", policy, skip_corrupt,
+                           request=target_request(run, val_split, image_column, label_column))
+    check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
+    model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
+    ctx = run.start("finetune", augment, labeled.validation)
+    run_finetune(labeled, init, model, config, Supervised.of(ctx.settings, config.num_classes), ctx)
     if ctx.dist.main:
         click.echo(f"finetune done: {ctx.run_dir}")
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP + ".")
 @click.option("--unlabeled", type=click.Path(path_type=Path), required=True,
               help="Pseudo shards from ptgen pseudo, or a folder of real unlabeled images (the oracle).")
-@click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
+@click.option("--init", required=True, help=INIT_HELP)
+@init_weights_option
 @click.option("--algo", type=click.Choice(["fixmatch", "uda"]), default="fixmatch", show_default=True)
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
 @click.option("--threshold", type=click.FloatRange(0, 1), help="Confidence a weak-view prediction needs to count. "
@@ -275,11 +400,13 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
                    "torchrun, which takes one pass a backward, and at --batch-size 1]")
 @click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
               help="UDA's sharpening temperature of the weak-view targets.")
+@target_options
 @read_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
-         guard: str | None, guard_threshold: float | None, uda_temperature: float, bn_stats: str, policy: ReadPolicy,
-         run: RunRequest) -> None:
+def pssl(data: Path, unlabeled: Path, init: str, init_weights: Path | None, algo: str, arch: str, threshold,
+         unlabeled_weight: float, ratio: int, guard: str | None, guard_threshold: float | None, uda_temperature: float,
+         bn_stats: str, val_split: float | None, image_column: str | None, label_column: str | None,
+         policy: ReadPolicy, run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -289,21 +416,24 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
               target where the weak view is confident (>= 0.8) (Xie et al. 2020)
     Strong views: the weak view plus RandAugment (2 ops, magnitude 9; torchvision's under the glyph
     policy, timm's under the natural one) and random erasing. The labeled branch is finetune's,
-    flag for flag (its batch, epochs, --min-steps floor, schedule and evaluation), so that
-    --unlabeled-weight 0 gives finetune's model; the unlabeled batches come on top of it.
+    flag for flag (its batch, epochs, --min-steps floor, schedule, optimizer and evaluation; finetune's
+    --smoothing, --mixup and --cutmix are not pssl's), so that --unlabeled-weight 0 gives finetune's
+    model; the unlabeled batches come on top of it.
     """
     from ptcommon.launcher import detect
 
-    from .commands import choose_augment, guard_record, open_labeled, open_unlabeled, prepare_model, run_pssl
+    from .commands import guard_record, open_labeled, open_unlabeled, run_pssl
     from .data.folder import UnlabeledImages
+    from .pretrained import check_init_weights
     from .ssl import ALGORITHMS, bn_stats_for
 
-    labeled = open_labeled(data, "--data", policy, shards_allowed=False)
+    check_init_weights(init, init_weights)
+    labeled = open_labeled(data, "--data", policy, shards_allowed=False,
+                           request=target_request(run, val_split, image_column, label_column))
     source = open_unlabeled(unlabeled, policy)
     chosen = choose_guard(guard, guard_threshold, real_images=isinstance(source, UnlabeledImages), unlabeled=unlabeled)
     guarded = guard_record(source, chosen)
-    augment = choose_augment(run.augment, labeled.target)
-    model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
+    model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
     bn_stats = bn_stats_for(bn_stats, detect().world > 1, run.settings.batch_size)
     kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats}
     if threshold is not None:
@@ -311,7 +441,7 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     if algo == "uda":
         kwargs["temperature"] = uda_temperature
     algorithm = ALGORITHMS[algo](**kwargs)
-    ctx = run.start("pssl", augment)
+    ctx = run.start("pssl", augment, labeled.validation)
     run_pssl(labeled, source, init, model, config, algorithm, ratio, chosen, guarded, ctx)
     if ctx.dist.main:
         click.echo(f"pssl done: {ctx.run_dir}")
@@ -334,7 +464,9 @@ def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP + ".")
+@click.option("--init", default="none", show_default=True, help="The student's start: " + INIT_HELP)
+@init_weights_option
 @click.option("--teacher", default=builtin.DEFAULT_SPEC, show_default=True,
               help="The source classifier: builtin:NAME, a run folder, or timm:NAME (e.g. an ImageNet-1k model).")
 @click.option("--teacher-weights", type=click.Path(path_type=Path),
@@ -345,12 +477,14 @@ def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool
               help="Weight of the distillation term.")
 @click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Softening temperature T of teacher and auxiliary head (the loss is scaled by T^2).")
+@target_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha: float, kd_temperature: float,
-       run: RunRequest) -> None:
+def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_weights: Path | None, arch: str,
+       alpha: float, kd_temperature: float, val_split: float | None, image_column: str | None,
+       label_column: str | None, run: RunRequest) -> None:
     """Knowledge distillation baseline: the source classifier as teacher on the target's training images.
 
-    The student (ARCH, from random weights) has the target head and an auxiliary head over the
+    The student (ARCH from random weights, or --init) has the target head and an auxiliary head over the
     teacher's classes: loss = cross-entropy on the target labels + alpha * T^2 *
     KL(teacher_T || auxiliary_T). Teacher and student see the same augmented image (the --augment
     policy's jitter, or crop, flip and colour jitter), each through its own resizing and
@@ -358,14 +492,16 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
     """
     from ptcommon.classifiers import load_classifier
 
-    from .commands import choose_augment, open_labeled, prepare_model, run_kd
+    from .commands import open_labeled, run_kd
+    from .pretrained import check_init_weights
 
-    labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False)
+    check_init_weights(init, init_weights)
+    labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False,
+                           request=target_request(run, val_split, image_column, label_column))
     source = load_classifier(teacher, "--teacher", teacher_weights)
-    augment = choose_augment(run.augment, labeled.target)
-    model, config = prepare_model(labeled.target, "none", arch, run.img_size, seed=run.settings.seed, augment=augment)
-    ctx = run.start("kd", augment)
-    run_kd(labeled, teacher, source, model, config, alpha, kd_temperature, ctx)
+    model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
+    ctx = run.start("kd", augment, labeled.validation)
+    run_kd(labeled, init, teacher, source, model, config, alpha, kd_temperature, ctx)
     if ctx.dist.main:
         click.echo(f"kd done: {ctx.run_dir}")
 
@@ -373,7 +509,10 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
 @main.command("eval")
 @click.option("--run", "run_spec", required=True, help="A run folder or builtin:NAME.")
 @click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="An ImageFolder tree (its test/ is scored) or a folder of labeled ptgen shards.")
+              help="An ImageFolder tree (its test/ is scored), a Hugging Face dataset (its test split) or a folder of "
+                   "labeled ptgen shards.")
+@click.option("--image-column", help="A Hugging Face dataset's image column. [default: its first Image feature]")
+@click.option("--label-column", help="A Hugging Face dataset's label column. [default: its first ClassLabel feature]")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write {top1, top5, n} here.")
 @click.option("--confusion", type=click.Path(path_type=Path), help="Confusion-matrix PNG. [default: RUN/confusion.png, "
               "or ./confusion.png for a built-in run]")
@@ -382,10 +521,10 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
               help="auto: the GPU when there is one.")
 @skip_corrupt_option
 @read_options
-def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, device: str, skip_corrupt: bool,
-                 policy: ReadPolicy) -> None:
+def evaluate_cmd(run_spec: str, data: Path, image_column: str | None, label_column: str | None, json_path, confusion,
+                 workers: int, device: str, skip_corrupt: bool, policy: ReadPolicy) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
-    from .commands import run_eval, write_eval
+    from .commands import TargetRequest, run_eval, write_eval
 
     if confusion is None:
         confusion = Path("confusion.png") if builtin.is_builtin(run_spec) else Path(run_spec) / "confusion.png"
@@ -398,7 +537,7 @@ def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, 
     if use_cuda and not torch.cuda.is_available():
         raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
     result, names = run_eval(run_spec, data, workers, policy, skip_corrupt,
-                             torch.device("cuda" if use_cuda else "cpu"))
+                             torch.device("cuda" if use_cuda else "cpu"), TargetRequest(None, image_column, label_column))
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))

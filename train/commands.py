@@ -15,17 +15,20 @@ from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader
-from torchvision.datasets import ImageFolder
 
+from ptcommon.classifiers import TIMM_PREFIX
 from ptcommon.cli import InputError
+from ptcommon.hf_data import is_hf, open_hf
 from ptcommon.shards import ReadPolicy, is_shard_folder
 
 from .data.folder import UnlabeledImages, labeled_split
+from .data.hf import hf_part
+from .data.labeled import LabeledImages, split_off
 from .data.loading import build_loader, drawn_batches, stream_batches
 from .data.shards import ShardSet
 from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
 from .distributed import Dist
-from .evaluate import Evaluation, evaluate, plot_confusion, rank_slice
+from .evaluate import Evaluation, evaluate, plot_confusion
 from .guard import Guard, target_confidences
 from .models import (ModelConfig, check_input_size, create_model, default_image_size, load_run, resolve_run,
                      run_config, save_run)
@@ -33,6 +36,9 @@ from .runs import RunLock
 from .seeding import seed_everything
 from .ssl import FixMatch
 from .trainer import Algorithm, Supervised, Trainer, TrainSettings
+from .validation import Scorer, held_out_names, hold_out_shards, image_scorer, shard_scorer
+
+VAL_SPLIT_HINT = 0.1  # the fraction the start line suggests to a target without validation images
 
 DEFAULT_MEAN_STD = (0.5, 0.5)  # a new model's normalisation under the glyph policy
 
@@ -54,6 +60,7 @@ class RunContext:
     amp: str = "auto"  # --amp
     compile: bool = False  # --compile
     tensorboard: bool = False  # --tensorboard
+    lr_rule: str = ""  # how the effective learning rate was reached, for train.json
 
     @property
     def pin(self) -> bool:
@@ -80,32 +87,90 @@ class TargetInfo:
         return cls(data.class_names, data.channels, data.image_size, data.class_ids)
 
     @classmethod
-    def of_folder(cls, train_set: ImageFolder) -> "TargetInfo":
-        """1 input channel when the training images are grayscale, else 3; the size of the first image."""
-        first = train_set.loader(train_set.samples[0][0])
-        in_chans = 1 if first.mode in ("L", "1", "I", "I;16") else 3
-        return cls(train_set.classes, in_chans, max(first.size))
+    def of_images(cls, train_set: LabeledImages) -> "TargetInfo":
+        """Channels and size of the training images as a whole (LabeledImages.shape): any colour image
+        makes an RGB model."""
+        in_chans, size = train_set.shape()
+        return cls(train_set.classes, in_chans, size)
+
+
+@dataclass
+class TargetRequest:
+    """How to read a target: --val-split, and a Hugging Face dataset's --image-column / --label-column."""
+
+    val_split: float | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    seed: int = 0  # --seed, which draws the --val-split
 
 
 @dataclass
 class LabeledData:
-    """Labeled target data, opened once: labeled shards, or an ImageFolder's train/ (and test/ if present)."""
+    """Labeled target data, opened once: labeled shards, or the train part of an ImageFolder tree or a
+    Hugging Face dataset, with its validation and test parts where it has them."""
 
-    root: Path
+    root: Path | str
     target: TargetInfo
     shards: ShardSet | None = None
-    train_set: ImageFolder | None = None
+    train_set: LabeledImages | None = None
+    val_set: LabeledImages | None = None
+    test_set: Callable[[], LabeledImages | None] = lambda: None  # read only at the run's end
+    validation: str = ""  # what the during-training curve is drawn on, or how to get one
+
+    def record(self) -> dict:
+        """train.json's account of the parts the run used."""
+        return {"train_n": len(self.train_set) if self.train_set is not None else None,
+                "val_n": len(self.val_set) if self.val_set is not None else None}
 
 
-def open_labeled(root: Path, flag: str, policy: ReadPolicy, skip_corrupt: bool = False,
-                 shards_allowed: bool = True) -> LabeledData:
-    if is_shard_folder(root):
+def _validation_note(data: LabeledData, split: float | None, root) -> str:
+    if data.val_set is None:
+        part = "has no validation split" if is_hf(root) else f"has no val/ part; add {Path(root) / 'val'}/<class>/ images"
+        return f"no validation curve: --data {root} {part} or pass --val-split {VAL_SPLIT_HINT}"
+    where = f"--val-split {split:g} of train" if split is not None else "its val part"
+    return f"validation on {where} ({len(data.val_set)} images)"
+
+
+def open_labeled(root: Path | str, flag: str, policy: ReadPolicy, skip_corrupt: bool = False,
+                 shards_allowed: bool = True, request: TargetRequest | None = None) -> LabeledData:
+    """DATA: labeled shards, an ImageFolder tree (train/, val/, test/) or a Hugging Face dataset
+    (ptcommon.hf_data). A val part and --val-split exclude each other."""
+    request = request or TargetRequest()
+    if is_hf(root):
+        target = open_hf(str(root), flag, request.image_column, request.label_column)
+        train_set, val_set = hf_part(target, "train"), hf_part(target, "val")
+        data = LabeledData(root, TargetInfo.of_images(train_set), train_set=train_set, val_set=val_set,
+                           test_set=lambda: hf_part(target, "test"))
+        has_val = f"{root} has a validation split"
+    elif is_shard_folder(root):
         if not shards_allowed:
-            raise InputError(f"{flag} {root}: is a shard folder; this command needs an ImageFolder tree (train/, test/)")
+            raise InputError(f"{flag} {root}: is a shard folder; this command needs an ImageFolder tree (train/, test/) "
+                             "or a Hugging Face dataset")
+        if request.val_split is not None:
+            raise InputError(f"--val-split {request.val_split:g}: {flag} {root} is a shard folder; a validation split "
+                             "takes an ImageFolder tree or a Hugging Face dataset")
         shards = ShardSet(root, flag, labeled=True, policy=policy, skip_corrupt=skip_corrupt)
-        return LabeledData(root, TargetInfo.of_shards(shards), shards=shards)
-    train_set = labeled_split(root, "train", flag=flag)
-    return LabeledData(root, TargetInfo.of_folder(train_set), train_set=train_set)
+        return LabeledData(root, TargetInfo.of_shards(shards), shards=shards,
+                           validation="no validation curve: target shards are all trained on")
+    else:
+        root = Path(root)
+        for column in ("image_column", "label_column"):
+            if getattr(request, column) is not None:
+                raise InputError(f"--{column.replace('_', '-')} {getattr(request, column)}: only for a Hugging Face "
+                                 f"dataset; {flag} {root} is an ImageFolder tree")
+        train_set = labeled_split(root, "train", flag=flag)
+        classes = train_set.classes
+        val_set = labeled_split(root, "val", flag=flag, classes=classes) if (root / "val").is_dir() else None
+        data = LabeledData(root, TargetInfo.of_images(train_set), train_set=train_set, val_set=val_set,
+                           test_set=lambda: (labeled_split(root, "test", flag=flag, classes=classes)
+                                             if (root / "test").is_dir() else None))
+        has_val = f"{root} has val/"
+    if request.val_split is not None:
+        if data.val_set is not None:
+            raise InputError(f"--val-split {request.val_split:g}: {has_val}, which the run validates on; drop --val-split")
+        data.train_set, data.val_set = split_off(data.train_set, request.val_split, request.seed)
+    data.validation = _validation_note(data, request.val_split, root)
+    return data
 
 
 def open_unlabeled(path: Path, policy: ReadPolicy) -> ShardSet | UnlabeledImages:
@@ -121,56 +186,88 @@ def open_unlabeled(path: Path, policy: ReadPolicy) -> ShardSet | UnlabeledImages
     return UnlabeledImages(path)
 
 
-def choose_augment(flag: str, target: TargetInfo) -> str:
-    """--augment: the policy it names, or for auto the one the data's channels call for
-    (`transforms.AUTO_POLICY`), decided from the data this command trains on."""
-    return auto_policy(target.in_chans) if flag == "auto" else flag
+def model_input(target: TargetInfo, init: str, arch: str, img_size: int | None,
+                in_chans: int | None) -> tuple[int, int]:
+    """(size, channels) of the model a command trains. A new model: --img-size / --in-chans, by default
+    the data's channels and `default_image_size` (RGB data as large as ARCH's pretrained size
+    trains at that size). --init timm:NAME: likewise, RGB by default (its weights' channels). A run
+    folder: the run's own, which target images adapt to; a different --img-size or --in-chans is refused."""
+    if init == "none":
+        channels = in_chans or target.in_chans
+        return img_size or default_image_size(target.image_size, channels, arch), channels
+    if init.startswith(TIMM_PREFIX):
+        from .pretrained import base_arch, timm_name
+
+        return img_size or default_image_size(target.image_size, 3, base_arch(timm_name(init))), in_chans or 3
+    trained = run_config(init, "--init")
+    for flag, given, kept in (("--img-size", img_size, trained.image_size), ("--in-chans", in_chans, trained.in_chans)):
+        if given is not None and given != kept:
+            what = f"was trained at {kept} px" if flag == "--img-size" else f"takes {kept} channel(s)"
+            raise InputError(f"{flag} {given}: --init {init} {what} and a fine-tune keeps its input (target images "
+                             f"are converted to it); drop {flag}")
+    return trained.image_size, trained.in_chans
+
+
+def choose_augment(flag: str, target: TargetInfo, image_size: int = 0) -> str:
+    """--augment: the policy it names, or for auto the one the data's channels and the model's input
+    size call for (`transforms.AUTO_POLICY`), decided from the data this command trains on."""
+    return auto_policy(target.in_chans, image_size) if flag == "auto" else flag
 
 
 def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None, *,
-                  seed: int = 0, augment: str = "glyph") -> tuple[torch.nn.Module, ModelConfig]:
-    """The model a command trains, built once and checked before the run folder exists.
+                  seed: int = 0, augment: str = "glyph", in_chans: int | None = None,
+                  init_weights: Path | None = None) -> tuple[torch.nn.Module, ModelConfig]:
+    """The model a command trains, built once and checked before the run folder exists, at
+    `model_input`'s size and channels.
 
-    --init none: ARCH from random weights for TARGET's classes, at --img-size or the data's size
-    raised to 32 px (scratch, and pseudo pre-training itself). Otherwise the --init run's backbone
-    with a fresh head (PP step 3), which keeps the run's input contract: size, channels and
-    normalisation; target images adapt to it. The random weights, or the fresh head, follow from
-    `seed` (--seed): the same on every rank. A new model normalises with 0.5/0.5 under the glyph
-    policy, with the mean/std of ARCH's pretrained_cfg under the natural one (`augment`)."""
+    --init none: ARCH from random weights for TARGET's classes (scratch, and pseudo pre-training
+    itself). A run folder: its backbone with a fresh head (PP step 3), which keeps the run's input
+    contract: size, channels and normalisation. timm:NAME: its pretrained weights (--init-weights
+    FILE, else timm's hub) with a fresh head and their normalisation and resizing
+    (train.pretrained). The random weights, or the fresh head, follow from `seed` (--seed): the same
+    on every rank. A new model normalises with 0.5/0.5 under the glyph policy, with the mean/std of
+    ARCH's pretrained_cfg under the natural one (`augment`)."""
+    size, channels = model_input(target, init, arch, img_size, in_chans)
     seed_everything(seed, "model")
-    if init == "none":
-        channels = target.in_chans
-        if augment == "natural":
-            stats = arch_data_config(arch)
-            mean, std = per_channel(stats["mean"], channels), per_channel(stats["std"], channels)
-        else:
-            mean, std = [DEFAULT_MEAN_STD[0]] * channels, [DEFAULT_MEAN_STD[1]] * channels
-        config = ModelConfig(arch=arch, num_classes=len(target.classes), class_names=target.classes,
-                             image_size=img_size or default_image_size(target.image_size), in_chans=channels,
-                             mean=mean, std=std, source_ids=target.source_ids)
-        model = create_model(config)
+    common = {"num_classes": len(target.classes), "class_names": target.classes, "image_size": size,
+              "in_chans": channels, "source_ids": target.source_ids}
+    if init.startswith(TIMM_PREFIX):
+        from .pretrained import base_arch, pretrained_data_config, timm_init, timm_name
+
+        stats = pretrained_data_config(timm_name(init))
+        model = timm_init(init, init_weights, len(target.classes), channels)
+        config = ModelConfig(arch=base_arch(timm_name(init)), **common, mean=per_channel(stats["mean"], channels),
+                             std=per_channel(stats["std"], channels), interpolation=stats["interpolation"],
+                             crop_pct=stats["crop_pct"])
         check_input_size(model, config)
         return model, config
-    trained = run_config(init, "--init").image_size
-    if img_size is not None and img_size != trained:
-        raise InputError(f"--img-size {img_size}: --init {init} was trained at {trained} px and a fine-tune keeps "
-                         f"its input size (target images are resized to it); drop --img-size")
-    model, source = load_run(init, "--init")
-    config = ModelConfig(arch=source.arch, num_classes=len(target.classes), class_names=target.classes,
-                         image_size=source.image_size, in_chans=source.in_chans, mean=source.mean,
-                         std=source.std, source_ids=target.source_ids, timm_kwargs=source.timm_kwargs)
-    model.reset_classifier(len(target.classes))
+    if init != "none":
+        model, source = load_run(init, "--init")
+        config = ModelConfig(arch=source.arch, **common, mean=source.mean, std=source.std,
+                             timm_kwargs=source.timm_kwargs, interpolation=source.interpolation,
+                             crop_pct=source.crop_pct)
+        model.reset_classifier(len(target.classes))
+        return model, config
+    if augment == "natural":
+        stats = arch_data_config(arch)
+        mean, std = per_channel(stats["mean"], channels), per_channel(stats["std"], channels)
+    else:
+        mean, std = [DEFAULT_MEAN_STD[0]] * channels, [DEFAULT_MEAN_STD[1]] * channels
+    config = ModelConfig(arch=arch, **common, mean=mean, std=std)
+    model = create_model(config)
+    check_input_size(model, config)
     return model, config
 
 
 def _preprocess(config: ModelConfig, policy: str = "glyph") -> Preprocess:
-    """The preprocessing of CONFIG's model under POLICY (natural: with its architecture's
-    interpolation and crop_pct)."""
+    """The preprocessing of CONFIG's model under POLICY (natural: with the interpolation and crop_pct
+    of its pretrained weights, or of its architecture's pretrained_cfg)."""
     pre = Preprocess(config.image_size, config.in_chans, tuple(config.mean), tuple(config.std))
     if policy == "glyph":
         return pre
     stats = arch_data_config(config.arch)
-    return replace(pre, policy=policy, interpolation=stats["interpolation"], crop_pct=stats["crop_pct"])
+    return replace(pre, policy=policy, interpolation=config.interpolation or stats["interpolation"],
+                   crop_pct=config.crop_pct or stats["crop_pct"])
 
 
 def run_augment(spec: str, flag: str = "--run") -> str:
@@ -208,27 +305,21 @@ def _folder_batches(dataset, batch_size: int, ctx: RunContext, steps: int | None
                          ctx.dist.rank, ctx.workers, ctx.pin), steps
 
 
-def _test_validator(data: LabeledData, config: ModelConfig, ctx: RunContext):
-    """Top-1 on DATA's test/ after every epoch, for an ImageFolder that has one."""
-    if data.train_set is None or not (data.root / "test").is_dir():
-        return None
-    test_set = labeled_split(data.root, "test", _preprocess(config, ctx.augment).transform(augment=False))
-
-    loader = _loader(rank_slice(test_set, ctx.dist.rank, ctx.dist.world), 256, ctx.workers, ctx.pin)
-
-    def validate(m: torch.nn.Module) -> dict:
-        """On every rank, each scoring its slice."""
-        result = evaluate(m, loader, config.num_classes, ctx.dist.device, ctx.dist.all_reduce_sum)
-        return {"val_top1": result.top1, "val_n": result.n}
-
-    return validate
+def _scorers(data: LabeledData, config: ModelConfig, ctx: RunContext) -> tuple[Scorer | None, Scorer | None]:
+    """(the during-training validation, the test at the end) of a target run: top-1 on its val part
+    (or --val-split), and on its test part, where it has them."""
+    view = _preprocess(config, ctx.augment).transform(augment=False)
+    test_set = data.test_set() if data.train_set is not None else None
+    return tuple(None if part is None else image_scorer(part, view, config.num_classes, ctx, prefix)
+                 for part, prefix in ((data.val_set, "val"), (test_set, "test")))
 
 
 def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, batches: Callable[[int], object],
-                 steps: int, config: ModelConfig, record: dict, validate=None,
+                 steps: int, config: ModelConfig, record: dict, validate: Scorer | None = None,
                  shipped: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m,
-                 data: ShardSet | None = None) -> Trainer:
-    """The tail every command shares: the loop (resumed if asked), then the run folder's model and train.json.
+                 data: ShardSet | None = None, test: Scorer | None = None) -> Trainer:
+    """The tail every command shares: the loop (resumed if asked), the test score of the final model
+    (`test`, where the target has a test part), then the run folder's model and train.json.
 
     `shipped` picks what the run ships from the trained model (KD drops its auxiliary head)."""
     try:
@@ -238,18 +329,22 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
         if ctx.resume:
             trainer.resume()
         trainer.fit()
+        tested = test(shipped(trainer.final_model)) if test is not None else {}
         skipped = {"corrupt_skipped": data.corrupt.count, "unexpected_members": data.policy.summary()} if data else {}
         if data and ctx.workers > 0:  # the counts live in the loader workers, which log what they skip themselves
             skipped = {"corrupt_skipped": None, "unexpected_members": "counted in the loader workers: see the run's log"}
         if ctx.dist.main:
             save_run(ctx.run_dir, shipped(trainer.final_model), config)
             (ctx.run_dir / "train.json").write_text(json.dumps(
-                {"command": ctx.command, **record, "epochs_run": trainer.epochs, "steps": trainer.total_steps,
-                 "augment": ctx.augment, "augment_flag": ctx.augment_flag,
+                {"command": ctx.command, **record, **tested, "epochs_run": trainer.epochs, "steps": trainer.total_steps,
+                 "augment": ctx.augment, "augment_flag": ctx.augment_flag, "lr": ctx.settings.lr,
+                 "lr_rule": ctx.lr_rule, "optimizer": type(trainer.optimizer).__name__,
                  "world_size": ctx.dist.world, "launcher": ctx.dist.launcher, "workers": ctx.workers,
                  "global_batch": trainer.global_batch, "samples_seen": trainer.samples_seen,
                  "amp": trainer.amp_dtype, **skipped, "settings": asdict(ctx.settings)},
                 indent=1, default=str) + "\n")
+        if tested and ctx.dist.main:
+            print(f"pttrain {ctx.command}: test top-1 {tested['test_top1']:.4f} on {tested['test_n']} images")
         if data is not None:
             data.report_skipped()
         return trainer
@@ -258,14 +353,30 @@ def fit_and_save(ctx: RunContext, model: torch.nn.Module, algorithm: Algorithm, 
             ctx.lock.release()
 
 
-def run_pp(data: ShardSet, model: torch.nn.Module, config: ModelConfig, ctx: RunContext) -> Trainer:
-    """Supervised training on the shards' source labels (docs/method.md, PP step 2)."""
-    transform = _preprocess(config, ctx.augment).transform(augment=True)
-    batches, steps = _shard_batches(data, transform, ctx.settings.batch_size, ctx)
-    return fit_and_save(ctx, model, Supervised(), batches, steps, config, {"shards": str(data.root)}, data=data)
+def pp_validation(data: ShardSet, val_shards: int | None) -> tuple[ShardSet, ShardSet | None, str]:
+    """pp's training and held-out shards (validation.hold_out_shards), and the start line's word on them."""
+    train, val = hold_out_shards(data, val_shards)
+    if val is None:
+        return train, None, "no validation curve: pass --val-shards N to hold out N shards and score on them"
+    return train, val, f"validation on {len(val.paths)} held-out shard(s) ({val.count} images)"
 
 
-def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: ModelConfig, ctx: RunContext) -> Trainer:
+def run_pp(data: ShardSet, val: ShardSet | None, model: torch.nn.Module, config: ModelConfig, algorithm: Supervised,
+           ctx: RunContext, whole: ShardSet | None = None) -> Trainer:
+    """Supervised training on the shards' source labels (docs/method.md, PP step 2), scored after each
+    epoch on the held-out shards VAL (of the folder WHOLE) when there are some."""
+    pre = _preprocess(config, ctx.augment)
+    batches, steps = _shard_batches(data, pre.transform(augment=True), ctx.settings.batch_size, ctx)
+    record = {"shards": str(data.root)}
+    validate = None
+    if val is not None:
+        record["val_shards"] = held_out_names(whole or data, val)
+        validate = shard_scorer(val, pre.transform(augment=False), config.num_classes, ctx)
+    return fit_and_save(ctx, model, algorithm, batches, steps, config, record, validate=validate, data=data)
+
+
+def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: ModelConfig, algorithm: Supervised,
+                 ctx: RunContext) -> Trainer:
     """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline)."""
     transform = _preprocess(config, ctx.augment).transform(augment=True)
     if data.shards is not None:
@@ -273,8 +384,10 @@ def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: M
     else:
         data.train_set.transform = transform
         batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
-    return fit_and_save(ctx, model, Supervised(), batches, steps, config, {"data": str(data.root), "init": init},
-                        validate=_test_validator(data, config, ctx), data=data.shards)
+    validate, test = _scorers(data, config, ctx)
+    return fit_and_save(ctx, model, algorithm, batches, steps, config,
+                        {"data": str(data.root), "init": init, **data.record()}, validate=validate,
+                        data=data.shards, test=test)
 
 
 def guard_record(unlabeled: ShardSet | UnlabeledImages, guard: Guard) -> dict:
@@ -314,13 +427,14 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     views = weak_and_strong(pre)
     batch_u = ctx.settings.batch_size * ratio
     record = {"data": str(data.root), "unlabeled": str(unlabeled.root), "init": init,
-              "algorithm": repr(algorithm), "ratio": ratio, **guarded}
+              "algorithm": repr(algorithm), "ratio": ratio, **guarded, **data.record()}
+    validate, test = _scorers(data, config, ctx)
     idle = _idle_unlabeled_branch(algorithm, guard, guarded)
     if idle is not None:
         if ctx.dist.main:
             print(f"pttrain pssl: {idle}, so this run is finetune's")
-        return fit_and_save(ctx, model, Supervised(), labeled_batches, steps, config, {**record, "trained_as": "finetune"},
-                            validate=_test_validator(data, config, ctx))
+        return fit_and_save(ctx, model, Supervised(), labeled_batches, steps, config,
+                            {**record, "trained_as": "finetune"}, validate=validate, test=test)
     if isinstance(unlabeled, ShardSet):
         unlabeled_batches, _ = _shard_batches(unlabeled, views, batch_u, ctx, with_labels=False, steps=steps,
                                               weight_of=guard.weight_of())
@@ -331,12 +445,11 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     def batches(epoch: int):
         return zip(labeled_batches(epoch), unlabeled_batches(epoch))
 
-    return fit_and_save(ctx, model, algorithm, batches, steps, config, record,
-                        validate=_test_validator(data, config, ctx),
+    return fit_and_save(ctx, model, algorithm, batches, steps, config, record, validate=validate, test=test,
                         data=unlabeled if isinstance(unlabeled, ShardSet) else None)
 
 
-def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, ModelConfig],
+def run_kd(data: LabeledData, init: str, teacher_spec: str, source: tuple[torch.nn.Module, ModelConfig],
            backbone: torch.nn.Module, config: ModelConfig, alpha: float,
            temperature: float, ctx: RunContext) -> Trainer:
     """The KD baseline: the student learns the target labels and mimics the teacher's source classes."""
@@ -346,17 +459,20 @@ def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, 
     teacher.to(ctx.dist.device).eval().requires_grad_(False)
     data.train_set.transform = paired_views(_preprocess(config, ctx.augment), _preprocess(teacher_config))
     batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
-    record = {"data": str(data.root), "teacher": teacher_spec, "alpha": alpha, "temperature": temperature}
+    record = {"data": str(data.root), "init": init, "teacher": teacher_spec, "alpha": alpha,
+              "temperature": temperature, **data.record()}
+    validate, test = _scorers(data, config, ctx)
     seed_everything(ctx.settings.seed, "auxiliary head")
-    return fit_and_save(ctx, KDStudent(backbone, teacher_config.num_classes), Distillation(teacher, alpha, temperature),
-                        batches, steps, config, record, validate=_test_validator(data, config, ctx),
-                        shipped=lambda student: student.backbone)
+    return fit_and_save(ctx, KDStudent(backbone, teacher_config.num_classes),
+                        Distillation(teacher, alpha, temperature), batches, steps, config, record,
+                        validate=validate, test=test, shipped=lambda student: student.backbone)
 
 
-def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool,
-             device: torch.device = torch.device("cpu")) -> tuple[Evaluation, list[str]]:
-    """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards,
-    preprocessed as the run's policy evaluates, on DEVICE."""
+def run_eval(run: str, data: Path | str, workers: int, policy: ReadPolicy, skip_corrupt: bool,
+             device: torch.device = torch.device("cpu"),
+             request: TargetRequest | None = None) -> tuple[Evaluation, list[str]]:
+    """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/, a Hugging Face
+    dataset's test split, or labeled shards, preprocessed as the run's policy evaluates, on DEVICE."""
     model, config = load_run(run, "--run")
     model.to(device)
     pre = _preprocess(config, run_augment(run))
@@ -373,10 +489,17 @@ def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrup
         result = evaluate(model, batches, config.num_classes, device)
         shards.report_skipped()
         return result, config.class_names
-    test_set = labeled_split(data, "test", pre.transform(False))
-    if test_set.classes != config.class_names:
-        raise InputError(f"--data {data}: test/ classes {test_set.classes[:5]} differ from the run's "
-                         f"{config.class_names[:5]}")
+    if is_hf(data):
+        request = request or TargetRequest()
+        test_set = hf_part(open_hf(str(data), "--data", request.image_column, request.label_column), "test",
+                           pre.transform(False))
+        if test_set is None:
+            raise InputError(f"--data {data}: has no test split to score")
+        if test_set.classes != config.class_names:
+            raise InputError(f"--data {data}: test classes {test_set.classes[:5]} differ from the run's "
+                             f"{config.class_names[:5]}")
+    else:
+        test_set = labeled_split(Path(data), "test", pre.transform(False), classes=config.class_names)
     loader = _loader(test_set, 256, workers, pin=device.type == "cuda")
     return evaluate(model, loader, config.num_classes, device), config.class_names
 

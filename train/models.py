@@ -28,8 +28,16 @@ __all__ = ["WEIGHTS_FILE", "ModelConfig", "check_arch", "check_input_size", "cre
 MIN_DEFAULT_IMAGE_SIZE = 32
 
 
-def default_image_size(data_size: int) -> int:
-    """The model input size when --img-size is not given: the data's, raised to 32 px when smaller."""
+def default_image_size(data_size: int, in_chans: int = 1, arch: str | None = None) -> int:
+    """The model input size when --img-size is not given. For RGB data at least as large as ARCH's
+    pretrained input size (224 for resnet50), that size: photos of any size train where ImageNet
+    models do. Otherwise (grayscale, small images) the data's, raised to 32 px when smaller."""
+    if in_chans == 3 and arch is not None:
+        from .data.transforms import pretrained_input_size
+
+        pretrained = pretrained_input_size(arch)
+        if data_size >= pretrained:
+            return pretrained
     return max(data_size, MIN_DEFAULT_IMAGE_SIZE)
 
 

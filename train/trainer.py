@@ -1,9 +1,9 @@
 """The one training loop every pttrain command shares.
 
 What differs between commands lives in an `Algorithm`: what a step's loss is (supervised
-cross-entropy here; FixMatch, UDA and KD say only what they change). The loop owns the rest:
-optimiser, cosine schedule with warm-up, gradient accumulation, AMP, optional EMA, logs,
-checkpoints, resume. Every random draw of a step follows from (--seed, rank, step), so a resumed run
+cross-entropy here, with label smoothing and mixup / CutMix; FixMatch, UDA and KD say only what
+they change). The loop owns the rest: the optimiser (timm's create_optimizer_v2), cosine schedule
+with warm-up, gradient accumulation and clipping, AMP, optional EMA, logs, checkpoints, resume. Every random draw of a step follows from (--seed, rank, step), so a resumed run
 ends with the weights of an uninterrupted one (train/seeding.py). A run may also resume on another
 number of processes: it goes on from the samples it has seen, with the same global batch
 (--batch-size x processes x --accum-steps), so the schedule goes on unchanged.
@@ -40,14 +40,31 @@ GLOBAL_BATCH_PARTS = {"batch_size", "accum_steps"}
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 
 
+# --opt names timm does not use alike: sgd is plain momentum SGD here, timm's "sgd" is Nesterov's.
+OPT_ALIASES = {"sgd": "momentum"}
+
+
+def lr_scaling(opt: str) -> str:
+    """timm's rule for scaling a rate given per 256 images: by the square root of the batch ratio for
+    adaptive optimizers (Adam's family, LAMB), linearly for the rest (SGD, LARS)."""
+    return "sqrt" if any(kind in opt.lower() for kind in ("ada", "lamb")) else "linear"
+
+
 @dataclass
 class TrainSettings:
     epochs: int = 10
     min_steps: int = 0  # a floor on the optimizer steps: small data runs more epochs instead of too few steps
     batch_size: int = 128
     accum_steps: int = 1  # batches whose gradients one optimizer step sums, on every process
-    lr: float = 2e-3
+    lr: float = 2e-3  # the effective peak rate (from --lr, or from --lr-base and the global batch)
     weight_decay: float = 0.05
+    opt: str = "adamw"
+    lr_base: float | None = None  # --lr-base: the peak rate per 256 images of global batch
+    wd_norm_bias: bool = True  # weight decay on norm weights and biases too (off: timm's parameter groups)
+    clip_grad: float | None = None  # max global gradient norm
+    smoothing: float = 0.0  # label smoothing of the supervised loss
+    mixup: float = 0.0  # mixup's alpha (0: off)
+    cutmix: float = 0.0  # CutMix's alpha (0: off)
     warmup_epochs: float = 1.0
     ema_decay: float = 0.0  # 0 turns EMA off
     checkpoint_every: int = 200  # steps
@@ -64,6 +81,27 @@ def run_epochs(settings: TrainSettings, steps_per_epoch: int) -> int:
     return max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
 
 
+def effective_lr(settings: TrainSettings, global_batch: int) -> tuple[float, str]:
+    """The peak learning rate a run takes, and how it was reached: --lr as given, or --lr-base scaled
+    from 256 images to GLOBAL_BATCH by `lr_scaling`."""
+    if settings.lr_base is None:
+        return settings.lr, f"--lr {settings.lr:g}"
+    rule = lr_scaling(settings.opt)
+    ratio = global_batch / 256
+    lr = settings.lr_base * (math.sqrt(ratio) if rule == "sqrt" else ratio)
+    return lr, f"--lr-base {settings.lr_base:g} x {'sqrt(' if rule == 'sqrt' else '('}{global_batch}/256)"
+
+
+def create_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """--opt through timm's create_optimizer_v2; with --no-wd-norm-bias, timm's parameter groups keep
+    weight decay off norm weights and biases. The defaults build torch's AdamW over every parameter
+    at one weight decay, as this loop always has."""
+    from timm.optim import create_optimizer_v2
+
+    return create_optimizer_v2(model, OPT_ALIASES.get(settings.opt, settings.opt), lr=settings.lr,
+                               weight_decay=settings.weight_decay, filter_bias_and_bn=not settings.wd_norm_bias)
+
+
 class Algorithm:
     """One step's loss. Subclasses override `loss` and say only what differs."""
 
@@ -78,17 +116,48 @@ class Algorithm:
 
 
 class Supervised(Algorithm):
-    """Cross-entropy on labeled batches (pseudo pre-training, fine-tuning, scratch)."""
+    """Cross-entropy on labeled batches (pseudo pre-training, fine-tuning, scratch); with `mixup`
+    (timm's Mixup: mixup and/or CutMix, smoothing inside) the soft-target cross-entropy of mixed images."""
 
-    def __init__(self, label_smoothing: float = 0.0):
+    def __init__(self, label_smoothing: float = 0.0, mixup=None):
         self.label_smoothing = label_smoothing
+        self.mixup = mixup
+
+    @classmethod
+    def of(cls, settings: TrainSettings, num_classes: int) -> "Supervised":
+        """The loss --smoothing, --mixup and --cutmix ask for (checked by `check_mixing`)."""
+        if not (settings.mixup or settings.cutmix):
+            return cls(settings.smoothing)
+        from timm.data import Mixup
+
+        return cls(settings.smoothing, Mixup(mixup_alpha=settings.mixup, cutmix_alpha=settings.cutmix,
+                                             label_smoothing=settings.smoothing, num_classes=num_classes))
 
     def loss(self, model, batch, device):
         images, labels = batch
         labels = torch.as_tensor(labels).to(device)
-        logits = model(images.to(device))
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        images = images.to(device)
+        if self.mixup is None:
+            logits = model(images)
+            loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        else:
+            mixed, soft = self.mixup(images, labels)
+            logits = model(mixed)
+            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
         return loss, {"train_top1": (logits.argmax(1) == labels).float().mean()}
+
+
+def check_mixing(settings: TrainSettings, num_classes: int, what: str) -> None:
+    """--mixup / --cutmix mix pairs of images of different classes: refuse a one-class target (WHAT)
+    and an odd batch, which timm's Mixup cannot pair."""
+    if not (settings.mixup or settings.cutmix):
+        return
+    flag = f"--mixup {settings.mixup:g}" if settings.mixup else f"--cutmix {settings.cutmix:g}"
+    if num_classes < 2:
+        raise InputError(f"{flag}: {what} has one class, so there is nothing to mix; drop {flag.split()[0]}")
+    if settings.batch_size % 2:
+        raise InputError(f"{flag}: mixes the images of a batch in pairs, so --batch-size must be even "
+                         f"(not {settings.batch_size})")
 
 
 def amp_dtype(flag: str, device: torch.device) -> str:
@@ -186,8 +255,7 @@ class Trainer:
         self.autocast = (torch.autocast(dist.device.type, dtype=dtype) if dtype is not None
                          else contextlib.nullcontext())
         self.scaler = torch.amp.GradScaler(dist.device.type) if self.amp_dtype == "fp16" else None
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+        self.optimizer = create_optimizer(self.model, settings)
         self.scheduler = CosineLRScheduler(
             self.optimizer, t_initial=self.total_steps, warmup_t=int(settings.warmup_epochs * steps_per_epoch),
             warmup_lr_init=settings.lr * 0.01, lr_min=settings.lr * 0.01, t_in_epochs=False)
@@ -309,6 +377,10 @@ class Trainer:
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             window.add({"loss": loss / self.s.accum_steps,
                         **{k: torch.as_tensor(v) / self.s.accum_steps for k, v in extra.items()}})
+        if self.s.clip_grad is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.s.clip_grad)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()

@@ -21,9 +21,10 @@ center crop. The strong view adds timm's RandAugment (`rand_augment_transform`,
 "rand-m9-n2-mstd0.5": 2 operations, magnitude 9) after the colour jitter and timm's random
 erasing (always, 2-33% of the image, filled with zeros after normalisation) at the end.
 
-`--augment auto` picks by the data's channels (`AUTO_POLICY`), as measured in docs/results.md
-(benchmarks/augment_policy.py): glyph for both, since glyph won clearly on grayscale digits and
-did not lose on RGB photo patches of 32 px; natural is there for `--augment natural`.
+`--augment auto` picks by the data's channels and the model's input size (`AUTO_POLICY`), as
+measured in docs/results.md (benchmarks/augment_policy.py): glyph for both, since glyph won
+clearly on grayscale digits and did not lose on RGB photo patches of 32 px; natural is there for
+`--augment natural`.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ STRONG_RANDAUGMENT = "rand-m9-n2-mstd0.5"
 # resnet18 at 32 px, test top-1 over 4 seeds (docs/results.md, augment_policy): digits glyph 0.957
 # vs natural 0.770; RGB photo patches glyph 0.946 vs natural 0.933. Untested at the 256 px of
 # ImageNet generators' shards: measure there before changing the RGB entry.
-AUTO_POLICY = {"grayscale": "glyph", "rgb": "glyph"}
+# An entry is a policy for every size, or {smallest model input size in px: policy, ...}, e.g.
+# {0: "glyph", 64: "natural"}: the row of the largest size not above the model's input size.
+AUTO_POLICY: dict[str, str | dict[int, str]] = {"grayscale": "glyph", "rgb": "glyph"}
 
 
-def auto_policy(channels: int) -> str:
-    """The policy `--augment auto` picks for data of CHANNELS channels."""
-    return AUTO_POLICY["grayscale" if channels == 1 else "rgb"]
+def auto_policy(channels: int, image_size: int = 0) -> str:
+    """The policy `--augment auto` picks for data of CHANNELS channels fed to a model at IMAGE_SIZE px."""
+    entry = AUTO_POLICY["grayscale" if channels == 1 else "rgb"]
+    if isinstance(entry, str):
+        return entry
+    return entry[max((s for s in entry if s <= image_size), default=min(entry))]
 
 
 def arch_data_config(arch: str) -> dict:
@@ -56,6 +62,12 @@ def arch_data_config(arch: str) -> dict:
 
     cfg = timm.models.get_pretrained_cfg(arch)
     return resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {"architecture": arch})
+
+
+def pretrained_input_size(arch: str) -> int:
+    """The input size of ARCH's default pretrained weights (224 for resnet50); timm's default, 224,
+    for an architecture without pretrained weights."""
+    return int(arch_data_config(arch)["input_size"][-1])
 
 
 def per_channel(values, channels: int) -> list[float]:
