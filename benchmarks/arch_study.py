@@ -24,7 +24,8 @@ import argparse
 import json
 
 from benchmarks.common import (
-    EPOCHS_ONLY, ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, read_jsonl, run_tool, spread, start_study,
+    EPOCHS_ONLY, ROOT, curve, curve_on_test,
+    finish_curve_plot, mean_curve, pyplot, read_json, read_jsonl, run_tool, spread, start_study,
     study_main, table, train_until_finished, write_section,
 )
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> None:
             run_tool("train", "eval", "--run", pp, "--data", held_out, "--json", pp / "held_out.json")
         for seed in args.seeds:
             for init, name in ((pp, "pp"), ("none", "scratch")):
-                train_until_finished("finetune", WORK / f"ft-{spec}-{name}-{seed}", "--data", WORK / f"digits-{seed}",
+                train_until_finished("finetune", WORK / f"ft-{spec}-{name}-{seed}", "--data", curve_on_test(WORK / f"digits-{seed}"),
                                      "--init", init, "--arch", arch, *size, "--seed", seed,
                                      *EPOCHS_ONLY)
 

@@ -115,6 +115,17 @@ def train_until_finished(command: str, out: Path, *args: object) -> ToolRun | No
     return run_tool("train", command, *args, "--out", out, "--quiet", *resume)
 
 
+def curve_on_test(tree: Path) -> Path:
+    """TREE with its test/ also as val/ (links, beside it as TREE-curve): the studies that plot test top-1
+    during training, as they did when pttrain drew its curve on test/. They choose nothing on it."""
+    linked = tree.parent / f"{tree.name}-curve"
+    linked.mkdir(exist_ok=True)
+    for part, source in (("train", "train"), ("val", "test"), ("test", "test")):
+        if not (linked / part).exists():
+            (linked / part).symlink_to((tree / source).resolve(), target_is_directory=True)
+    return linked
+
+
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 

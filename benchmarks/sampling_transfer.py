@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import (
-    EPOCHS_ONLY, ROOT, curve, finish_curve_plot, mean_curve, pyplot, read_json, run_tool, spread, start_study, study_main, table,
+    EPOCHS_ONLY, ROOT, curve, curve_on_test,
+    finish_curve_plot, mean_curve, pyplot, read_json, run_tool, spread, start_study, study_main, table,
     train_until_finished, write_section,
 )
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> None:
         if not (pp / "real_renders.json").exists():
             (pp / "real_renders.json").write_text(json.dumps({"top1": real_render_top1(pp)}))
         for seed in args.seeds:
-            train_until_finished("finetune", WORK / f"ft-{name}-{seed}", "--data", WORK / f"digits-{seed}", "--init", pp,
+            train_until_finished("finetune", WORK / f"ft-{name}-{seed}", "--data", curve_on_test(WORK / f"digits-{seed}"), "--init", pp,
                                  "--seed", seed, *EPOCHS_ONLY)
 
 
