@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ptcommon.cli import InputError
+from ptcommon.storage import Location
 from ptcommon.shards import (LABEL_MEMBER, MANIFEST_FILE, ReadPolicy, members, part_name, read_header, read_samples,
                              split_member, unexpected_members)
 
@@ -19,7 +20,7 @@ from .store import ShardFolder
 def open_folder(root: Path) -> tuple[dict, ShardFolder]:
     header = read_header(root)
     plan = WorkPlan(header["count"], header["shard_size"], header["prefix"])
-    return header, ShardFolder(root, plan)
+    return header, ShardFolder(Location(root), plan)
 
 
 def _shard_contents(path: Path) -> tuple[int, list[int]]:
@@ -40,7 +41,7 @@ def summarize(root: Path) -> dict:
     header, folder = open_folder(root)
     missing = folder.missing_shards()
     done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
-    parts = [folder.parts / part_name(folder.plan.shard_name(k)) for k in done]
+    parts = [folder.parts.path / part_name(folder.plan.shard_name(k)) for k in done]
     if not missing and not (root / MANIFEST_FILE).exists() and all(part.exists() for part in parts):
         folder.merge(header)
     labels: Counter = Counter()
