@@ -14,6 +14,7 @@ read: they are skipped and named once in the log, or, with `strict`, refuse the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import re
@@ -200,7 +201,6 @@ class ReadPolicy:
 
 def read_options(command):
     """--strict and --max-member-mb for a command that reads shards; the command receives `policy`."""
-    import functools
 
     @click.option("--strict", is_flag=True, help="Refuse shards holding members the shard format does not define "
                   "(default: skip them unread and name them once in the log).")
@@ -209,6 +209,33 @@ def read_options(command):
     @functools.wraps(command)
     def wrapper(strict: bool, max_member_mb: float, **kw):
         return command(policy=ReadPolicy(strict=strict, max_member_bytes=int(max_member_mb * 2**20)), **kw)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class ForeignKeys:
+    """--label-key, --image-key and --class-names: how a foreign set's samples are read."""
+
+    label_key: str = LABEL_MEMBER
+    image_key: str | None = None
+    class_names: Path | None = None
+
+
+def foreign_options(command):
+    """The flags of a command that reads foreign WebDataset shards; the command receives `keys`."""
+
+    @click.option("--label-key", default=LABEL_MEMBER, show_default=True,
+                  help="Shards from another tool (a brace list): the member holding each sample's class id.")
+    @click.option("--image-key", type=click.Choice(READABLE_IMAGES),
+                  help="Shards from another tool: the image member. [default: the first of "
+                       f"{'/'.join(READABLE_IMAGES)} a sample has]")
+    @click.option("--class-names", "class_names", type=click.Path(path_type=Path, dir_okay=False),
+                  help="Shards from another tool: a file of class names, one a line, the first line class 0. "
+                       "[default: class_names in the set's _info.json, else the class ids]")
+    @functools.wraps(command)
+    def wrapper(label_key: str, image_key: str | None, class_names: Path | None, **kw):
+        return command(keys=ForeignKeys(label_key, image_key, class_names), **kw)
 
     return wrapper
 
@@ -328,15 +355,16 @@ def decode(sample: dict, layout: Layout = PTGEN) -> Sample:
     return Sample(key, shard, open_image(sample[fmt], f"{shard}: sample {key}", fmt), label, meta)
 
 
-def read_samples(urls: Iterable[str | Path], policy: ReadPolicy | None = None) -> Iterator[Sample]:
+def read_samples(urls: Iterable[str | Path], policy: ReadPolicy | None = None,
+                 layout: Layout = PTGEN) -> Iterator[Sample]:
     """Decoded samples of finished shards, in order, without a pipeline (inspection, tools)."""
     policy = policy or ReadPolicy()
 
     def reraise(exn: Exception) -> bool:
         raise exn
 
-    for raw in tar_samples(({"url": str(u)} for u in urls), policy, reraise):
-        yield decode(raw)
+    for raw in tar_samples(({"url": str(u)} for u in urls), policy, reraise, layout):
+        yield decode(raw, layout)
 
 
 def refuse_unexpected(found: dict[str, list[str]], where: str) -> None:
@@ -347,9 +375,9 @@ def refuse_unexpected(found: dict[str, list[str]], where: str) -> None:
                                "refusing the dataset (--strict)")
 
 
-def scan(url: str, read: Iterable[str] = ()) -> Iterator[tuple[str, str, bytes | None]]:
-    """(key, extension, data) of every regular member of one shard, from its tar headers alone: the
-    data only for the extensions in READ (a label's few bytes, bounded), None for the rest.
+def scan(url: str, read: Iterable[str] = (), max_bytes: int = _MAX_LABEL_BYTES) -> Iterator[tuple[str, str, bytes | None]]:
+    """(key, extension, data) of every regular member of one shard, from its tar headers: the data
+    only for the extensions in READ and at most MAX_BYTES long (a label's few bytes), None for the rest.
 
     A local shard is read by seeking from header to header; a remote one is streamed once."""
     wanted = set(read)
@@ -359,7 +387,7 @@ def scan(url: str, read: Iterable[str] = ()) -> Iterator[tuple[str, str, bytes |
             for info in tar:
                 if info.isreg():
                     key, ext = split_member(info.name)
-                    small = ext in wanted and info.size <= _MAX_LABEL_BYTES
+                    small = ext in wanted and info.size <= max_bytes
                     yield key, ext, tar.extractfile(info).read() if small else None
                 tar.members = []
 

@@ -12,7 +12,7 @@ import click
 from ptcommon import builtin
 from ptcommon.cli import Group, InputError
 from ptcommon.outputs import check_output_dir, check_output_file
-from ptcommon.shards import ReadPolicy, read_options
+from ptcommon.shards import ForeignKeys, ReadPolicy, foreign_options, read_options
 
 from .data import digits as digits_data
 from .runs import RUNS_DIR
@@ -187,23 +187,25 @@ skip_corrupt_option = click.option("--skip-corrupt", is_flag=True,
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--shards", type=click.Path(path_type=Path), required=True, help="Folder written by ptgen synth.")
+@click.option("--shards", required=True, help="Folder written by ptgen synth, at a path or an s3://, gs://, "
+              "http(s):// or hf:// URL, or labeled shards from another tool as a brace list "
+              "('DIR/train-{000000..000099}.tar').")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Any timm architecture name.")
 @skip_corrupt_option
 @read_options
+@foreign_options
 @training_options(epochs=10, batch_size=128, lr=2e-3)
-def pp(shards: Path, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: RunRequest) -> None:
+def pp(shards: str, arch: str, skip_corrupt: bool, policy: ReadPolicy, keys: ForeignKeys, run: RunRequest) -> None:
     """Pseudo pre-training: train ARCH on the shards' source labels.
 
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import TargetInfo, choose_augment, prepare_model, run_pp
-    from .data.shards import ShardSet
+    from .commands import TargetInfo, choose_augment, open_shards, prepare_model, run_pp
     from .models import check_arch
 
     check_arch(arch)
-    data = ShardSet(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt)
+    data = open_shards(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt, keys=keys)
     target = TargetInfo.of_shards(data)
     augment = choose_augment(run.augment, target)
     model, config = prepare_model(target, "none", arch, run.img_size, seed=run.settings.seed, augment=augment)
@@ -214,14 +216,16 @@ def pp(shards: Path, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: Run
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="ImageFolder tree with train/ (and test/), or a folder of labeled ptgen shards.")
+@click.option("--data", required=True, help="ImageFolder tree with train/ (and test/), or labeled shards: a ptgen "
+              "folder at a path or URL, or a brace list of shards from another tool.")
 @click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
 @skip_corrupt_option
 @read_options
+@foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadPolicy, run: RunRequest) -> None:
+def finetune(data: str, init: str, arch: str, skip_corrupt: bool, policy: ReadPolicy, keys: ForeignKeys,
+             run: RunRequest) -> None:
     """Fine-tune on the target task: the --init run's backbone with a fresh head for the target classes.
 
     With --init none the model starts from random weights (the scratch baseline). From an
@@ -230,7 +234,7 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
     """
     from .commands import choose_augment, open_labeled, prepare_model, run_finetune
 
-    labeled = open_labeled(data, "--data", policy, skip_corrupt)
+    labeled = open_labeled(data, "--data", policy, skip_corrupt, keys=keys)
     augment = choose_augment(run.augment, labeled.target)
     model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
     ctx = run.start("finetune", augment)
@@ -241,8 +245,9 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help="ImageFolder tree with train/ (and test/).")
-@click.option("--unlabeled", type=click.Path(path_type=Path), required=True,
-              help="Pseudo shards from ptgen pseudo, or a folder of real unlabeled images (the oracle).")
+@click.option("--unlabeled", required=True,
+              help="Pseudo shards from ptgen pseudo (a path or URL), shards from another tool (a brace list, e.g. "
+                   "img2dataset's), or a folder of real unlabeled images (the oracle).")
 @click.option("--init", required=True, help="A run folder (pp) to start from, builtin:NAME, or none for scratch.")
 @click.option("--algo", type=click.Choice(["fixmatch", "uda"]), default="fixmatch", show_default=True)
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
@@ -276,10 +281,11 @@ def finetune(data: Path, init: str, arch: str, skip_corrupt: bool, policy: ReadP
 @click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
               help="UDA's sharpening temperature of the weak-view targets.")
 @read_options
+@foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
+def pssl(data: Path, unlabeled: str, init: str, algo: str, arch: str, threshold, unlabeled_weight: float, ratio: int,
          guard: str | None, guard_threshold: float | None, uda_temperature: float, bn_stats: str, policy: ReadPolicy,
-         run: RunRequest) -> None:
+         keys: ForeignKeys, run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -294,13 +300,13 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
     """
     from ptcommon.launcher import detect
 
-    from .commands import choose_augment, guard_record, open_labeled, open_unlabeled, prepare_model, run_pssl
-    from .data.folder import UnlabeledImages
+    from .commands import (choose_augment, guard_record, is_real_images, open_labeled, open_unlabeled, prepare_model,
+                           run_pssl)
     from .ssl import ALGORITHMS, bn_stats_for
 
     labeled = open_labeled(data, "--data", policy, shards_allowed=False)
-    source = open_unlabeled(unlabeled, policy)
-    chosen = choose_guard(guard, guard_threshold, real_images=isinstance(source, UnlabeledImages), unlabeled=unlabeled)
+    source = open_unlabeled(unlabeled, policy, keys)
+    chosen = choose_guard(guard, guard_threshold, real_images=is_real_images(source), unlabeled=unlabeled)
     guarded = guard_record(source, chosen)
     augment = choose_augment(run.augment, labeled.target)
     model, config = prepare_model(labeled.target, init, arch, run.img_size, seed=run.settings.seed, augment=augment)
@@ -317,7 +323,7 @@ def pssl(data: Path, unlabeled: Path, init: str, algo: str, arch: str, threshold
         click.echo(f"pssl done: {ctx.run_dir}")
 
 
-def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: Path):
+def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: str):
     """--guard and --guard-threshold, checked before anything is read or written."""
     from .guard import Guard
 
@@ -372,8 +378,9 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
 
 @main.command("eval")
 @click.option("--run", "run_spec", required=True, help="A run folder or builtin:NAME.")
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="An ImageFolder tree (its test/ is scored) or a folder of labeled ptgen shards.")
+@click.option("--data", required=True,
+              help="An ImageFolder tree (its test/ is scored) or labeled shards (a ptgen folder at a path or URL, or "
+                   "a brace list).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write {top1, top5, n} here.")
 @click.option("--confusion", type=click.Path(path_type=Path), help="Confusion-matrix PNG. [default: RUN/confusion.png, "
               "or ./confusion.png for a built-in run]")
@@ -382,8 +389,9 @@ def kd(data: Path, teacher: str, teacher_weights: Path | None, arch: str, alpha:
               help="auto: the GPU when there is one.")
 @skip_corrupt_option
 @read_options
-def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, device: str, skip_corrupt: bool,
-                 policy: ReadPolicy) -> None:
+@foreign_options
+def evaluate_cmd(run_spec: str, data: str, json_path, confusion, workers: int, device: str, skip_corrupt: bool,
+                 policy: ReadPolicy, keys: ForeignKeys) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
     from .commands import run_eval, write_eval
 
@@ -398,7 +406,7 @@ def evaluate_cmd(run_spec: str, data: Path, json_path, confusion, workers: int, 
     if use_cuda and not torch.cuda.is_available():
         raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
     result, names = run_eval(run_spec, data, workers, policy, skip_corrupt,
-                             torch.device("cuda" if use_cuda else "cpu"))
+                             torch.device("cuda" if use_cuda else "cpu"), keys)
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))

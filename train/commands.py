@@ -18,9 +18,11 @@ from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
 from ptcommon.cli import InputError
-from ptcommon.shards import ReadPolicy, is_shard_folder
+from ptcommon.shards import ForeignKeys, ReadPolicy, is_shard_folder
+from ptcommon.storage import is_url
 
 from .data.folder import UnlabeledImages, labeled_split
+from .data.foreign import ForeignShards, is_foreign
 from .data.loading import build_loader, drawn_batches, stream_batches
 from .data.shards import ShardSet
 from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
@@ -91,34 +93,55 @@ class TargetInfo:
 class LabeledData:
     """Labeled target data, opened once: labeled shards, or an ImageFolder's train/ (and test/ if present)."""
 
-    root: Path
+    root: Path | str
     target: TargetInfo
     shards: ShardSet | None = None
     train_set: ImageFolder | None = None
 
 
-def open_labeled(root: Path, flag: str, policy: ReadPolicy, skip_corrupt: bool = False,
-                 shards_allowed: bool = True) -> LabeledData:
-    if is_shard_folder(root):
+def is_shards(spec: str) -> bool:
+    """Whether SPEC names shards (a ptgen folder, a URL, a brace list of tars) rather than a folder of images."""
+    return is_foreign(spec) or is_url(spec) or is_shard_folder(spec)
+
+
+def open_shards(spec: str, flag: str, *, labeled: bool | None = None, policy: ReadPolicy | None = None,
+                skip_corrupt: bool = False, keys: ForeignKeys = ForeignKeys()) -> ShardSet:
+    """The one place a kind of shard set is chosen: a ptgen folder (dataset.json) at a path or URL,
+    or WebDataset shards from another tool named by a brace list (train/data/foreign.py)."""
+    if is_foreign(spec):
+        return ForeignShards(spec, flag, labeled, policy, skip_corrupt, keys)
+    return ShardSet(spec, flag, labeled=labeled, policy=policy, skip_corrupt=skip_corrupt)
+
+
+def open_labeled(root: str | Path, flag: str, policy: ReadPolicy, skip_corrupt: bool = False,
+                 shards_allowed: bool = True, keys: ForeignKeys = ForeignKeys()) -> LabeledData:
+    root = str(root)
+    if is_shards(root):
         if not shards_allowed:
-            raise InputError(f"{flag} {root}: is a shard folder; this command needs an ImageFolder tree (train/, test/)")
-        shards = ShardSet(root, flag, labeled=True, policy=policy, skip_corrupt=skip_corrupt)
+            raise InputError(f"{flag} {root}: names shards; this command needs an ImageFolder tree (train/, test/)")
+        shards = open_shards(root, flag, labeled=True, policy=policy, skip_corrupt=skip_corrupt, keys=keys)
         return LabeledData(root, TargetInfo.of_shards(shards), shards=shards)
-    train_set = labeled_split(root, "train", flag=flag)
-    return LabeledData(root, TargetInfo.of_folder(train_set), train_set=train_set)
+    train_set = labeled_split(Path(root), "train", flag=flag)
+    return LabeledData(Path(root), TargetInfo.of_folder(train_set), train_set=train_set)
 
 
-def open_unlabeled(path: Path, policy: ReadPolicy) -> ShardSet | UnlabeledImages:
-    """--unlabeled: pseudo shards from ptgen pseudo, or a folder of real images (the oracle)."""
-    if is_shard_folder(path):
-        shards = ShardSet(path, "--unlabeled", policy=policy)
-        if shards.labeled:
+def is_real_images(unlabeled: ShardSet | UnlabeledImages) -> bool:
+    """Images no target conditioned (a folder of images, a foreign shard set): nothing for a guard to weigh."""
+    return not (isinstance(unlabeled, ShardSet) and unlabeled.made_by_ptgen)
+
+
+def open_unlabeled(path: str | Path, policy: ReadPolicy, keys: ForeignKeys = ForeignKeys()) -> ShardSet | UnlabeledImages:
+    """--unlabeled: pseudo shards from ptgen pseudo, shards from another tool, or a folder of real images (the oracle)."""
+    path = str(path)
+    if is_shards(path):
+        shards = open_shards(path, "--unlabeled", policy=policy, keys=keys)
+        if shards.labeled and shards.made_by_ptgen:
             raise InputError(f"--unlabeled {path}: holds labeled shards from ptgen synth; P-SSL takes the "
                              "unlabeled output of ptgen pseudo (or a folder of real images)")
         return shards
-    if not path.is_dir():
+    if not Path(path).is_dir():
         raise InputError(f"--unlabeled {path}: no such folder")
-    return UnlabeledImages(path)
+    return UnlabeledImages(Path(path))
 
 
 def choose_augment(flag: str, target: TargetInfo) -> str:
@@ -280,7 +303,7 @@ def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: M
 def guard_record(unlabeled: ShardSet | UnlabeledImages, guard: Guard) -> dict:
     """What GUARD does to the unlabeled data (train.json's record of it), read before the run starts: a
     folder of pseudo samples that lacks their targets' confidence is refused here."""
-    if isinstance(unlabeled, UnlabeledImages):
+    if is_real_images(unlabeled):
         return {"guard": "none (real images: no target conditioned them)"}
     if guard.kind == "none":
         return {"guard": "none"}
@@ -353,15 +376,15 @@ def run_kd(data: LabeledData, teacher_spec: str, source: tuple[torch.nn.Module, 
                         shipped=lambda student: student.backbone)
 
 
-def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrupt: bool,
-             device: torch.device = torch.device("cpu")) -> tuple[Evaluation, list[str]]:
+def run_eval(run: str, data: str, workers: int, policy: ReadPolicy, skip_corrupt: bool,
+             device: torch.device = torch.device("cpu"), keys: ForeignKeys = ForeignKeys()) -> tuple[Evaluation, list[str]]:
     """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/ or labeled shards,
     preprocessed as the run's policy evaluates, on DEVICE."""
     model, config = load_run(run, "--run")
     model.to(device)
     pre = _preprocess(config, run_augment(run))
-    if is_shard_folder(data):
-        shards = ShardSet(data, "--data", policy=policy, skip_corrupt=skip_corrupt)
+    if is_shards(data):
+        shards = open_shards(data, "--data", policy=policy, skip_corrupt=skip_corrupt, keys=keys)
         if config.source_ids is None:
             raise InputError(f"--run {run}: its classes carry no source ids, so it cannot be scored on shards")
         unknown = sorted(set(shards.class_ids) - set(config.source_ids))
@@ -373,7 +396,7 @@ def run_eval(run: str, data: Path, workers: int, policy: ReadPolicy, skip_corrup
         result = evaluate(model, batches, config.num_classes, device)
         shards.report_skipped()
         return result, config.class_names
-    test_set = labeled_split(data, "test", pre.transform(False))
+    test_set = labeled_split(Path(data), "test", pre.transform(False))
     if test_set.classes != config.class_names:
         raise InputError(f"--data {data}: test/ classes {test_set.classes[:5]} differ from the run's "
                          f"{config.class_names[:5]}")
