@@ -16,6 +16,8 @@ import contextlib
 import fnmatch
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -141,8 +143,20 @@ class Location:
     def exists(self, name: str = "") -> bool:
         if not self.remote:
             return (self.path / name).exists() if name else self.path.exists()
+        # fsspec answers "not found" to any failure, so an unreachable host would pass for an empty folder:
+        # HTTP is asked directly, an object store for the object's details.
+        path = self.child(name) if name else self._root
         with self._explained():
-            return self.fs.exists(self.child(name) if name else self._root)
+            try:
+                if self.scheme in ("http", "https"):
+                    urllib.request.urlopen(urllib.request.Request(path, method="HEAD"), timeout=60).close()
+                else:
+                    self.fs.info(path)
+            except (FileNotFoundError, urllib.error.HTTPError) as err:
+                if isinstance(err, urllib.error.HTTPError) and err.code != 404:
+                    raise
+                return False
+        return True
 
     def read_bytes(self, name: str) -> bytes:
         if not self.remote:

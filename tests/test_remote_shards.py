@@ -3,7 +3,9 @@ resumed, gives the bytes of a local run; pp trains on the same batches from S3, 
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -124,3 +126,78 @@ def test_pp_from_s3_and_https_trains_the_weights_of_pp_from_disk(cli, served, lo
         assert json.loads((out / "train.json").read_text())["shards"] == str(shards)
     for where in ("s3", "http"):
         assert all(torch.equal(weights["disk"][k], weights[where][k]) for k in weights["disk"]), where
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def refused(result, pattern):
+    """One line, exit 2."""
+    message = result.stderr.strip()
+    assert result.exit_code == 2 if hasattr(result, "exit_code") else result.returncode == 2, message
+    assert len(message.splitlines()) == 1 and re.search(pattern, message), message
+
+
+@pytest.mark.parametrize("spec, pattern", [
+    ("pipe:cat /etc/passwd", r"the scheme pipe: is not accepted"),
+    ("ftp://127.0.0.1/shards", r"the scheme ftp: is not accepted"),
+    ("gs://bucket/shards", r"needs its fsspec back-end, which is not installed; pip install 'ptgen\[gcs\]'"),
+    ("s3://bucket/none-{000000..000002}.tar", r"matches no object \(3 names"),
+    ("s3://no-such-bucket/shards", r"--shards s3://no-such-bucket/shards: no dataset.json"),
+])
+def test_bad_urls_are_refused_in_one_line_before_a_run_folder(cli, s3, tmp_path, spec, pattern):
+    out = tmp_path / "run"
+    refused(cli(pttrain, ["pp", "--shards", spec, "--out", out, *TRAIN]), pattern)
+    assert not out.exists()
+
+
+def test_a_host_that_does_not_answer_is_named_with_the_back_ends_reason(cli, tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/shards"
+    refused(cli(pttrain, ["pp", "--shards", url, "--out", tmp_path / "run", *TRAIN]),
+            rf"--shards {url}: cannot be reached \(\w+: .*Connect")
+
+
+def test_an_unreachable_endpoint_and_missing_credentials_are_one_line_each(s3, tmp_path):
+    args = ["-m", "train", "pp", "--shards", "s3://bucket/served", "--out", str(tmp_path / "run"),
+            *map(str, TRAIN)]
+    gone = run_module(*args, env={**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{closed_port()}"},
+                      timeout=120)
+    refused(gone, r"--shards s3://bucket/served: cannot be reached \(EndpointConnectionError: Could not connect")
+    anonymous = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    nobody = run_module(*args, env=anonymous, timeout=120)
+    refused(nobody, r"no credentials for s3:// \(.*\); s3 looks for them in AWS_ACCESS_KEY_ID")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_on_a_read_only_bucket_is_refused_before_any_sampling(s3, tiny_model, tmp_path):
+    import boto3
+    from moto import settings
+
+    s3.mkdir("readonly")
+    iam = boto3.client("iam")
+    iam.create_user(UserName="reader")
+    iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:Get*", "s3:List*"],
+                                                 "Resource": "*"}]}))
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    reader = {**os.environ, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+    settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # moto checks every request against IAM from here on
+    try:
+        result = run_module("-m", "generate", *synth(tiny_model, "s3://readonly/synth")[3:], env=reader, timeout=120)
+    finally:
+        settings.INITIAL_NO_AUTH_ACTION_COUNT = float("inf")
+    refused(result, r"--out s3://readonly/synth: access refused \(Access Denied\)")
+    assert "ptgen:" not in result.stderr.replace("ptgen: error", "")  # no start line: nothing was sampled
+    assert s3.ls("readonly", refresh=True) == []
+
+
+@pytest.mark.parametrize("name", ["../other/x.tar", "/etc/passwd", "s3://elsewhere/x.tar", "a/../../x"])
+def test_a_folder_names_no_file_outside_its_own_prefix(s3, name):
+    from ptcommon.cli import InputError
+    from ptcommon.storage import Location
+
+    with pytest.raises(InputError, match="not a file inside it"):
+        Location("s3://bucket/served", "--shards").child(name)
