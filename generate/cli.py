@@ -40,6 +40,7 @@ def main() -> None:
     ptgen synth    class-conditional samples with their source labels (for pseudo pre-training)
     ptgen pseudo   target-conditioned pseudo samples (pseudo conditional sampling, for P-SSL)
     ptgen inspect  what a shard folder holds; a contact sheet
+    ptgen card     a shard folder's Hugging Face dataset card (README.md)
     ptgen models   the built-in models
     """
 
@@ -469,6 +470,22 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, target: Path 
                        f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     if grid is not None:
         click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy, target)}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def card(folder: Path) -> None:
+    """Write FOLDER/README.md, a Hugging Face dataset card for a shard folder.
+
+    Its front matter makes `datasets.load_dataset(FOLDER)` and the hub's viewer show the image as
+    an Image and `cls` as a ClassLabel with the generator's class names; its body names the
+    generator, its fingerprint, the sampling settings and config hash, the count, the format and
+    the license of the generator's own card. Publishing stays yours: `huggingface-cli upload`
+    (docs/shards.md).
+    """
+    from .card import write_card
+
+    click.echo(f"dataset card: {write_card(folder)}")
 
 
 @main.command()
