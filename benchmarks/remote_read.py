@@ -106,12 +106,13 @@ def main() -> None:
     md = f"""### Reading shards from HTTP and S3
 
 Command: `python -m benchmarks.remote_read --images {args.images} --shard-size {args.shard_size} --workers
-{args.workers} --repeats {args.repeats}`. {args.images} images from {note}, {first.image_size} px
+{args.workers} --repeats {args.repeats}`. {first.count} images from {note}, {first.image_size} px
 {first.header.get('image_format')}, in {len(first.paths)} shards of {args.shard_size}; pttrain's shard
 pipeline with training augmentation at {default_image_size(first.image_size)} px, batch {args.batch},
 {args.workers} loader workers, {os.cpu_count()} cores. The servers run on 127.0.0.1 as processes of
 their own. Each source was timed {args.repeats} times, interleaved with the others; the ratio is the
-median's against local disk's, measured in the same run.
+median's against local disk's, measured in the same run, on a shared machine under load from other
+jobs: single runs vary by up to a factor of 2, so read ratios near 1 as "no difference measured".
 
 {table(["source", "images/s (median)", "each run", "ratio to local disk"], rows)}
 """
