@@ -178,12 +178,6 @@ class Location:
                 return []
         return sorted(n for n in (f.rstrip("/").rsplit("/", 1)[-1] for f in found) if fnmatch.fnmatch(n, pattern))
 
-    def size(self, name: str) -> int:
-        if not self.remote:
-            return (self.path / name).stat().st_size
-        with self._explained():
-            return int(self.fs.size(self.child(name)))
-
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write NAME whole: locally under a temporary name renamed into place; an object store
         shows an object only once its upload completes."""
@@ -197,10 +191,7 @@ class Location:
             self.fs.pipe_file(self.child(name), data)
 
     def upload(self, local: Path, name: str) -> None:
-        """Move the finished file LOCAL to NAME (an object store: upload it, then delete LOCAL)."""
-        if not self.remote:
-            os.replace(local, self.path / name)
-            return
+        """Upload the finished local file LOCAL to NAME in this remote folder, then delete LOCAL."""
         with self._explained():
             self.fs.put_file(str(local), self.child(name))
         local.unlink()
