@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ptcommon.cli import InputError
-from ptcommon.storage import Location
 from ptcommon.shards import (LABEL_MEMBER, MANIFEST_FILE, ReadPolicy, members, part_name, read_header, read_samples,
                              split_member, unexpected_members)
 
@@ -20,7 +19,7 @@ from .store import ShardFolder
 def open_folder(root: Path) -> tuple[dict, ShardFolder]:
     header = read_header(root)
     plan = WorkPlan(header["count"], header["shard_size"], header["prefix"])
-    return header, ShardFolder(Location(root), plan)
+    return header, ShardFolder(root, plan)
 
 
 def _shard_contents(path: Path) -> tuple[int, list[int]]:

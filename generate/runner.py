@@ -263,7 +263,7 @@ def _put(writer: _Writer, item: tuple) -> None:
     writer.inbox.put(item)
 
 
-def generate_shards(job: Job, out: Location, *, rank: int = 0, world: int = 1, overwrite: bool = False,
+def generate_shards(job: Job, out: Location | Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
                     encode_workers: int = 1, progress: bool = True, on_ready: Callable[[Job], None] | None = None,
                     on_first_batch: Callable[[float, int], None] | None = None,
                     staging: Path | None = None) -> RunStats:

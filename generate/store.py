@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
-from ptcommon.storage import Location
+from ptcommon.storage import Location, as_location
 from ptcommon.shards import (DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, SOFT_LABELS_FILE, part_name, shard_glob,
                              temp_name)
 from .plan import WorkPlan
@@ -50,11 +50,11 @@ class ShardFolder:
     under its temporary name; for a URL it is written in STAGING, a local folder, and uploaded once
     complete, so the local space a rank needs is about one shard."""
 
-    def __init__(self, root: Location, plan: WorkPlan, staging: Path | None = None):
-        self.root = root
+    def __init__(self, root: Location | Path, plan: WorkPlan, staging: Path | None = None):
+        self.root = as_location(root, "--out")
         self.plan = plan
-        self.parts = root.sub(PARTS_DIR)
-        self.local = staging if root.remote else root.path  # where shards are written before they land
+        self.parts = self.root.sub(PARTS_DIR)
+        self.local = staging if self.root.remote else self.root.path  # where shards are written before they land
         self._landed: set[str] | None = None  # a URL's shards listed once at start: a rerun skips them
 
     def read_header(self) -> dict | None:
