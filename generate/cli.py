@@ -13,8 +13,9 @@ import click
 
 from ptcommon import builtin
 from ptcommon.cli import Group, InputError
-from ptcommon.outputs import check_output_dir, check_output_file, free_bytes, human_bytes, human_seconds
+from ptcommon.outputs import check_output_file, free_bytes, human_bytes, human_seconds
 from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_options, refuse_unexpected
+from ptcommon.storage import Location
 
 from .distributed import rank_and_world
 from .generator import Generator
@@ -39,6 +40,7 @@ def main() -> None:
     ptgen synth    class-conditional samples with their source labels (for pseudo pre-training)
     ptgen pseudo   target-conditioned pseudo samples (pseudo conditional sampling, for P-SSL)
     ptgen inspect  what a shard folder holds; a contact sheet
+    ptgen card     a shard folder's Hugging Face dataset card (README.md)
     ptgen models   the built-in models
     """
 
@@ -94,8 +96,10 @@ class TopK(click.ParamType):
 def generation_options(default_out: str):
     """The flags synth and pseudo share: model, sampling, output, ranks."""
     options = [
-        click.option("--out", type=click.Path(path_type=Path), default=Path(default_out), show_default=True,
-                     help="Folder for the shards; a rerun into it resumes, a different config there is refused."),
+        click.option("--out", default=default_out, show_default=True,
+                     help="Folder for the shards, a path or an s3://, gs:// or hf:// URL (each shard is staged "
+                          "locally and uploaded once complete); a rerun into it resumes, a different config there "
+                          "is refused."),
         click.option("--model", default=builtin.DEFAULT_SPEC, show_default=True,
                      help="builtin:NAME, a diffusers folder (`ptgen models` lists the kinds) or a hub id."),
         click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]"),
@@ -185,7 +189,7 @@ class GenerationRequest:
     """The flags synth and pseudo share, as one object: `open` checks them before anything is
     written, `write` runs the job into --out."""
 
-    out: Path
+    out: str
     model: str
     steps: int | None
     guidance: float | None
@@ -208,6 +212,13 @@ class GenerationRequest:
     yes: bool
     quiet: bool
     dtype_reason: str = field(default="as given", init=False)  # how `open` chose --dtype, for the start line
+    location: Location = field(init=False)  # --out, checked by `open`
+    staging: Path | None = field(default=None, init=False)  # for a URL --out: where this rank's shard is written first
+
+    @property
+    def local_dir(self) -> Path:
+        """The local folder this rank writes in: --out itself, or for a URL the staging folder."""
+        return self.staging if self.location.remote else self.location.path
 
     def open(self) -> tuple[Generator, dict]:
         """The generator, and the JobSettings fields with the model's own defaults filled in."""
@@ -215,7 +226,15 @@ class GenerationRequest:
         if self.image_format == "png" and self.quality is not None:
             raise InputError(self._quality_refusal("png"))
         self.encode_workers = self._encoders()
-        check_output_dir(self.out, "--out")
+        self.location = Location(self.out, "--out")
+        self.location.check_writable()
+        if self.location.remote:
+            import atexit
+            import shutil
+            import tempfile
+
+            self.staging = Path(tempfile.mkdtemp(prefix="ptgen-stage-"))
+            atexit.register(shutil.rmtree, self.staging, ignore_errors=True)
         if self.compile_:
             check_compile(self.device)
         if self.decode_batch is not None and self.decode_batch > self.batch_size:
@@ -261,6 +280,15 @@ class GenerationRequest:
             return cores
         return self.encode_workers
 
+    def _space_note(self, job, bound: int) -> str:
+        """What the job takes on local disk: all of it, or for a URL one shard at a time."""
+        if not self.location.remote:
+            return f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(self.local_dir))} free"
+        shard = min(job.plan.count, job.plan.shard_size) * sample_bytes_bound(job.generator.image_size,
+                                                                            job.generator.channels)
+        return (f"up to {human_bytes(bound)} uploaded; each shard staged in {self.staging} first, up to "
+                f"{human_bytes(shard)} a rank, {human_bytes(free_bytes(self.staging))} free there")
+
     def write(self, job, what: str, on_ready: Callable[[], None] | None = None) -> None:
         """Run `job` into --out; `on_ready` runs once --out is checked and prepared, before sampling."""
         from .runner import generate_shards
@@ -280,7 +308,7 @@ class GenerationRequest:
                            f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px {s.image_format}, "
                            f"{job.plan.num_shards:,} shards, world {world}, "
                            f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
-                           f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(out))} free)", err=True)
+                           f"{self._space_note(job, bound)})", err=True)
 
         def estimate(rate: float, left: int) -> None:
             seconds = left / rate
@@ -292,9 +320,9 @@ class GenerationRequest:
                 click.echo(f"ptgen: first batch at {rate:.1f} img/s; the rest takes about {human_seconds(seconds)}",
                            err=True)
 
-        stats = generate_shards(job, out, rank=rank, world=world, overwrite=self.overwrite,
+        stats = generate_shards(job, self.location, rank=rank, world=world, overwrite=self.overwrite,
                                 encode_workers=self.encode_workers, progress=not self.quiet and rank == 0,
-                                on_ready=announce, on_first_batch=estimate)
+                                on_ready=announce, on_first_batch=estimate, staging=self.staging)
         state = "folder complete" if stats.complete else "other ranks' shards still missing"
         fitted = f" at batch {stats.batch_size} (what fitted in memory)" if stats.batch_size < self.batch_size else ""
         click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
@@ -378,14 +406,14 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier),
            "targets_sha256": targets_digest(keys), "temperature": temperature, "top_k": top_k,
            "generator_classes": generator.num_classes}
-    check_soft_labels(gen.out, key, gen.overwrite)
+    check_soft_labels(gen.location, gen.local_dir, key, gen.overwrite)
     source = load_source(classifier, generator, classifier_weights)  # checks its classes before anything is written
     settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
                               top_k=top_k, condition=condition, preprocessing=key["preprocessing"])
     job = PseudoJob(settings, generator, keys, None, digest)
 
     def label_targets() -> None:  # once --out is checked and prepared, so that a refusal writes nothing
-        job.probs, job.confidence = shared_soft_labels(gen.out, key, lambda: soft_labels(
+        job.probs, job.confidence = shared_soft_labels(gen.location, gen.local_dir, key, lambda: soft_labels(
             paths, source, generator, temperature, top_k))
         if condition == "soft" and gen.rank == 0:  # random ignores the classifier: how sure it is says nothing then
             note, unsure = confidence_note(job.confidence)
@@ -443,6 +471,22 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, target: Path 
                        f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
     if grid is not None:
         click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy, target)}")
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+def card(folder: Path) -> None:
+    """Write FOLDER/README.md, a Hugging Face dataset card for a shard folder.
+
+    Its front matter makes `datasets.load_dataset(FOLDER)` and the hub's viewer show the image as
+    an Image and `cls` as a ClassLabel with the generator's class names; its body names the
+    generator, its fingerprint, the sampling settings and config hash, the count, the format and
+    the license of the generator's own card. Publishing stays yours: `huggingface-cli upload`
+    (docs/shards.md).
+    """
+    from .card import write_card
+
+    click.echo(f"dataset card: {write_card(folder)}")
 
 
 @main.command()

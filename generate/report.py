@@ -40,7 +40,7 @@ def summarize(root: Path) -> dict:
     header, folder = open_folder(root)
     missing = folder.missing_shards()
     done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
-    parts = [folder.parts / part_name(folder.plan.shard_name(k)) for k in done]
+    parts = [folder.parts.path / part_name(folder.plan.shard_name(k)) for k in done]
     if not missing and not (root / MANIFEST_FILE).exists() and all(part.exists() for part in parts):
         folder.merge(header)
     labels: Counter = Counter()

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ptcommon.outputs import disk_full_error, is_disk_full
 from ptcommon.shards import DATASET_FILE, MANIFEST_COLUMNS, sample_bytes_bound
+from ptcommon.storage import Location
 
 from .distributed import ranks_on_node
 from .generator import Generator
@@ -171,7 +172,7 @@ class _Writer(threading.Thread):
         # The manifest part lands before the shard, so a finished shard always has its part.
         self.folder.write_part(shard, self._rows)
         self._open.commit()
-        self.stats.bytes += self.folder.shard_path(shard).stat().st_size
+        self.stats.bytes += self.folder.publish(shard)
         self.stats.images += len(self._rows)
         self.stats.shards_written += 1
         self._open, self._rows = None, []
@@ -267,7 +268,7 @@ def run_job(
         # Finished shards say what an image costs on disk, tar headers and padding included.
         per_image = (stats.bytes / stats.images if stats.images
                      else sample_bytes_bound(job.generator.image_size, job.generator.channels))
-        raise disk_full_error("--out", folder.root, "its shards", (total - stats.images) * per_image) from None
+        raise disk_full_error("--out", folder.local, "its shards", (total - stats.images) * per_image) from None
     return stats
 
 
@@ -277,20 +278,22 @@ def _put(writer: _Writer, item: tuple) -> None:
     writer.inbox.put(item)
 
 
-def generate_shards(job: Job, out: Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
+def generate_shards(job: Job, out: Location | Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
                     encode_workers: int = 1, progress: bool = True, on_ready: Callable[[Job], None] | None = None,
-                    on_first_batch: Callable[[float, int], None] | None = None) -> RunStats:
-    """Check and prepare `out` for this job, then write this rank's unfinished shards.
+                    on_first_batch: Callable[[float, int], None] | None = None,
+                    staging: Path | None = None) -> RunStats:
+    """Check and prepare `out` for this job, then write this rank's unfinished shards (for a URL,
+    through the local folder STAGING).
 
     `on_ready` is called once the folder is checked and prepared, before sampling starts.
     """
-    folder = ShardFolder(out, job.plan)
+    folder = ShardFolder(out, job.plan, staging)
     try:
         folder.prepare(job.header(), job.hashed_config(), rank, overwrite)
     except OSError as err:
         if not is_disk_full(err):
             raise
-        raise disk_full_error("--out", out, DATASET_FILE, job.plan.count * sample_bytes_bound(
+        raise disk_full_error("--out", folder.local, DATASET_FILE, job.plan.count * sample_bytes_bound(
             job.generator.image_size, job.generator.channels)) from None
     if on_ready is not None:
         on_ready(job)

@@ -30,6 +30,7 @@ from ptcommon.classifiers import is_timm, load_classifier
 from ptcommon.outputs import write_atomically
 from ptcommon.runfolder import ModelConfig
 from ptcommon.shards import DATASET_FILE, SOFT_LABELS_FILE, temp_name
+from ptcommon.storage import Location
 
 from .generator import Generator
 from .pseudo import open_target
@@ -139,24 +140,38 @@ def _stored_key(path: Path) -> dict | None:
         return json.loads((f.metadata() or {}).get("key", "null"))
 
 
-def check_soft_labels(out: Path, key: dict, overwrite: bool) -> None:
+def check_soft_labels(out: Location, local: Path, key: dict, overwrite: bool) -> None:
     """Refuse, before anything is written, an output folder holding soft labels of another `key`
     (classifier, preprocessing, targets, T, top-k, generator classes), unless --overwrite. Beside a
-    dataset.json the config check decides: the config hash covers all of the key."""
-    if (out / DATASET_FILE).exists():
+    dataset.json the config check decides: the config hash covers all of the key. For a URL --out,
+    LOCAL is this rank's staging folder, and the stored soft labels are fetched into it first."""
+    if out.remote and out.exists(SOFT_LABELS_FILE):
+        (local / SOFT_LABELS_FILE).write_bytes(out.read_bytes(SOFT_LABELS_FILE))
+    if out.exists(DATASET_FILE):
         return
-    found = _stored_key(out / SOFT_LABELS_FILE)
+    found = _stored_key(local / SOFT_LABELS_FILE)
     if found is not None and found != key and not overwrite:
         differs = [k for k in sorted(set(key) | set(found)) if key.get(k) != found.get(k)]
         raise InputError(f"--out {out}: its {SOFT_LABELS_FILE} was computed with another {', '.join(differs)}; "
                          "use another folder, or --overwrite to replace them")
 
 
-def shared_soft_labels(out: Path, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
+def shared_soft_labels(out: Location, local: Path, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
     """The soft labels in `out` if they were computed from `key`; otherwise the first rank to get
     here claims the computation, computes and writes them, and the other ranks wait and read them.
     Called once the folder is prepared. Ranks may start in any order: a claim whose rank died
-    (no heartbeat for _STALE_CLAIM_S) passes to the next rank that finds it."""
+    (no heartbeat for _STALE_CLAIM_S) passes to the next rank that finds it.
+
+    An object store has no exclusive create to claim with: for a URL --out each rank keeps them in
+    LOCAL, its staging folder (fetched there by `check_soft_labels` when the folder has them, else
+    computed), and uploads them where the folder still lacks them."""
+    labels = _local_soft_labels(local, key, compute)
+    if out.remote and not out.exists(SOFT_LABELS_FILE):
+        out.write_bytes(SOFT_LABELS_FILE, (local / SOFT_LABELS_FILE).read_bytes())
+    return labels
+
+
+def _local_soft_labels(out: Path, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:
     from safetensors.torch import load_file, save_file
 
     path = out / SOFT_LABELS_FILE

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
-from ptcommon.outputs import atomic_path
+from ptcommon.storage import Location, as_location
 from ptcommon.shards import (DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, SOFT_LABELS_FILE, part_name, shard_glob,
                              temp_name)
 from .plan import WorkPlan
@@ -37,12 +36,6 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write through a per-process temporary name, so concurrent ranks writing the same file never tear it."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def _describe_difference(ours: dict, theirs: dict) -> str:
     keys = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     shown = []
@@ -53,20 +46,22 @@ def _describe_difference(ours: dict, theirs: dict) -> str:
 
 
 class ShardFolder:
-    def __init__(self, root: Path, plan: WorkPlan):
-        self.root = root
-        self.plan = plan
+    """The output folder, local or at a URL (ptcommon.storage). Locally a shard is written in place
+    under its temporary name; for a URL it is written in STAGING, a local folder, and uploaded once
+    complete, so the local space a rank needs is about one shard."""
 
-    @property
-    def parts(self) -> Path:
-        return self.root / PARTS_DIR
+    def __init__(self, root: Location | Path, plan: WorkPlan, staging: Path | None = None):
+        self.root = as_location(root, "--out")
+        self.plan = plan
+        self.parts = self.root.sub(PARTS_DIR)
+        self.local = staging if self.root.remote else self.root.path  # where shards are written before they land
+        self._landed: set[str] | None = None  # a URL's shards listed once at start: a rerun skips them
 
     def read_header(self) -> dict | None:
-        path = self.root / DATASET_FILE
-        if not path.exists():
+        if not self.root.exists(DATASET_FILE):
             return None
         try:
-            return json.loads(path.read_text())
+            return json.loads(self.root.read_bytes(DATASET_FILE))
         except json.JSONDecodeError:
             raise InputError(f"--out {self.root}: {DATASET_FILE} is not valid JSON; remove it or use --overwrite") from None
 
@@ -74,7 +69,7 @@ class ShardFolder:
         """Stop before mixing datasets: the folder must be empty of shards or hold this very config."""
         existing = self.read_header()
         if existing is None:
-            strays = sorted(p.name for p in self.root.glob(shard_glob(self.plan.prefix)))
+            strays = self.root.names(shard_glob(self.plan.prefix))
             if strays:
                 raise InputError(
                     f"--out {self.root}: holds shards ({strays[0]}, ...) but no {DATASET_FILE}; "
@@ -96,11 +91,9 @@ class ShardFolder:
     def clear(self) -> None:
         """Remove what a generation job wrote, and nothing else the user keeps in the folder."""
         for pattern in (shard_glob(self.plan.prefix), temp_name(shard_glob(self.plan.prefix))):
-            for path in self.root.glob(pattern):
-                path.unlink()
-        shutil.rmtree(self.parts, ignore_errors=True)
-        for name in (MANIFEST_FILE, INFO_FILE, SOFT_LABELS_FILE, DATASET_FILE):
-            (self.root / name).unlink(missing_ok=True)
+            self.root.remove(self.root.names(pattern))
+        self.parts.remove(self.parts.names())
+        self.root.remove([MANIFEST_FILE, INFO_FILE, SOFT_LABELS_FILE, DATASET_FILE])
 
     def prepare(self, header: dict, hashed: dict, rank: int, overwrite: bool) -> None:
         """Make the folder ready for this config: create it, check or clear what it holds, write dataset.json.
@@ -108,7 +101,7 @@ class ShardFolder:
         Under --overwrite only rank 0 clears; the other ranks wait for its new dataset.json, so no
         rank deletes a shard another has just written.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.local.mkdir(parents=True, exist_ok=True)
         if overwrite and rank > 0:
             self._wait_for_header(header["config_hash"])
         else:
@@ -118,8 +111,9 @@ class ShardFolder:
                 self.check_compatible(header, hashed)
             # A resumed folder keeps the dataset.json it was started with.
             if self.read_header() is None:
-                atomic_write(self.root / DATASET_FILE, (json.dumps(header, indent=1) + "\n").encode())
-        self.parts.mkdir(exist_ok=True)
+                self.root.write_bytes(DATASET_FILE, (json.dumps(header, indent=1) + "\n").encode())
+        if self.root.remote:
+            self._landed = set(self.root.names(shard_glob(self.plan.prefix)))
 
     def _wait_for_header(self, wanted_hash: str) -> None:
         deadline = time.monotonic() + _OVERWRITE_WAIT_S
@@ -131,18 +125,30 @@ class ShardFolder:
         raise InputError(f"--overwrite: rank 0 did not prepare {self.root} within {_OVERWRITE_WAIT_S} s; is it running?")
 
     def is_complete(self, shard: int) -> bool:
-        return (self.root / self.plan.shard_name(shard)).exists()
+        name = self.plan.shard_name(shard)
+        return name in self._landed if self._landed is not None else self.root.exists(name)
 
     def shard_path(self, shard: int) -> Path:
-        return self.root / self.plan.shard_name(shard)
+        """Where the shard writer writes shard SHARD (ShardWriter renames it to this name when complete)."""
+        return self.local / self.plan.shard_name(shard)
+
+    def publish(self, shard: int) -> int:
+        """Land a finished shard (its manifest part is already there) and return its bytes: for a URL,
+        upload it from the staging folder, which it then leaves."""
+        path = self.shard_path(shard)
+        size = path.stat().st_size
+        if self.root.remote:
+            self.root.upload(path, self.plan.shard_name(shard))
+        return size
 
     def write_part(self, shard: int, rows: list[dict]) -> None:
         buf = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows), buf)
-        atomic_write(self.parts / part_name(self.plan.shard_name(shard)), buf.getvalue().to_pybytes())
+        self.parts.write_bytes(part_name(self.plan.shard_name(shard)), buf.getvalue().to_pybytes())
 
     def missing_shards(self) -> list[int]:
-        return [k for k in range(self.plan.num_shards) if not self.is_complete(k)]
+        landed = set(self.root.names(shard_glob(self.plan.prefix)))
+        return [k for k in range(self.plan.num_shards) if self.plan.shard_name(k) not in landed]
 
     def merge(self, header: dict) -> bool:
         """Write manifest.parquet (and, for labeled data, _info.json) once every shard is there.
@@ -152,11 +158,12 @@ class ShardFolder:
         """
         if self.missing_shards():
             return False
-        tables = [pq.read_table(self.parts / part_name(name)) for name in self.plan.shard_names()]
+        tables = [pq.read_table(pa.BufferReader(self.parts.read_bytes(part_name(name))))
+                  for name in self.plan.shard_names()]
         manifest = pa.concat_tables(tables)
         buf = pa.BufferOutputStream()
         pq.write_table(manifest, buf)
-        atomic_write(self.root / MANIFEST_FILE, buf.getvalue().to_pybytes())
+        self.root.write_bytes(MANIFEST_FILE, buf.getvalue().to_pybytes())
         if header["labeled"]:
             info = {
                 "name": f"{header['prefix']}-{header['config_hash']}",
@@ -169,5 +176,5 @@ class ShardFolder:
                     }
                 },
             }
-            atomic_write(self.root / INFO_FILE, (json.dumps(info, indent=1) + "\n").encode())
+            self.root.write_bytes(INFO_FILE, (json.dumps(info, indent=1) + "\n").encode())
         return True

@@ -41,7 +41,9 @@ def quiet_hub():
 def is_hf(spec: str | Path) -> bool:
     """A SPEC this module reads: hf:NAME, or a folder written by save_to_disk."""
     text = str(spec)
-    return text.startswith(HF_PREFIX) or any((Path(text) / m).is_file() for m in SAVED_MARKERS)
+    # hf:// is the hub's file system, where shard folders live (ptcommon.storage), not a dataset name
+    return (text.startswith(HF_PREFIX) and not text.startswith("hf://")) or any(
+        (Path(text) / m).is_file() for m in SAVED_MARKERS)
 
 
 class HFImages:

@@ -13,6 +13,8 @@ read: they are skipped and named once in the log, or, with `strict`, refuse the 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import json
 import re
@@ -28,6 +30,7 @@ import click
 from PIL import Image
 
 from .cli import InputError
+from .storage import Location, as_location, open_stream, scheme_of
 
 FORMAT = "ptgen-shards/1"
 DATASET_FILE = "dataset.json"
@@ -40,7 +43,6 @@ KEY_WIDTH = 9
 IMAGE_FORMATS = ("png", "jpg", "webp")
 LABEL_MEMBER = "cls"
 META_MEMBER = "json"
-MEMBERS = (LABEL_MEMBER, META_MEMBER, *IMAGE_FORMATS)
 # Manifest columns every row has; the rest are the sample's `.json` fields.
 MANIFEST_COLUMNS = ("key", "shard", "image_bytes")
 
@@ -87,18 +89,18 @@ def sample_bytes_bound(image_size: int, channels: int) -> int:
     return block(image_size * image_size * channels + 1024) + 2 * block(512)
 
 
-def is_shard_folder(path: Path) -> bool:
-    return (path / DATASET_FILE).exists()
+def is_shard_folder(root: Location | Path | str) -> bool:
+    return as_location(root).exists(DATASET_FILE)
 
 
-def read_header(root: Path, flag: str = "") -> dict:
+def read_header(root: Location | Path | str, flag: str = "") -> dict:
     """`dataset.json` of a shard folder; a missing or damaged one is a one-line error naming `flag` and the folder."""
+    root = as_location(root, flag)
     where = f"{flag} {root}" if flag else str(root)
-    path = root / DATASET_FILE
-    if not path.exists():
+    if not root.exists(DATASET_FILE):
         raise InputError(f"{where}: no {DATASET_FILE}; expected a folder written by ptgen synth or ptgen pseudo")
     try:
-        header = json.loads(path.read_text())
+        header = json.loads(root.read_bytes(DATASET_FILE))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{where}: {DATASET_FILE} is not valid JSON") from None
     missing = [k for k in ("prefix", "count", "shard_size") if not isinstance(header, dict) or k not in header]
@@ -114,17 +116,24 @@ def read_header(root: Path, flag: str = "") -> dict:
     return header
 
 
-def shard_paths(root: Path, header: dict, flag: str = "") -> list[Path]:
-    """Every shard a complete folder holds, in order, as absolute paths (never read as URLs); a folder
-    missing any is a one-line error, found without listing more names than the folder holds."""
-    prefix, where, root = header["prefix"], f"{flag} {root}" if flag else str(root), root.resolve()
-    expected = num_shards(header["count"], header["shard_size"])
-    present = sum(1 for _ in root.glob(shard_glob(prefix)))
-    first = next((k for k in range(min(expected, present + 1)) if not (root / shard_name(prefix, k)).exists()), None)
-    if first is not None:
-        raise InputError(f"{where}: {max(expected - present, 1)} of {expected} shards missing "
-                         f"({shard_name(prefix, first)}, ...); finish the generation first (rerun the same ptgen command)")
-    return [root / shard_name(prefix, k) for k in range(expected)]
+def shard_paths(root: Location | Path | str, header: dict, flag: str = "") -> list[str]:
+    """Every shard a complete folder holds, in order, as absolute paths or URLs that `open_stream`
+    reads; a folder missing any is a one-line error, found from one listing of the folder. Where the
+    back-end cannot list (plain HTTP), the manifest vouches for the shards, since it is written only
+    once the last one has landed; without it each shard is asked for."""
+    root = as_location(root, flag)
+    prefix, where = header["prefix"], f"{flag} {root}" if flag else str(root)
+    names = [shard_name(prefix, k) for k in range(num_shards(header["count"], header["shard_size"]))]
+    listed = root.names(shard_glob(prefix))
+    if listed is None:
+        present = set(names) if root.exists(MANIFEST_FILE) else {n for n in names if root.exists(n)}
+    else:
+        present = set(listed)
+    missing = [n for n in names if n not in present]
+    if missing:
+        raise InputError(f"{where}: {len(missing)} of {len(names)} shards missing ({missing[0]}, ...); finish the "
+                         "generation first (rerun the same ptgen command)")
+    return [root.url_of(n) for n in names]
 
 
 def split_member(name: str) -> tuple[str, str]:
@@ -133,6 +142,29 @@ def split_member(name: str) -> tuple[str, str]:
 
     key, ext = base_plus_ext(name)
     return key or name, (ext or "").lower()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which members of a sample are read: its image (the first of `images` it has), its label and
+    its metadata. ptgen's shards have one layout; a WebDataset set from another tool names its own
+    keys (--image-key, --label-key), among the images this module has a decoder for."""
+
+    images: tuple[str, ...] = IMAGE_FORMATS
+    label: str = LABEL_MEMBER
+    meta: str = META_MEMBER
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return (self.label, self.meta, *self.images)
+
+    def describe(self) -> str:
+        return f"image {'/'.join(self.images)}, .{self.label}, .{self.meta}"
+
+
+PTGEN = Layout()
+# Every image extension a decoder is chosen for below, in the order a foreign sample's image is looked for.
+READABLE_IMAGES = ("jpg", "jpeg", "png", "webp")
 
 
 class ShardFormatError(InputError):
@@ -147,11 +179,10 @@ class ReadPolicy:
     max_member_bytes: int = DEFAULT_MAX_MEMBER_MB << 20
     skipped: Counter = field(default_factory=Counter)  # (shard name, extension) -> members skipped
 
-    def unexpected(self, shard: str, member: str, ext: str) -> None:
-        name = Path(shard).name
+    def unexpected(self, shard: str, member: str, ext: str, layout: Layout = PTGEN) -> None:
+        name = shard.rsplit("/", 1)[-1]
         if self.strict:
-            raise ShardFormatError(f"{shard}: member {member} is not part of the shard format (image "
-                                   f"{'/'.join(IMAGE_FORMATS)}, .{LABEL_MEMBER}, .{META_MEMBER}); "
+            raise ShardFormatError(f"{shard}: member {member} is not part of the shard format ({layout.describe()}); "
                                    "refusing the dataset (--strict)")
         if (name, ext) not in self.skipped:
             print(f"warning: {shard}: skipping .{ext} members (not part of the shard format; never decoded)",
@@ -170,7 +201,6 @@ class ReadPolicy:
 
 def read_options(command):
     """--strict and --max-member-mb for a command that reads shards; the command receives `policy`."""
-    import functools
 
     @click.option("--strict", is_flag=True, help="Refuse shards holding members the shard format does not define "
                   "(default: skip them unread and name them once in the log).")
@@ -183,6 +213,33 @@ def read_options(command):
     return wrapper
 
 
+@dataclass(frozen=True)
+class ForeignKeys:
+    """--label-key, --image-key and --class-names: how a foreign set's samples are read."""
+
+    label_key: str = LABEL_MEMBER
+    image_key: str | None = None
+    class_names: Path | None = None
+
+
+def foreign_options(command):
+    """The flags of a command that reads foreign WebDataset shards; the command receives `keys`."""
+
+    @click.option("--label-key", default=LABEL_MEMBER, show_default=True,
+                  help="Shards from another tool (a brace list): the member holding each sample's class id.")
+    @click.option("--image-key", type=click.Choice(READABLE_IMAGES),
+                  help="Shards from another tool: the image member. [default: the first of "
+                       f"{'/'.join(READABLE_IMAGES)} a sample has]")
+    @click.option("--class-names", "class_names", type=click.Path(path_type=Path, dir_okay=False),
+                  help="Shards from another tool: a file of class names, one a line, the first line class 0. "
+                       "[default: class_names in the set's _info.json, else the class ids]")
+    @functools.wraps(command)
+    def wrapper(label_key: str, image_key: str | None, class_names: Path | None, **kw):
+        return command(keys=ForeignKeys(label_key, image_key, class_names), **kw)
+
+    return wrapper
+
+
 def _mb(n: int) -> str:
     return f"{n / 2**20:.1f}" if n >= 2**20 // 10 else f"{n / 2**20:.2g}"
 
@@ -190,6 +247,7 @@ def _mb(n: int) -> str:
 _EXTENSION_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
                     tarfile.SOLARIS_XHDTYPE)
 _MAX_EXTENSION_BYTES = 64 << 10
+_MAX_LABEL_BYTES = 64  # a class id as decimal text, with room to spare
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -200,7 +258,7 @@ class _BoundedTarInfo(tarfile.TarInfo):
         return super()._proc_member(tar)
 
 
-def members(stream: BinaryIO, shard: str, policy: ReadPolicy) -> Iterator[dict]:
+def members(stream: BinaryIO, shard: str, policy: ReadPolicy, layout: Layout = PTGEN) -> Iterator[dict]:
     """The format's members of one tar stream, as {fname, data, __url__}; others skipped unread.
 
     A member's size is checked from its tar header, before any of it is read."""
@@ -211,8 +269,8 @@ def members(stream: BinaryIO, shard: str, policy: ReadPolicy) -> Iterator[dict]:
             if not info.isreg():
                 continue
             key, ext = split_member(info.name)
-            if ext not in MEMBERS:
-                policy.unexpected(shard, info.name, ext)
+            if ext not in layout.members:
+                policy.unexpected(shard, info.name, ext, layout)
                 continue
             if info.size > policy.max_member_bytes:
                 raise ShardFormatError(
@@ -223,29 +281,32 @@ def members(stream: BinaryIO, shard: str, policy: ReadPolicy) -> Iterator[dict]:
             tar.members = []  # a streamed tar otherwise keeps every header it has passed
 
 
-def tar_samples(sources: Iterable[dict], policy: ReadPolicy, handler) -> Iterator[dict]:
+def tar_samples(sources: Iterable[dict], policy: ReadPolicy, handler, layout: Layout = PTGEN) -> Iterator[dict]:
     """A WebDataset stage: {url} dicts -> samples {__key__, __url__, <ext>: bytes}, through `members`.
 
-    `handler` decides on damaged tars as WebDataset's handlers do; a ShardFormatError is never
-    handed to it, so --skip-corrupt cannot turn a refusal into silence."""
-    from webdataset.tariterators import group_by_keys, url_opener
+    Each shard is opened by `open_stream` (a path, or a URL of an accepted scheme; never a
+    `pipe:`) and streamed. `handler` decides on unreadable or damaged tars as WebDataset's
+    handlers do; a ShardFormatError is never handed to it, so --skip-corrupt cannot turn a
+    refusal into silence."""
+    from webdataset.tariterators import group_by_keys
 
-    def expand(streams: Iterable[dict]) -> Iterator[dict]:
-        for source in streams:
+    def expand(sources: Iterable[dict]) -> Iterator[dict]:
+        for source in sources:
             try:
-                yield from members(source["stream"], source["url"], policy)
+                with contextlib.closing(open_stream(source["url"])) as stream:
+                    yield from members(stream, source["url"], policy, layout)
             except ShardFormatError:
                 raise
-            except Exception as exn:  # a damaged tar: tarfile raises ReadError, EOFError, OSError
+            except Exception as exn:  # unreachable, or damaged: tarfile raises ReadError, EOFError, OSError
                 exn.args = (*exn.args, source["url"])
                 if not handler(exn):
                     return
             yield {}  # end of shard: samples never straddle two shards
 
-    return group_by_keys(expand(url_opener(sources, handler=handler)), handler=handler)
+    return group_by_keys(expand(sources), handler=handler)
 
 
-_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
+_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
 def open_image(data: bytes, where: str, fmt: str) -> Image.Image:
@@ -261,6 +322,12 @@ def open_image(data: bytes, where: str, fmt: str) -> Image.Image:
     return image
 
 
+def parse_label(data: bytes) -> int | None:
+    """A label member's class id (decimal text), or None when it is not one."""
+    text = data.decode("ascii", errors="replace").strip()
+    return int(text) if text.isdecimal() else None
+
+
 @dataclass
 class Sample:
     """One decoded sample: the image, the source label (None for pseudo samples) and the `.json` fields."""
@@ -272,32 +339,32 @@ class Sample:
     meta: dict
 
 
-def decode(sample: dict) -> Sample:
+def decode(sample: dict, layout: Layout = PTGEN) -> Sample:
     """A grouped sample's members through the format's own decoders; a sample that lacks its image, or
     whose label is not decimal text, raises ValueError naming its shard (the reader's handler decides)."""
     shard, key = sample.get("__url__", "?"), sample.get("__key__", "?")
-    fmt = next((f for f in IMAGE_FORMATS if f in sample), None)
+    fmt = next((f for f in layout.images if f in sample), None)
     if fmt is None:
         raise ValueError(f"sample {key} lacks its image", shard)
     label = None
-    if LABEL_MEMBER in sample:
-        text = sample[LABEL_MEMBER].decode("ascii", errors="replace").strip()
-        if not text.isdecimal():
-            raise ValueError(f"sample {key}: .{LABEL_MEMBER} is not a decimal class id", shard)
-        label = int(text)
-    meta = json.loads(sample[META_MEMBER]) if META_MEMBER in sample else {}
+    if layout.label in sample:
+        label = parse_label(sample[layout.label])
+        if label is None:
+            raise ValueError(f"sample {key}: .{layout.label} is not a decimal class id", shard)
+    meta = json.loads(sample[layout.meta]) if layout.meta in sample else {}
     return Sample(key, shard, open_image(sample[fmt], f"{shard}: sample {key}", fmt), label, meta)
 
 
-def read_samples(paths: Iterable[Path], policy: ReadPolicy | None = None) -> Iterator[Sample]:
+def read_samples(urls: Iterable[str | Path], policy: ReadPolicy | None = None,
+                 layout: Layout = PTGEN) -> Iterator[Sample]:
     """Decoded samples of finished shards, in order, without a pipeline (inspection, tools)."""
     policy = policy or ReadPolicy()
 
     def reraise(exn: Exception) -> bool:
         raise exn
 
-    for raw in tar_samples(({"url": str(p)} for p in paths), policy, reraise):
-        yield decode(raw)
+    for raw in tar_samples(({"url": str(u)} for u in urls), policy, reraise, layout):
+        yield decode(raw, layout)
 
 
 def refuse_unexpected(found: dict[str, list[str]], where: str) -> None:
@@ -308,17 +375,34 @@ def refuse_unexpected(found: dict[str, list[str]], where: str) -> None:
                                "refusing the dataset (--strict)")
 
 
-def unexpected_members(paths: Iterable[Path]) -> dict[str, list[str]]:
+def scan(url: str, read: Iterable[str] = (), max_bytes: int = _MAX_LABEL_BYTES) -> Iterator[tuple[str, str, bytes | None]]:
+    """(key, extension, data) of every regular member of one shard, from its tar headers: the data
+    only for the extensions in READ and at most MAX_BYTES long (a label's few bytes), None for the rest.
+
+    A local shard is read by seeking from header to header; a remote one is streamed once."""
+    wanted = set(read)
+    local = scheme_of(url) in ("", "file")
+    with contextlib.closing(open_stream(url)) as stream:
+        with tarfile.open(fileobj=stream, mode="r:" if local else "r|", tarinfo=_BoundedTarInfo) as tar:
+            for info in tar:
+                if info.isreg():
+                    key, ext = split_member(info.name)
+                    small = ext in wanted and info.size <= max_bytes
+                    yield key, ext, tar.extractfile(info).read() if small else None
+                tar.members = []
+
+
+def unexpected_members(urls: Iterable[str | Path], layout: Layout = PTGEN) -> dict[str, list[str]]:
     """{extension: [shard names]} of members the format does not define, from the tar headers alone."""
     found: dict[str, set[str]] = {}
-    for path in paths:
+    for url in map(str, urls):
         try:
-            with tarfile.open(path, mode="r:", tarinfo=_BoundedTarInfo) as tar:
-                for info in tar:
-                    ext = split_member(info.name)[1]
-                    if info.isreg() and ext not in MEMBERS:
-                        found.setdefault(ext, set()).add(path.name)
-        except (tarfile.TarError, EOFError, OSError) as err:
-            raise ShardFormatError(f"{path}: corrupted or unreadable shard ({type(err).__name__}); "
+            for _, ext, _ in scan(url):
+                if ext not in layout.members:
+                    found.setdefault(ext, set()).add(url.rsplit("/", 1)[-1])
+        except ShardFormatError:
+            raise
+        except (tarfile.TarError, EOFError, OSError, InputError) as err:
+            raise ShardFormatError(f"{url}: corrupted or unreadable shard ({type(err).__name__}); "
                                    "rerun ptgen on it") from None
     return {ext: sorted(names) for ext, names in sorted(found.items())}

@@ -12,7 +12,7 @@ import click
 from ptcommon import builtin
 from ptcommon.cli import Group, InputError
 from ptcommon.outputs import check_output_dir, check_output_file
-from ptcommon.shards import ReadPolicy, read_options
+from ptcommon.shards import ForeignKeys, ReadPolicy, foreign_options, read_options
 
 from .data import digits as digits_data
 from .runs import RUNS_DIR
@@ -294,7 +294,9 @@ skip_corrupt_option = click.option("--skip-corrupt", is_flag=True,
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--shards", type=click.Path(path_type=Path), required=True, help="Folder written by ptgen synth.")
+@click.option("--shards", required=True, help="Folder written by ptgen synth, at a path or an s3://, gs://, "
+              "http(s):// or hf:// URL, or labeled shards from another tool as a brace list "
+              "('DIR/train-{000000..000099}.tar').")
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Any timm architecture name.")
 @click.option("--val-shards", type=click.IntRange(min=0),
               help="Hold out the folder's last N shards and score top-1 on them after every epoch (train.json names "
@@ -302,21 +304,21 @@ skip_corrupt_option = click.option("--skip-corrupt", is_flag=True,
 @skip_corrupt_option
 @read_options
 @supervised_options
+@foreign_options
 @training_options(epochs=10, batch_size=128, lr=2e-3)
-def pp(shards: Path, arch: str, val_shards: int | None, skip_corrupt: bool, policy: ReadPolicy,
+def pp(shards: str, arch: str, val_shards: int | None, skip_corrupt: bool, policy: ReadPolicy, keys: ForeignKeys,
        run: RunRequest) -> None:
     """Pseudo pre-training: train ARCH on the shards' source labels.
 
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import TargetInfo, pp_validation, run_pp
-    from .data.shards import ShardSet
+    from .commands import TargetInfo, open_shards, pp_validation, run_pp
     from .models import check_arch
     from .trainer import Supervised, check_mixing
 
     check_arch(arch)
-    data = ShardSet(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt)
+    data = open_shards(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt, keys=keys)
     train, val, validation = pp_validation(data, val_shards)
     target = TargetInfo.of_shards(data)
     check_mixing(run.settings, len(target.classes), f"--shards {shards}")
@@ -328,8 +330,8 @@ def pp(shards: Path, arch: str, val_shards: int | None, skip_corrupt: bool, poli
 
 
 @main.command(epilog=PREPROCESS_HELP)
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help=DATA_HELP + ", or a folder of labeled ptgen shards.")
+@click.option("--data", required=True, help=DATA_HELP + ", or labeled shards: a ptgen folder at a path or URL, or a "
+              "brace list of shards from another tool.")
 @click.option("--init", required=True, help=INIT_HELP)
 @init_weights_option
 @click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
@@ -337,10 +339,11 @@ def pp(shards: Path, arch: str, val_shards: int | None, skip_corrupt: bool, poli
 @skip_corrupt_option
 @read_options
 @supervised_options
+@foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def finetune(data: Path, init: str, init_weights: Path | None, arch: str, val_split: float | None,
+def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_split: float | None,
              image_column: str | None, label_column: str | None, skip_corrupt: bool, policy: ReadPolicy,
-             run: RunRequest) -> None:
+             keys: ForeignKeys, run: RunRequest) -> None:
     """Fine-tune on the target task: the --init backbone with a fresh head for the target classes.
 
     With --init none the model starts from random weights (the scratch baseline). An epoch is one
@@ -354,7 +357,7 @@ def finetune(data: Path, init: str, init_weights: Path | None, arch: str, val_sp
 
     check_init_weights(init, init_weights)
     labeled = open_labeled(data, "--data", policy, skip_corrupt,
-                           request=target_request(run, val_split, image_column, label_column))
+                           request=target_request(run, val_split, image_column, label_column), keys=keys)
     check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
     model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
     ctx = run.start("finetune", augment, labeled.validation)
@@ -365,8 +368,9 @@ def finetune(data: Path, init: str, init_weights: Path | None, arch: str, val_sp
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP + ".")
-@click.option("--unlabeled", type=click.Path(path_type=Path), required=True,
-              help="Pseudo shards from ptgen pseudo, or a folder of real unlabeled images (the oracle).")
+@click.option("--unlabeled", required=True,
+              help="Pseudo shards from ptgen pseudo (a path or URL), shards from another tool (a brace list, e.g. "
+                   "img2dataset's), or a folder of real unlabeled images (the oracle).")
 @click.option("--init", required=True, help=INIT_HELP)
 @init_weights_option
 @click.option("--algo", type=click.Choice(["fixmatch", "uda"]), default="fixmatch", show_default=True)
@@ -402,11 +406,12 @@ def finetune(data: Path, init: str, init_weights: Path | None, arch: str, val_sp
               help="UDA's sharpening temperature of the weak-view targets.")
 @target_options
 @read_options
+@foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def pssl(data: Path, unlabeled: Path, init: str, init_weights: Path | None, algo: str, arch: str, threshold,
+def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo: str, arch: str, threshold,
          unlabeled_weight: float, ratio: int, guard: str | None, guard_threshold: float | None, uda_temperature: float,
          bn_stats: str, val_split: float | None, image_column: str | None, label_column: str | None,
-         policy: ReadPolicy, run: RunRequest) -> None:
+         policy: ReadPolicy, keys: ForeignKeys, run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -422,16 +427,15 @@ def pssl(data: Path, unlabeled: Path, init: str, init_weights: Path | None, algo
     """
     from ptcommon.launcher import detect
 
-    from .commands import guard_record, open_labeled, open_unlabeled, run_pssl
-    from .data.folder import UnlabeledImages
+    from .commands import guard_record, is_real_images, open_labeled, open_unlabeled, run_pssl
     from .pretrained import check_init_weights
     from .ssl import ALGORITHMS, bn_stats_for
 
     check_init_weights(init, init_weights)
     labeled = open_labeled(data, "--data", policy, shards_allowed=False,
                            request=target_request(run, val_split, image_column, label_column))
-    source = open_unlabeled(unlabeled, policy)
-    chosen = choose_guard(guard, guard_threshold, real_images=isinstance(source, UnlabeledImages), unlabeled=unlabeled)
+    source = open_unlabeled(unlabeled, policy, keys)
+    chosen = choose_guard(guard, guard_threshold, real_images=is_real_images(source), unlabeled=unlabeled)
     guarded = guard_record(source, chosen)
     model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
     bn_stats = bn_stats_for(bn_stats, detect().world > 1, run.settings.batch_size)
@@ -447,7 +451,7 @@ def pssl(data: Path, unlabeled: Path, init: str, init_weights: Path | None, algo
         click.echo(f"pssl done: {ctx.run_dir}")
 
 
-def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: Path):
+def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: str):
     """--guard and --guard-threshold, checked before anything is read or written."""
     from .guard import Guard
 
@@ -508,9 +512,9 @@ def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_w
 
 @main.command("eval")
 @click.option("--run", "run_spec", required=True, help="A run folder or builtin:NAME.")
-@click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="An ImageFolder tree (its test/ is scored), a Hugging Face dataset (its test split) or a folder of "
-                   "labeled ptgen shards.")
+@click.option("--data", required=True,
+              help="An ImageFolder tree (its test/ is scored), a Hugging Face dataset (its test split) or labeled "
+                   "shards (a ptgen folder at a path or URL, or a brace list).")
 @click.option("--image-column", help="A Hugging Face dataset's image column. [default: its first Image feature]")
 @click.option("--label-column", help="A Hugging Face dataset's label column. [default: its first ClassLabel feature]")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write {top1, top5, n} here.")
@@ -521,8 +525,9 @@ def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_w
               help="auto: the GPU when there is one.")
 @skip_corrupt_option
 @read_options
-def evaluate_cmd(run_spec: str, data: Path, image_column: str | None, label_column: str | None, json_path, confusion,
-                 workers: int, device: str, skip_corrupt: bool, policy: ReadPolicy) -> None:
+@foreign_options
+def evaluate_cmd(run_spec: str, data: str, image_column: str | None, label_column: str | None, json_path, confusion,
+                 workers: int, device: str, skip_corrupt: bool, policy: ReadPolicy, keys: ForeignKeys) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
     from .commands import TargetRequest, run_eval, write_eval
 
@@ -537,7 +542,8 @@ def evaluate_cmd(run_spec: str, data: Path, image_column: str | None, label_colu
     if use_cuda and not torch.cuda.is_available():
         raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
     result, names = run_eval(run_spec, data, workers, policy, skip_corrupt,
-                             torch.device("cuda" if use_cuda else "cpu"), TargetRequest(None, image_column, label_column))
+                             torch.device("cuda" if use_cuda else "cpu"), TargetRequest(None, image_column, label_column),
+                             keys)
     write_eval(result, names, json_path, confusion)
     worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
     click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))

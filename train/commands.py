@@ -19,9 +19,11 @@ from torch.utils.data import DataLoader
 from ptcommon.classifiers import TIMM_PREFIX
 from ptcommon.cli import InputError
 from ptcommon.hf_data import is_hf, open_hf
-from ptcommon.shards import ReadPolicy, is_shard_folder
+from ptcommon.shards import ForeignKeys, ReadPolicy, is_shard_folder
+from ptcommon.storage import is_url
 
 from .data.folder import UnlabeledImages, labeled_split
+from .data.foreign import ForeignShards, is_foreign
 from .data.hf import hf_part
 from .data.labeled import LabeledImages, split_off
 from .data.loading import build_loader, drawn_batches, stream_batches
@@ -123,6 +125,20 @@ class LabeledData:
                 "val_n": len(self.val_set) if self.val_set is not None else None}
 
 
+def is_shards(spec: str) -> bool:
+    """Whether SPEC names shards (a ptgen folder, a URL, a brace list of tars) rather than a folder of images."""
+    return is_foreign(spec) or is_url(spec) or is_shard_folder(spec)
+
+
+def open_shards(spec: str, flag: str, *, labeled: bool | None = None, policy: ReadPolicy | None = None,
+                skip_corrupt: bool = False, keys: ForeignKeys = ForeignKeys()) -> ShardSet:
+    """The one place a kind of shard set is chosen: a ptgen folder (dataset.json) at a path or URL,
+    or WebDataset shards from another tool named by a brace list (train/data/foreign.py)."""
+    if is_foreign(spec):
+        return ForeignShards(spec, flag, labeled, policy, skip_corrupt, keys)
+    return ShardSet(spec, flag, labeled=labeled, policy=policy, skip_corrupt=skip_corrupt)
+
+
 def _validation_note(data: LabeledData, split: float | None, root) -> str:
     if data.val_set is None:
         part = "has no validation split" if is_hf(root) else f"has no val/ part; add {Path(root) / 'val'}/<class>/ images"
@@ -132,9 +148,11 @@ def _validation_note(data: LabeledData, split: float | None, root) -> str:
 
 
 def open_labeled(root: Path | str, flag: str, policy: ReadPolicy, skip_corrupt: bool = False,
-                 shards_allowed: bool = True, request: TargetRequest | None = None) -> LabeledData:
-    """DATA: labeled shards, an ImageFolder tree (train/, val/, test/) or a Hugging Face dataset
-    (ptcommon.hf_data). A val part and --val-split exclude each other."""
+                 shards_allowed: bool = True, request: TargetRequest | None = None,
+                 keys: ForeignKeys = ForeignKeys()) -> LabeledData:
+    """DATA: labeled shards (a ptgen folder at a path or URL, or a brace list of another tool's), an
+    ImageFolder tree (train/, val/, test/) or a Hugging Face dataset (ptcommon.hf_data). A val part
+    and --val-split exclude each other."""
     request = request or TargetRequest()
     if is_hf(root):
         target = open_hf(str(root), flag, request.image_column, request.label_column)
@@ -142,14 +160,14 @@ def open_labeled(root: Path | str, flag: str, policy: ReadPolicy, skip_corrupt: 
         data = LabeledData(root, TargetInfo.of_images(train_set), train_set=train_set, val_set=val_set,
                            test_set=lambda: hf_part(target, "test"))
         has_val = f"{root} has a validation split"
-    elif is_shard_folder(root):
+    elif is_shards(str(root)):
         if not shards_allowed:
-            raise InputError(f"{flag} {root}: is a shard folder; this command needs an ImageFolder tree (train/, test/) "
+            raise InputError(f"{flag} {root}: names shards; this command needs an ImageFolder tree (train/, test/) "
                              "or a Hugging Face dataset")
         if request.val_split is not None:
             raise InputError(f"--val-split {request.val_split:g}: {flag} {root} is a shard folder; a validation split "
                              "takes an ImageFolder tree or a Hugging Face dataset")
-        shards = ShardSet(root, flag, labeled=True, policy=policy, skip_corrupt=skip_corrupt)
+        shards = open_shards(str(root), flag, labeled=True, policy=policy, skip_corrupt=skip_corrupt, keys=keys)
         return LabeledData(root, TargetInfo.of_shards(shards), shards=shards,
                            validation="no validation curve: target shards are all trained on")
     else:
@@ -173,17 +191,23 @@ def open_labeled(root: Path | str, flag: str, policy: ReadPolicy, skip_corrupt: 
     return data
 
 
-def open_unlabeled(path: Path, policy: ReadPolicy) -> ShardSet | UnlabeledImages:
-    """--unlabeled: pseudo shards from ptgen pseudo, or a folder of real images (the oracle)."""
-    if is_shard_folder(path):
-        shards = ShardSet(path, "--unlabeled", policy=policy)
-        if shards.labeled:
+def is_real_images(unlabeled: ShardSet | UnlabeledImages) -> bool:
+    """Images no target conditioned (a folder of images, a foreign shard set): nothing for a guard to weigh."""
+    return not (isinstance(unlabeled, ShardSet) and unlabeled.made_by_ptgen)
+
+
+def open_unlabeled(path: str | Path, policy: ReadPolicy, keys: ForeignKeys = ForeignKeys()) -> ShardSet | UnlabeledImages:
+    """--unlabeled: pseudo shards from ptgen pseudo, shards from another tool, or a folder of real images (the oracle)."""
+    path = str(path)
+    if is_shards(path):
+        shards = open_shards(path, "--unlabeled", policy=policy, keys=keys)
+        if shards.labeled and shards.made_by_ptgen:
             raise InputError(f"--unlabeled {path}: holds labeled shards from ptgen synth; P-SSL takes the "
                              "unlabeled output of ptgen pseudo (or a folder of real images)")
         return shards
-    if not path.is_dir():
+    if not Path(path).is_dir():
         raise InputError(f"--unlabeled {path}: no such folder")
-    return UnlabeledImages(path)
+    return UnlabeledImages(Path(path))
 
 
 def model_input(target: TargetInfo, init: str, arch: str, img_size: int | None,
@@ -393,7 +417,7 @@ def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: M
 def guard_record(unlabeled: ShardSet | UnlabeledImages, guard: Guard) -> dict:
     """What GUARD does to the unlabeled data (train.json's record of it), read before the run starts: a
     folder of pseudo samples that lacks their targets' confidence is refused here."""
-    if isinstance(unlabeled, UnlabeledImages):
+    if is_real_images(unlabeled):
         return {"guard": "none (real images: no target conditioned them)"}
     if guard.kind == "none":
         return {"guard": "none"}
@@ -469,15 +493,15 @@ def run_kd(data: LabeledData, init: str, teacher_spec: str, source: tuple[torch.
 
 
 def run_eval(run: str, data: Path | str, workers: int, policy: ReadPolicy, skip_corrupt: bool,
-             device: torch.device = torch.device("cpu"),
-             request: TargetRequest | None = None) -> tuple[Evaluation, list[str]]:
+             device: torch.device = torch.device("cpu"), request: TargetRequest | None = None,
+             keys: ForeignKeys = ForeignKeys()) -> tuple[Evaluation, list[str]]:
     """Top-1/top-5/per-class accuracy of a run on DATA: an ImageFolder's test/, a Hugging Face
     dataset's test split, or labeled shards, preprocessed as the run's policy evaluates, on DEVICE."""
     model, config = load_run(run, "--run")
     model.to(device)
     pre = _preprocess(config, run_augment(run))
-    if is_shard_folder(data):
-        shards = ShardSet(data, "--data", policy=policy, skip_corrupt=skip_corrupt)
+    if is_shards(str(data)):
+        shards = open_shards(str(data), "--data", policy=policy, skip_corrupt=skip_corrupt, keys=keys)
         if config.source_ids is None:
             raise InputError(f"--run {run}: its classes carry no source ids, so it cannot be scored on shards")
         unknown = sorted(set(shards.class_ids) - set(config.source_ids))

@@ -14,10 +14,12 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
 from ptcommon.shards import MANIFEST_FILE
+from ptcommon.storage import as_location
 
 CONFIDENCE_FIELD = "target_confidence"
 GUARDS = ("none", "weight", "drop", "gate")
@@ -73,12 +75,13 @@ class Guard:
 
 def target_confidences(root, flag: str = "--unlabeled") -> list[float]:
     """Every pseudo sample's target confidence, from the folder's manifest (one row a sample)."""
-    manifest = root / MANIFEST_FILE
+    root = as_location(root, flag)
     rerun = "rerun ptgen pseudo with its --target into a new --out"
-    if not manifest.exists():
+    if not root.exists(MANIFEST_FILE):
         raise InputError(f"{flag} {root}: no {MANIFEST_FILE}, so the guard cannot read how sure the source classifier "
                          f"was of each target; finish the folder (rerun the ptgen pseudo command that made it), or "
                          f"pass --guard none")
+    manifest = pa.BufferReader(root.read_bytes(MANIFEST_FILE))
     if CONFIDENCE_FIELD not in pq.read_schema(manifest).names:
         raise InputError(f"{flag} {root}: its pseudo samples do not record {CONFIDENCE_FIELD} (made by an older "
                          f"ptgen), which --guard needs; {rerun}, or pass --guard none")

@@ -7,6 +7,7 @@ ranks and workers, and the label mapping.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,9 @@ import torch
 import webdataset as wds
 
 from ptcommon.cli import InputError
-from ptcommon.shards import (ReadPolicy, ShardFormatError, decode, read_header, refuse_unexpected, shard_paths,
-                             tar_samples, unexpected_members)
+from ptcommon.shards import (PTGEN, Layout, ReadPolicy, ShardFormatError, decode, read_header, refuse_unexpected,
+                             shard_paths, tar_samples, unexpected_members)
+from ptcommon.storage import as_location
 
 from ..seeding import derive_seed
 
@@ -85,16 +87,19 @@ class CorruptCounter:
 
 
 class ShardSet:
-    """A folder of ptgen shards: its dataset.json, its shard files and the label mapping."""
+    """A folder of ptgen shards, at a path or a URL: its dataset.json, its shard files and the label mapping."""
 
-    def __init__(self, root: Path, flag: str = "--shards", labeled: bool | None = None,
+    layout: Layout = PTGEN  # the members each sample is read from
+    made_by_ptgen = True  # pseudo samples carry their target's confidence; a foreign set's images carry none
+
+    def __init__(self, root: str | Path, flag: str = "--shards", labeled: bool | None = None,
                  policy: ReadPolicy | None = None, skip_corrupt: bool = False):
         """`labeled` True or False refuses a folder of the other kind; None takes either."""
-        self.root = root
+        self.root = as_location(root, flag)
         self.policy = policy or ReadPolicy()
         self.corrupt = CorruptCounter(skip_corrupt)
-        self.header = read_header(root, flag)
-        self.paths = shard_paths(root, self.header, flag)
+        self.header = read_header(self.root, flag)
+        self.paths = shard_paths(self.root, self.header, flag)
         if self.policy.strict:  # up front, so a refusal comes before any run folder or training step
             refuse_unexpected(unexpected_members(self.paths), f"{flag} {root}")
         self.count = int(self.header["count"])
@@ -129,17 +134,17 @@ class ShardSet:
         at an epoch's end.
         Evaluation reads every shard once, split over ranks and workers.
         """
-        urls = [str(p) for p in self.paths]
+        urls = list(map(str, self.paths))
         stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)] if train else [
             wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-        stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt.shard_failed))
+        stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt.shard_failed, self.layout))
         if train:
             # Limits no folder with a readable sample reaches but by a chance under exp(-16): every
             # shard read 16 times over (drawn with replacement) and every sample 4 times over.
             corrupt.reads_limit = 16 * len(self.paths) + 64
             corrupt.limit = 4 * (len(self.paths) + self.count) + 64
             stages += [wds.map(corrupt.read), _seeded_shuffle(seed)]
-        stages.append(wds.map(decode, handler=corrupt))
+        stages.append(wds.map(functools.partial(decode, layout=self.layout), handler=corrupt))
         if weight_of is not None:
             stages.append(wds.select(lambda sample: weight_of(sample.meta) > 0))
         stages.append(wds.map(self._fields(transform, with_labels, weight_of), handler=corrupt))
