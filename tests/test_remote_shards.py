@@ -201,3 +201,17 @@ def test_a_folder_names_no_file_outside_its_own_prefix(s3, name):
 
     with pytest.raises(InputError, match="not a file inside it"):
         Location("s3://bucket/served", "--shards").child(name)
+
+
+def test_pseudo_to_s3_gives_the_local_bytes(s3, tiny_model, classifier, target, tmp_path):
+    args = ["pseudo", "--model", tiny_model, "--classifier", classifier, "--target", target, "--per-target", 4,
+            "--shard-size", 5, "--quiet"]
+    here = tmp_path / "pseudo"
+    for out in (here, "s3://bucket/pseudo"):
+        result = CliRunner().invoke(ptgen, [str(a) for a in [*args, "--out", out]])
+        assert result.exit_code == 0, result.output
+    remote = objects(s3, "bucket/pseudo")
+    mine = {p.name: p.read_bytes() for p in here.iterdir() if p.is_file()}
+    assert {n for n in mine if n.endswith(".tar")} == {n for n in remote if n.endswith(".tar")} != set()
+    for name in [n for n in mine if n.endswith((".tar", ".parquet", ".safetensors"))]:
+        assert remote[name] == mine[name], name

@@ -126,8 +126,9 @@ class LabeledData:
 
 
 def is_shards(spec: str) -> bool:
-    """Whether SPEC names shards (a ptgen folder, a URL, a brace list of tars) rather than a folder of images."""
-    return is_foreign(spec) or is_url(spec) or is_shard_folder(spec)
+    """Whether SPEC names shards (a ptgen folder, a URL, a brace list of tars) rather than a folder of
+    images or a Hugging Face dataset (hf:NAME, which a URL parser would take for a scheme)."""
+    return not is_hf(spec) and (is_foreign(spec) or is_url(spec) or is_shard_folder(spec))
 
 
 def open_shards(spec: str, flag: str, *, labeled: bool | None = None, policy: ReadPolicy | None = None,
