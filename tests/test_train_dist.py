@@ -142,6 +142,30 @@ def test_a_second_job_on_a_run_folder_in_use_is_refused(cli, target, tmp_path):
         holder.release()
 
 
+def test_a_killed_jobs_forked_children_do_not_hold_its_lock(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    # A job that took the lock, then forked a child that outlives it (as DataLoader workers do).
+    job = subprocess.Popen([sys.executable, "-c", (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from train.runs import RunLock\n"
+        f"RunLock(Path({str(tmp_path)!r})).acquire()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    time.sleep(30); os._exit(0)\n"
+        "print(child, flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    child = int(job.stdout.readline())
+    try:
+        job.send_signal(signal.SIGKILL)
+        job.wait()
+        RunLock(tmp_path).acquire()  # at once, while the child still lives
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_the_lock_file_of_a_killed_job_does_not_block_its_folder(cli, target, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -25,9 +25,11 @@ RUNS_DIR = Path("runs")
 class RunLock:
     """The run folder's lock: an flock on `run.lock`, which names its holder (pid, host, start).
 
-    The kernel drops an flock when its process dies, however it dies, so a lock left by a killed
-    job never blocks its resume: the file may stay behind, but nobody holds it. No one ever
-    decides that a lock is stale from its contents (a pid on another node cannot be checked)."""
+    The kernel drops an flock when the last descriptor of it closes, so a lock left by a killed
+    job never blocks its resume: the file may stay behind, but nobody holds it. A forked child (a
+    DataLoader worker) would share the descriptor and hold the lock for the seconds it outlives a
+    killed parent, so children close their copy at fork. No one ever decides that a lock is stale
+    from its contents (a pid on another node cannot be checked)."""
 
     def __init__(self, folder: Path):
         self.path = folder / LOCK_FILE
@@ -58,10 +60,16 @@ class RunLock:
                 break
             os.close(fd)
         self.fd = fd
+        os.register_at_fork(after_in_child=self._forget)
         record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                              "since": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         os.ftruncate(fd, 0)
         os.pwrite(fd, record.encode() + b"\n", 0)
+
+    def _forget(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def _holder(self) -> str:
         try:
