@@ -6,8 +6,9 @@ their manifest rows, so that the writer thread only writes: per sample, neither 
 of the writer, nor GIL held by it while the encoders need it (at JPEG's rate at 256 px, a writer
 thread that built each member with tarfile held the pipeline to half the encoders' rate).
 
-Threads suffice because Pillow releases the GIL while it encodes PNG, JPEG and WebP
-(`benchmarks/writer_ceiling.py` checks it on the installed Pillow)."""
+Threads suffice because Pillow runs its codecs without the GIL when it encodes into a file, which
+`writer.encode_image` gives it (into a BytesIO, JPEG holds the GIL: `benchmarks/writer_ceiling.py`
+checks both on the installed Pillow)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ import io
 import json
 import os
 import tarfile
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,14 +39,36 @@ def auto_format(image_size: int, channels: int) -> str:
     return "png" if channels == 1 or image_size * image_size * channels <= 512 else "jpg"
 
 
+# Each thread encodes into a scratch file of its own, never a BytesIO: given a file descriptor,
+# Pillow runs the codec with the GIL released, and into a Python buffer with it held, which for
+# JPEG (a third of a millisecond an image at 256 px) kept a second encoder thread from adding
+# anything (benchmarks/writer_ceiling.py measures both). Same bytes either way.
+_scratch = threading.local()
+
+
+def _scratch_file() -> io.FileIO:
+    file = getattr(_scratch, "file", None)
+    if file is None:
+        # In memory where the OS offers it (Linux); elsewhere an unnamed temporary file.
+        if hasattr(os, "memfd_create"):
+            file = io.FileIO(os.memfd_create("ptgen-encode"), "r+")
+        else:
+            file = tempfile.TemporaryFile(buffering=0)
+        _scratch.file = file
+    return file
+
+
 def encode_image(pixels: np.ndarray, image_format: str, quality: int | None = None) -> bytes:
     """Encode one uint8 image shaped (H, W, C) with C = 1 (grayscale) or 3 (RGB); `quality`
     (JPEG and WebP only) replaces their default."""
     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
-    buf = io.BytesIO()
     args = _SAVE_ARGS[image_format]
-    image.save(buf, **(args if quality is None else {**args, "quality": quality}))
-    return buf.getvalue()
+    file = _scratch_file()
+    file.seek(0)  # what a longer image left beyond this one's end is never read
+    image.save(file, **(args if quality is None else {**args, "quality": quality}))
+    size = file.tell()
+    file.seek(0)
+    return file.read(size)
 
 
 def encode_sample(index: int, pixels: np.ndarray, image_format: str, quality: int | None = None) -> bytes:

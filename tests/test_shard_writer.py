@@ -58,3 +58,39 @@ def test_shards_are_the_bytes_tarfile_writes(tmp_path, count):
 def test_each_member_header_is_tarfiles(tmp_path, key, size):
     samples = [(SampleRecord(key, 3, {"index": 0}), "jpg", b"\xff" * size)]
     assert written_shard(tmp_path, samples) == tarfile_shard(samples)
+
+
+@pytest.mark.parametrize("scratch", ["memfd", "temporary file"])
+def test_encoding_through_the_scratch_file_gives_pillows_bytes(monkeypatch, scratch):
+    """encode_image writes through a per-thread scratch file (so that Pillow drops the GIL): the
+    bytes must be those of saving into a buffer, for every format and channel count, and a short
+    image after a long one must not pick up the long one's tail."""
+    import os
+    import threading
+
+    import numpy as np
+    from PIL import Image
+
+    from generate.writer import _SAVE_ARGS, encode_image
+
+    if scratch == "temporary file":  # as on an OS without memfd_create
+        monkeypatch.delattr(os, "memfd_create", raising=False)
+    rng = np.random.default_rng(0)
+    smooth = np.linspace(0, 255, 96 * 96 * 3).reshape(96, 96, 3).astype(np.uint8)
+    images = [rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), smooth[:8, :8], smooth, smooth[:, :, :1]]
+    failures = []
+
+    def check() -> None:  # in a thread of its own, so that it makes its own scratch file
+        for fmt, args in _SAVE_ARGS.items():
+            for quality in (None, 40) if fmt != "png" else (None,):
+                for pixels in images:
+                    buf = io.BytesIO()
+                    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+                    image.save(buf, **(args if quality is None else {**args, "quality": quality}))
+                    if encode_image(pixels, fmt, quality) != buf.getvalue():
+                        failures.append((fmt, quality, pixels.shape))
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    thread.join()
+    assert not failures
