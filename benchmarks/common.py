@@ -130,6 +130,18 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def keep_scores(kept: Path, found: dict[str, object], **fields: object) -> dict:
+    """The tracked results file KEPT (benchmarks/results/), with FOUND merged into its "scores" and
+    FIELDS set, written back and returned. runs/ is git-ignored and does not outlive a machine, so a
+    study that accumulates seeds across sessions reports from this file, committed with the code."""
+    data = read_json(kept) if kept.exists() else {}
+    data.setdefault("scores", {}).update(found)
+    data.update(fields)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return data
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

@@ -33,7 +33,7 @@ import math
 import statistics
 from pathlib import Path
 
-from benchmarks.common import EPOCHS_ONLY, ROOT, read_json, run_tool, spread, table, train_until_finished, write_section
+from benchmarks.common import EPOCHS_ONLY, ROOT, keep_scores, read_json, run_tool, spread, table, train_until_finished, write_section
 from benchmarks.targets import SCENE_TEST_PER_CLASS, TEXTURE_PER_CLASS, pixel_floors, scenes, textures, training_part
 
 WORK = ROOT / "runs" / "photo-policy"
@@ -90,18 +90,16 @@ def run(args: argparse.Namespace) -> None:
 def collect() -> dict:
     """Every score of the study, {"study": settings, "scores": {"SIZE/ROUTE/SEED": top-1}}: the kept
     file, updated with what runs/ holds now."""
-    kept = read_json(KEPT) if KEPT.exists() else {"scores": {}}
+    found, fields = {}, {}
     if (WORK / "study.json").exists():
-        kept["study"] = {k: v for k, v in read_json(WORK / "study.json").items() if k in ("steps", "pre_steps", "labels")}
+        fields["study"] = {k: v for k, v in read_json(WORK / "study.json").items() if k in ("steps", "pre_steps", "labels")}
     for path in WORK.glob("pixels-*-*.json"):
         _, size, seed = path.stem.split("-")
-        kept["scores"][f"{size}/pixels/{seed}"] = read_json(path)["top1"]
+        found[f"{size}/pixels/{seed}"] = read_json(path)["top1"]
     for path in WORK.glob("*-*-*-*/test.json"):
         size, policy, init, seed = path.parent.name.split("-")
-        kept["scores"][f"{size}/{policy}-{init}/{seed}"] = read_json(path)["top1"]
-    KEPT.parent.mkdir(parents=True, exist_ok=True)
-    KEPT.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
-    return kept
+        found[f"{size}/{policy}-{init}/{seed}"] = read_json(path)["top1"]
+    return keep_scores(KEPT, found, **fields)
 
 
 ROUTES = ("pixels", *(f"{p}-{i}" for i in INITS for p in POLICIES))

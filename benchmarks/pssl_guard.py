@@ -33,7 +33,9 @@ Parts (run in the order given, each a list of cells x rows):
     python -m benchmarks.pssl_guard run [--parts gate,main,budgets,oracle,ratio] [--seeds 0,1,2] [--jobs 3]
     python -m benchmarks.pssl_guard report
 
-`run` skips every cell whose result exists, so it is resumed by running it again. --jobs trainings run at
+`run` skips every cell whose result exists (in runs/, or kept in benchmarks/results/pssl_guard.json,
+which `report` updates from runs/ and which is committed, so that seeds add up across machines), so it
+is resumed by running it again. --jobs trainings run at
 once, each on one thread (OMP_NUM_THREADS=1 for every run of the study, so that a
 route's result never depends on what ran beside it: the control is finetune to the bit only at the
 same thread count).
@@ -42,17 +44,19 @@ same thread count).
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import functools
 import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from benchmarks import sources
-from benchmarks.common import ROOT, read_json, spread, table, write_section
+from benchmarks.common import ROOT, keep_scores, read_json, spread, table, write_section
 from benchmarks.reproduce import Cell, Settings, ssl_flags
 
 WORK = ROOT / "runs" / "pssl_guard"
+KEPT = ROOT / "benchmarks" / "results" / "pssl_guard.json"
+# What the report reads from a run's train.json, kept beside its top-1.
+RECORDED = ("targets_mean_confidence", "pseudo_kept", "pseudo_samples", "pseudo_mean_weight")
 SEEDS = [0, 1, 2]
 # ptgen pseudo's defaults, named.
 PSEUDO = ("--top-k", 1, "--temperature", 1)
@@ -117,9 +121,13 @@ def command_row(row: str) -> str:
     return {"logreg": "logreg", "pp": "pp", "oracle": "oracle"}.get(row, "pp+fixmatch")
 
 
+def key(target: str, budget: int, seed: int, row: str) -> str:
+    return f"{target}/{budget}/{seed}/{resolve(row)}"
+
+
 def run_task(task: tuple) -> None:
     c = cell(*task)
-    if not c.result(task[3]).exists():
+    if key(*task) not in kept() and not c.result(resolve(task[3])).exists():
         c.run(command_row(resolve(task[3])))
 
 
@@ -156,15 +164,28 @@ def run(args: argparse.Namespace) -> None:
         list(pool.map(run_task, tasks))
 
 
+@functools.cache
+def kept() -> dict[str, dict]:
+    """Every cell's {"top1", "train"}: the kept file, updated with what runs/ holds now."""
+    found = {}
+    for target, budget, seed, row in tasks_of(list(PARTS), SEEDS):
+        c, row = cell(target, budget, seed, row), resolve(row)
+        if c.result(row).exists():
+            record = c.folder(row) / "train.json"
+            train = read_json(record) if record.exists() else {}
+            found[key(target, budget, seed, row)] = {"top1": read_json(c.result(row))["top1"],
+                                                     "train": {k: train[k] for k in RECORDED if k in train}}
+    return keep_scores(KEPT, found)["scores"]
+
+
 def top1(target: str, budget: int, seed: int, row: str) -> float | None:
-    row = resolve(row)
-    path = cell(target, budget, seed, row).result(row)
-    return read_json(path)["top1"] if path.exists() else None
+    found = kept().get(key(target, budget, seed, row))
+    return found["top1"] if found else None
 
 
 def train_record(target: str, budget: int, seed: int, row: str) -> dict:
-    path = cell(target, budget, seed, row).folder(row) / "train.json"
-    return read_json(path) if path.exists() else {}
+    found = kept().get(key(target, budget, seed, row))
+    return found["train"] if found else {}
 
 
 def paired(target: str, budget: int, seeds: list[int], a: str, b: str) -> list[float]:
