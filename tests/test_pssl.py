@@ -254,3 +254,51 @@ def test_guard_bad_input(cli, target, pseudo_shards, tmp_path):
         assert result.exit_code != 0 and expected in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "run").exists()
+
+
+def test_the_labeled_branch_takes_finetunes_loss():
+    """Label smoothing and mixup / CutMix reach pssl's labeled images as they reach finetune's: on the
+    same random state, FixMatch's labeled loss is finetune's loss to the bit."""
+    import numpy as np
+    from timm.data import Mixup
+
+    from train.trainer import Supervised
+
+    torch.manual_seed(0)
+    images, weak, strong = torch.randn(4, 3, 8, 8), torch.randn(6, 3, 8, 8), torch.randn(6, 3, 8, 8)
+    labels = torch.tensor([0, 1, 0, 1])
+    for labeled in (Supervised(0.1), Supervised(0.1, Mixup(mixup_alpha=0.4, cutmix_alpha=1.0, label_smoothing=0.1,
+                                                           num_classes=2))):
+        losses = []
+        for algorithm, batch in ((labeled, (images.clone(), labels)),  # clones: Mixup mixes in place
+                                 (FixMatch(labeled=labeled), ((images.clone(), labels), (weak, strong)))):
+            torch.manual_seed(1)
+            net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.AdaptiveAvgPool2d(1),
+                                      torch.nn.Flatten(), torch.nn.Linear(4, 2)).train()
+            np.random.seed(2)
+            loss, stats = algorithm.loss(net, batch, torch.device("cpu"))
+            losses.append(stats.get("loss_x", loss.detach()))
+        assert torch.equal(*losses)
+        assert not torch.equal(losses[0], Supervised().loss(net, (images, labels), torch.device("cpu"))[0].detach())
+
+
+def test_the_control_is_finetune_with_its_recipe(cli, target, pseudo_shards, tmp_path):
+    recipe = ["--smoothing", 0.1, "--mixup", 0.4, "--cutmix", 1.0]
+    finetuned, control = tmp_path / "finetune", tmp_path / "control"
+    result = cli(pttrain, ["finetune", "--data", target, "--init", "none", *recipe, *SCHEDULE, "--out", finetuned])
+    assert result.exit_code == 0, result.output + result.stderr
+    result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--unlabeled-weight",
+                           0, *recipe, *SCHEDULE, "--out", control])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert same_weights(control, finetuned)
+    assert json.loads((control / "train.json").read_text())["settings"]["mixup"] == 0.4
+    # With the pseudo samples counting, the recipe's labeled branch trains beside them.
+    used = tmp_path / "used"
+    result = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--guard", "none",
+                           "--threshold", 0, *recipe, *SCHEDULE, "--out", used])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert not same_weights(used, finetuned)
+    odd = cli(pttrain, ["pssl", "--data", target, "--unlabeled", pseudo_shards, "--init", "none", "--mixup", 0.2,
+                        "--batch-size", 3, "--out", tmp_path / "odd"])
+    assert odd.exit_code != 0 and "--mixup 0.2: mixes the images of a batch in pairs, so --batch-size must be even" in odd.stderr
+    assert len(odd.stderr.strip().splitlines()) == 1 and not (tmp_path / "odd").exists()

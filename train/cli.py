@@ -244,7 +244,8 @@ def check_opt(name: str) -> None:
 
 
 def supervised_options(command):
-    """The loss options of the supervised commands (pp, finetune); they reach TrainSettings."""
+    """The loss options of the supervised commands (pp, finetune) and of pssl's labeled branch; they reach
+    TrainSettings."""
     for option in reversed([
         click.option("--smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                      help="Label smoothing of the cross-entropy."),
@@ -406,6 +407,7 @@ def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_spl
               help="UDA's sharpening temperature of the weak-view targets.")
 @target_options
 @read_options
+@supervised_options
 @foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
 def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo: str, arch: str, threshold,
@@ -421,15 +423,16 @@ def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo:
               target where the weak view is confident (>= 0.8) (Xie et al. 2020)
     Strong views: the weak view plus RandAugment (2 ops, magnitude 9; torchvision's under the glyph
     policy, timm's under the natural one) and random erasing. The labeled branch is finetune's,
-    flag for flag (its batch, epochs, --min-steps floor, schedule, optimizer and evaluation; finetune's
-    --smoothing, --mixup and --cutmix are not pssl's), so that --unlabeled-weight 0 gives finetune's
-    model; the unlabeled batches come on top of it.
+    flag for flag (its batch, epochs, --min-steps floor, schedule, optimizer, --smoothing, --mixup,
+    --cutmix and evaluation), so that --unlabeled-weight 0 gives finetune's model; the unlabeled
+    batches come on top of it.
     """
     from ptcommon.launcher import detect
 
     from .commands import guard_record, is_real_images, open_labeled, open_unlabeled, run_pssl
     from .pretrained import check_init_weights
     from .ssl import ALGORITHMS, bn_stats_for
+    from .trainer import Supervised, check_mixing
 
     check_init_weights(init, init_weights)
     labeled = open_labeled(data, "--data", policy, shards_allowed=False,
@@ -437,9 +440,10 @@ def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo:
     source = open_unlabeled(unlabeled, policy, keys)
     chosen = choose_guard(guard, guard_threshold, real_images=is_real_images(source), unlabeled=unlabeled)
     guarded = guard_record(source, chosen)
+    check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
     model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
     bn_stats = bn_stats_for(bn_stats, detect().world > 1, run.settings.batch_size)
-    kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats}
+    kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats, "labeled": Supervised.of(run.settings, config.num_classes)}
     if threshold is not None:
         kwargs["threshold"] = threshold
     if algo == "uda":

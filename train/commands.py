@@ -458,7 +458,7 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     if idle is not None:
         if ctx.dist.main:
             print(f"pttrain pssl: {idle}, so this run is finetune's")
-        return fit_and_save(ctx, model, Supervised(), labeled_batches, steps, config,
+        return fit_and_save(ctx, model, algorithm.labeled, labeled_batches, steps, config,
                             {**record, "trained_as": "finetune"}, validate=validate, test=test)
     if isinstance(unlabeled, ShardSet):
         unlabeled_batches, _ = _shard_batches(unlabeled, views, batch_u, ctx, with_labels=False, steps=steps,

@@ -1,22 +1,23 @@
 """Consistency-based semi-supervised learning on labeled target data plus unlabeled (pseudo)
 samples (docs/method.md, P-SSL step 2). Each algorithm says only how its unlabeled loss differs.
 
-A batch is ((images, labels), (weak views, strong views[, weights])); the labeled part is plain
-cross-entropy for both algorithms, and each unlabeled image's loss counts by its weight (the
-guard's, train/guard.py; 1 when the batch carries none).
+A batch is ((images, labels), (weak views, strong views[, weights])); the labeled part is finetune's
+loss (`trainer.Supervised`: cross-entropy, with its label smoothing and mixup / CutMix) for both
+algorithms, and each unlabeled image's loss counts by its weight (the guard's, train/guard.py; 1 when
+the batch carries none).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from ptcommon.cli import InputError
 
-from .trainer import Algorithm
+from .trainer import Algorithm, Supervised
 
 
 @contextmanager
@@ -66,6 +67,7 @@ class FixMatch(Algorithm):
     # ones, so that evaluation normalises target images by target statistics even when the
     # unlabeled images come from another domain (pseudo samples).
     bn_stats: str = "labeled"
+    labeled: Supervised = field(default_factory=Supervised)  # the labeled images' loss: finetune's
 
     def unlabeled_loss(self, weak_logits: torch.Tensor, strong_logits: torch.Tensor,
                        weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,17 +81,18 @@ class FixMatch(Algorithm):
         (images, labels), (weak, strong, *weights) = batch
         weights = weights[0].to(device) if weights else None
         labels = torch.as_tensor(labels).to(device)
+        images, targets = self.labeled.inputs(images.to(device), labels)
         m = len(weak)
         if self.bn_stats == "mixed":
             # One forward pass over all three parts keeps batch-norm statistics consistent.
-            logits = model(torch.cat([images, weak, strong]).to(device))
+            logits = model(torch.cat([images, weak.to(device), strong.to(device)]))
             labeled, unlabeled = logits[: len(images)], logits[len(images):]
         else:
-            labeled = model(images.to(device))
+            labeled = model(images)
             with running_stats_frozen(model):
                 unlabeled = model(torch.cat([weak, strong]).to(device))
         weak_logits, strong_logits = unlabeled[:m], unlabeled[m:]
-        supervised = F.cross_entropy(labeled, labels)
+        supervised = self.labeled.criterion(labeled, targets)
         unsupervised, used = self.unlabeled_loss(weak_logits.detach(), strong_logits, weights)
         loss = supervised + self.weight * unsupervised
         return loss, {"loss_x": supervised.detach(), "loss_u": unsupervised.detach(), "mask": used.detach()}

@@ -133,18 +133,22 @@ class Supervised(Algorithm):
         return cls(settings.smoothing, Mixup(mixup_alpha=settings.mixup, cutmix_alpha=settings.cutmix,
                                              label_smoothing=settings.smoothing, num_classes=num_classes))
 
+    def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the model sees and what its logits answer: the batch as it is, or mixed (mixup / CutMix)
+        with soft targets."""
+        return (images, labels) if self.mixup is None else self.mixup(images, labels)
+
+    def criterion(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.mixup is None:
+            return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
+        return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
     def loss(self, model, batch, device):
         images, labels = batch
         labels = torch.as_tensor(labels).to(device)
-        images = images.to(device)
-        if self.mixup is None:
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        else:
-            mixed, soft = self.mixup(images, labels)
-            logits = model(mixed)
-            loss = torch.sum(-soft * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
-        return loss, {"train_top1": (logits.argmax(1) == labels).float().mean()}
+        inputs, targets = self.inputs(images.to(device), labels)
+        logits = model(inputs)
+        return self.criterion(logits, targets), {"train_top1": (logits.argmax(1) == labels).float().mean()}
 
 
 def check_mixing(settings: TrainSettings, num_classes: int, what: str) -> None:
