@@ -69,9 +69,10 @@ class LabeledImages(Dataset):
         if not self.indices:
             raise InputError(f"{self.where}: holds no training images")
         step = max(1, len(self) // SIZE_SAMPLE)
-        sizes = [max(self.source.header(self.indices[p])[1]) for p in range(0, len(self), step)]
-        colour = any(self.source.header(i)[0] not in GRAY_MODES for i in self.indices)
-        return (3 if colour else 1), int(statistics.median_low(sizes))
+        sampled = {p: self.source.header(self.indices[p]) for p in range(0, len(self), step)}
+        colour = any(mode not in GRAY_MODES for mode, _ in sampled.values()) or any(
+            self.source.header(self.indices[p])[0] not in GRAY_MODES for p in range(len(self)) if p not in sampled)
+        return (3 if colour else 1), int(statistics.median_low(max(size) for _, size in sampled.values()))
 
 
 def split_off(data: LabeledImages, fraction: float, seed: int, flag: str = "--val-split") -> tuple[LabeledImages, LabeledImages]:
