@@ -138,7 +138,9 @@ def keep_scores(kept: Path, found: dict[str, object], **fields: object) -> dict:
     data.setdefault("scores", {}).update(found)
     data.update(fields)
     kept.parent.mkdir(parents=True, exist_ok=True)
-    kept.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    partial = kept.with_name(kept.name + ".tmp")  # replaced whole, so a reader never sees half a file
+    partial.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    partial.replace(kept)
     return data
 
 

@@ -158,6 +158,7 @@ def tasks_of(parts: list[str], seeds: list[int]) -> list[tuple]:
 
 def run(args: argparse.Namespace) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
+    kept()  # read once, here: the pool's threads share it
     tasks = tasks_of(args.parts, args.seeds)
     prerequisites(tasks, args.jobs)
     with ThreadPoolExecutor(args.jobs) as pool:
