@@ -22,8 +22,10 @@ center crop. The strong view adds timm's RandAugment (`rand_augment_transform`,
 erasing (always, 2-33% of the image, filled with zeros after normalisation) at the end.
 
 `--augment auto` picks by the data's channels and the model's input size (`AUTO_POLICY`), as
-measured in docs/results.md (benchmarks/augment_policy.py): glyph for both, since glyph won
-clearly on grayscale digits and did not lose on RGB photo patches of 32 px; natural is there for
+measured in docs/results.md: glyph for both, since glyph won clearly on grayscale digits
+(benchmarks/augment_policy.py), did not lose on RGB photo patches of 32 px, and on RGB photo crops
+at 64, 128 and 224 px was never behind beyond the seed spread and ahead at 128 and 224 on every
+seed, from scratch and after pre-training (benchmarks/photo_policy.py); natural is there for
 `--augment natural`.
 """
 
@@ -37,10 +39,12 @@ from torchvision.transforms import v2
 
 POLICIES = ("glyph", "natural")
 STRONG_RANDAUGMENT = "rand-m9-n2-mstd0.5"
-# What `--augment auto` picks, by the data's channels (grayscale, RGB). Measured from scratch with
-# resnet18 at 32 px, test top-1 over 4 seeds (docs/results.md, augment_policy): digits glyph 0.957
-# vs natural 0.770; RGB photo patches glyph 0.946 vs natural 0.933. Untested at the 256 px of
-# ImageNet generators' shards: measure there before changing the RGB entry.
+# What `--augment auto` picks, by the data's channels (grayscale, RGB). Measured with resnet18, test
+# top-1 (docs/results.md): from scratch at 32 px over 4 seeds (augment_policy), digits glyph 0.957
+# vs natural 0.770, RGB photo patches glyph 0.946 vs natural 0.933; on RGB photo crops (photo_policy,
+# natural minus glyph, paired) -0.010 / +0.023 at 64 px (scratch / pre-trained, 3 seeds), -0.042 /
+# -0.012 at 128 px and -0.052 / -0.043 at 224 px (2 seeds each). Not measured: pre-training on a
+# million generated images, where docs/gpu.md gives --augment natural.
 # An entry is a policy for every size, or {smallest model input size in px: policy, ...}, e.g.
 # {0: "glyph", 64: "natural"}: the row of the largest size not above the model's input size.
 AUTO_POLICY: dict[str, str | dict[int, str]] = {"grayscale": "glyph", "rgb": "glyph"}
