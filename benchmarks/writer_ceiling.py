@@ -13,7 +13,9 @@ writer comes to that rate times its encoder threads when the generator costs not
             (`ptcommon.shards.open_image`), the training side's cost
   pipeline  `ptgen synth`'s runner (encoder pool, tar writer, manifest parts) fed by a stand-in
             generator that hands back the stored crops at no cost, at each --workers, against
-            bare x workers (goal: at least 0.9), at each format's default quality; with the CPU
+            bare x workers (goal: at least 0.9), at each format's default quality, in --rounds
+            slices interleaved with the bare encode's (this machine's speed drifts from
+            minute to minute, and a ratio must not divide one minute by another); with the CPU
             time of all the process's threads per image beside the bare encode's, which tells work
             added (the CPU share) from waiting (the rest of a shortfall)
 
@@ -34,10 +36,12 @@ import math
 import os
 import platform
 import resource
+import shutil
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,7 +50,7 @@ from PIL import Image
 
 from benchmarks.common import ROOT, table, write_section
 from generate.generator import Generator
-from generate.runner import generate_shards
+from generate.runner import encode_run, generate_shards
 from generate.synth import SynthJob, SynthSettings
 from generate.writer import _SAVE_ARGS, DEFAULT_QUALITY, LOSSY, encode_image
 from ptcommon.shards import IMAGE_FORMATS, open_image
@@ -122,19 +126,46 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def bare_rate(crops: np.ndarray, fmt: str, quality: int | None, seconds: float) -> tuple[float, float, float, float]:
-    """Images/s of one thread encoding the crops in turn for about `seconds`, its CPU seconds per
-    image, mean bytes per image, and images/s of one thread decoding them back."""
+@dataclass
+class Tally:
+    """Images, wall seconds and CPU seconds (all the process's threads) summed over a measurement's slices."""
+
+    images: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+
+    def add(self, images: int, seconds: float, cpu: float) -> float:
+        """Count one slice; return its images/s."""
+        self.images, self.seconds, self.cpu = self.images + images, self.seconds + seconds, self.cpu + cpu
+        return images / seconds
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+    @property
+    def cpu_per_image(self) -> float:
+        return self.cpu / self.images
+
+
+def bare_slice(crops: np.ndarray, fmt: str, quality: int | None, seconds: float,
+               tally: Tally) -> tuple[list[bytes], float]:
+    """One thread encoding the crops in turn for about `seconds`, counted into `tally`; the
+    encodings and their images/s."""
     encode_image(crops[0], fmt, quality)  # warm-up
     encoded, start, cpu = [], time.perf_counter(), cpu_seconds()
     while (elapsed := time.perf_counter() - start) < seconds or len(encoded) < len(crops):
         encoded.append(encode_image(crops[len(encoded) % len(crops)], fmt, quality))
-    cpu = (cpu_seconds() - cpu) / len(encoded)
-    n, decoded, start = len(encoded), 0, time.perf_counter()
-    while (decoding := time.perf_counter() - start) < seconds or decoded < len(crops):
-        open_image(encoded[decoded % n], "benchmark", fmt)
+    return encoded, tally.add(len(encoded), elapsed, cpu_seconds() - cpu)
+
+
+def decode_rate(encoded: list[bytes], fmt: str, seconds: float) -> float:
+    """Images/s of one thread decoding the encodings in turn through the shard reader's decoder."""
+    decoded, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or decoded < len(encoded):
+        open_image(encoded[decoded % len(encoded)], "benchmark", fmt)
         decoded += 1
-    return n / elapsed, cpu, sum(map(len, encoded)) / n, decoded / decoding
+    return decoded / elapsed
 
 
 class StoredImages(Generator):
@@ -174,45 +205,96 @@ class StoredImages(Generator):
         return self.crops[: len(condition)]
 
 
-def pipeline_rate(crops: np.ndarray, fmt: str, workers: int, images: int, work: Path) -> tuple[int, float, float]:
-    """Images written (`images` rounded up to whole rounds of the crops), images/s, and CPU seconds
-    per image of all threads (sampler, encoders, writer)."""
+def stand_in_job(crops: np.ndarray, fmt: str, images: int) -> SynthJob:
+    """`ptgen synth`'s job over the stored crops, for at least `images` samples."""
     # A batch is one round of the classes, and a shard whole rounds, so that every batch starts at
     # the first class.
     per_class, batch_size = math.ceil(images / len(crops)), len(crops)
     settings = SynthSettings(model="stored", steps=1, guidance=1.0, seed=0, shard_size=20 * batch_size,
                              image_format=fmt, dtype="fp32", compiled=False, batch_size=batch_size,
                              class_ids=tuple(range(len(crops))), per_class=per_class)
+    return SynthJob(settings, StoredImages(crops))
+
+
+def serial_slice(crops: np.ndarray, fmt: str, seconds: float, tally: Tally) -> float:
+    """The writer's whole per-sample work (the sampler's seeds, then an encoder's task: encode,
+    record, tar members, manifest row) in this one thread, for about `seconds`, counted into
+    `tally`; its images/s. What the pool would reach with no cost of its own."""
+    job, done = stand_in_job(crops, fmt, 10**9), 0
+    start, cpu = time.perf_counter(), cpu_seconds()
+    while (elapsed := time.perf_counter() - start) < seconds or not done:
+        indices = range(done, done + len(crops))
+        [job.seed(i) for i in indices]
+        encode_run(job, fmt, None, "stand-in.tar", indices, crops)
+        done += len(crops)
+    return tally.add(done, elapsed, cpu_seconds() - cpu)
+
+
+def pipeline_slice(crops: np.ndarray, fmt: str, workers: int, images: int, work: Path, tally: Tally) -> float:
+    """The writer at `workers` encoders writing `images` (rounded up to whole rounds of the crops),
+    counted into `tally`; its images/s."""
     cpu = cpu_seconds()
-    stats = generate_shards(SynthJob(settings, StoredImages(crops)), work / f"{fmt}-{workers}",
-                            encode_workers=workers, progress=False)
-    return stats.images, stats.images_per_s, (cpu_seconds() - cpu) / stats.images
+    out = Path(tempfile.mkdtemp(dir=work))
+    stats = generate_shards(stand_in_job(crops, fmt, images), out, encode_workers=workers, progress=False)
+    cpu = cpu_seconds() - cpu
+    shutil.rmtree(out)  # a slice writes hundreds of MB; the next needs none of it
+    return tally.add(stats.images, stats.seconds, cpu)
+
+
+def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: list[int], seconds: float,
+                   rounds: int, work: Path) -> dict:
+    """One format at one quality: the bare encode, and where `workers` is not empty the writer at
+    each worker count, in `rounds` interleaved slices (bare, then each worker count, in turn), so
+    that the machine's drift from minute to minute weighs on both sides of a ratio alike."""
+    bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
+    per_round: dict[str, list[float]] = {str(w): [] for w in ["serial", *workers]}
+    for _ in range(rounds if workers else 1):
+        slice_seconds = seconds / (rounds if workers else 1)
+        encoded, slice_rate = bare_slice(crops, fmt, quality, slice_seconds, bare)
+        if workers:
+            per_round["serial"].append(serial_slice(crops, fmt, slice_seconds, serial) / slice_rate)
+        for w in workers:
+            got = pipeline_slice(crops, fmt, w, max(len(crops), int(slice_rate * w * slice_seconds)), work, pipes[w])
+            per_round[str(w)].append(got / (slice_rate * w))
+    row = {"format": fmt, "quality": quality, "bare_per_core": bare.rate, "bare_cpu_s": bare.cpu_per_image,
+           "bytes_per_image": sum(map(len, encoded)) / len(encoded), "decode_per_core": decode_rate(encoded, fmt, seconds / 2),
+           "pipeline": {}}
+    if workers:
+        row["serial"] = {"images_per_s": serial.rate, "cpu_s": serial.cpu_per_image,
+                         "of_bare": serial.rate / bare.rate, "rounds": per_round["serial"]}
+    for w, tally in pipes.items():
+        row["pipeline"][str(w)] = {"images": tally.images, "images_per_s": tally.rate, "cpu_s": tally.cpu_per_image,
+                                   "of_bare_x_workers": tally.rate / (bare.rate * w), "rounds": per_round[str(w)]}
+    return row
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.cores:  # this process and every thread it starts
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
     crops = photo_crops()
     seconds = 0.3 if args.tiny else args.seconds
+    rounds = 1 if args.tiny else args.rounds
     result = {"command": " ".join(["python -m benchmarks.writer_ceiling", *sys.argv[1:]]), "tiny": args.tiny,
               "machine": {"cores": len(os.sched_getaffinity(0)), "processor": platform.processor() or platform.machine(),
                           "pillow": Image.__version__, "python": platform.python_version()},
-              "crops": len(crops), "gil": gil_check(crops, seconds / 3), "formats": {}}
+              "crops": len(crops), "rounds": rounds, "gil": gil_check(crops, seconds / 3), "formats": {}}
     print("GIL:", json.dumps(result["gil"]), flush=True)
     with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp:
         for fmt in args.formats:
             for quality in (args.qualities if fmt in LOSSY else [None]):
-                rate, cpu, size, decode = bare_rate(crops, fmt, quality, seconds)
-                row = {"format": fmt, "quality": quality, "bare_per_core": rate, "bare_cpu_s": cpu,
-                       "bytes_per_image": size, "decode_per_core": decode, "pipeline": {}}
+                # The writer at the shards' own settings only.
+                workers = args.workers if quality in (None, DEFAULT_QUALITY) else []
+                row = measure_format(crops, fmt, quality, workers, seconds, rounds, Path(tmp))
                 name = fmt if quality is None else f"{fmt} q{quality}"
-                print(f"{name}: encode {rate:.1f} img/s, {size / 1e3:.1f} kB, decode {decode:.1f} img/s", flush=True)
-                if quality in (None, DEFAULT_QUALITY):  # the writer at the shards' own settings
-                    for workers in args.workers:
-                        images = len(crops) if args.tiny else max(len(crops), int(rate * workers * seconds))
-                        images, got, got_cpu = pipeline_rate(crops, fmt, workers, images, Path(tmp))
-                        row["pipeline"][str(workers)] = {"images": images, "images_per_s": got, "cpu_s": got_cpu,
-                                                         "of_bare_x_workers": got / (rate * workers)}
-                        print(f"  {workers} workers: {got:.1f} img/s = {got / (rate * workers):.2f} of bare x workers; "
-                              f"CPU {got_cpu * 1e3:.2f} ms an image against {cpu * 1e3:.2f} bare", flush=True)
+                print(f"{name}: encode {row['bare_per_core']:.1f} img/s, {row['bytes_per_image'] / 1e3:.1f} kB, "
+                      f"decode {row['decode_per_core']:.1f} img/s", flush=True)
+                if "serial" in row:
+                    print(f"  one thread, whole per-sample work: {row['serial']['images_per_s']:.1f} img/s = "
+                          f"{row['serial']['of_bare']:.2f} of bare", flush=True)
+                for w, p in row["pipeline"].items():
+                    print(f"  {w} workers: {p['images_per_s']:.1f} img/s = {p['of_bare_x_workers']:.2f} of bare x workers "
+                          f"(rounds {min(p['rounds']):.2f}-{max(p['rounds']):.2f}); CPU {p['cpu_s'] * 1e3:.2f} ms an "
+                          f"image against {row['bare_cpu_s'] * 1e3:.2f} bare", flush=True)
                 result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,6 +309,11 @@ def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
     return math.ceil(rate / (per_core * efficiency)) + 1
 
 
+def spread(measured: dict) -> str:
+    """The lowest and the highest of a measurement's per-round ratios."""
+    return f"{min(measured['rounds']):.2f}-{max(measured['rounds']):.2f}" if "rounds" in measured else "-"
+
+
 def report(args: argparse.Namespace) -> None:
     result = json.loads(args.out.read_text())
     formats = result["formats"]
@@ -234,9 +321,13 @@ def report(args: argparse.Namespace) -> None:
     for name, row in formats.items():
         rows.append([name, f"{row['bytes_per_image'] / 1e3:.1f}", f"{row['bare_per_core']:.1f}",
                      f"{row['decode_per_core']:.1f}"])
+        if "serial" in row:
+            p = row["serial"]
+            pipeline_rows.append([name, "none: one thread", f"{p['images_per_s']:.1f}", f"{row['bare_per_core']:.1f}",
+                                  f"{p['of_bare']:.2f}", spread(p), f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
-                                  f"{p['of_bare_x_workers']:.2f}",
+                                  f"{p['of_bare_x_workers']:.2f}", spread(p),
                                   f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
     gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}"]
                 for fmt, sinks in result["gil"].items() for sink, g in sinks.items()]
@@ -258,11 +349,17 @@ Per format, one core (encode with the shards' own settings; decode with the shar
 
 {table(["format", "kB per image", "encode img/s per core", "decode img/s per core"], rows)}
 
-The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality. Its CPU
-time per image counts every thread (sampler, encoders, writer): where it matches the bare
-encode's, a ratio short of 1 is time spent waiting, not work added.
+The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality, measured in
+{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, 1 worker, 2 workers, in
+turn), so that the machine's drift weighs on both sides of a ratio alike: the ratio is the
+rounds' images/s pooled over the bare rate pooled times the workers; "by round" gives the lowest
+and the highest of the rounds' own ratios. The row without a pool is the writer's whole
+per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one
+thread: what the pool would reach if threads cost nothing. Its CPU time per image counts every
+thread (sampler, encoders, writer): where it matches the bare encode's, a ratio short of 1 is
+time spent waiting, not work added.
 
-{table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)",
+{table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)", "ratio by round",
         "CPU ms per image: pipeline (all threads) / bare"], pipeline_rows)}
 """)
     # Per format, the writer's worst measured share of bare x workers (at most 1).
@@ -296,11 +393,16 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--tiny", action="store_true", help="a few images per measurement: proves the script, measures nothing")
-    r.add_argument("--seconds", type=float, default=15.0, help="about how long each measurement runs")
+    r.add_argument("--seconds", type=float, default=15.0,
+                   help="about how long each measurement runs, over all its rounds")
+    r.add_argument("--rounds", type=int, default=5,
+                   help="slices each format's bare and writer measurements are interleaved in")
     r.add_argument("--formats", type=lambda s: s.split(","), default=list(IMAGE_FORMATS))
     r.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
     r.add_argument("--qualities", type=lambda s: [int(q) for q in s.split(",")], default=[90, DEFAULT_QUALITY],
                    help="JPEG and WebP qualities to measure (the writer at the default only)")
+    r.add_argument("--cores", type=int, default=0,
+                   help="run on the first CORES of the cores this process may use (default: all of them)")
     r.add_argument("--out", type=Path, default=DEFAULT_OUT)
     r.add_argument("--report", action="store_true", help="then write the tables, as `report` does")
     p = sub.add_parser("report")

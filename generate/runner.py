@@ -110,6 +110,19 @@ class RunStats:
         return self.images / self.seconds if self.seconds else 0.0
 
 
+def encode_run(job: Job, image_format: str, quality: int | None, shard_name: str, indices: range,
+               images: np.ndarray) -> tuple[bytes, list[dict]]:
+    """An encoder's task: a run of consecutive samples as their tar members, joined, and their
+    manifest rows."""
+    parts, rows = [], []
+    for index, pixels in zip(indices, images):
+        image = encode_sample(index, pixels, image_format, quality)
+        record = job.record(index)
+        parts.append(sample_bytes(record, image_format, image))
+        rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(image)))), **record.meta})
+    return b"".join(parts), rows
+
+
 class _Writer(threading.Thread):
     """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool
     that gives a run of samples' bytes and manifest rows; a (shard, None, None) item commits the shard."""
@@ -131,17 +144,9 @@ class _Writer(threading.Thread):
         sampling), in one run of samples per encoder: the batches queued behind keep them all busy."""
         shard_name = self.folder.plan.shard_name(shard)
         run = -(-len(indices) // self.encode_workers)
-        return [self.encoders.submit(self._samples, shard_name, indices[i : i + run], images[i : i + run])
+        return [self.encoders.submit(encode_run, self.job, self.image_format, self.quality, shard_name,
+                                     indices[i : i + run], images[i : i + run])
                 for i in range(0, len(indices), run)]
-
-    def _samples(self, shard_name: str, indices: range, images: np.ndarray) -> tuple[bytes, list[dict]]:
-        parts, rows = [], []
-        for index, pixels in zip(indices, images):
-            image = encode_sample(index, pixels, self.image_format, self.quality)
-            record = self.job.record(index)
-            parts.append(sample_bytes(record, self.image_format, image))
-            rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(image)))), **record.meta})
-        return b"".join(parts), rows
 
     def run(self) -> None:
         try:

@@ -42,7 +42,10 @@ def auto_format(image_size: int, channels: int) -> str:
 # Each thread encodes into a scratch file of its own, never a BytesIO: given a file descriptor,
 # Pillow runs the codec with the GIL released, and into a Python buffer with it held, which for
 # JPEG (a third of a millisecond an image at 256 px) kept a second encoder thread from adding
-# anything (benchmarks/writer_ceiling.py measures both). Same bytes either way.
+# anything (benchmarks/writer_ceiling.py measures both). Same bytes either way. The thread also
+# keeps one Pillow image per mode and size and copies each sample's pixels into it: a new image a
+# sample (what Image.fromarray makes) cost the writer an eighth of its JPEG rate at 256 px, in
+# allocation and GIL-held work (docs/results.md, "The writer's ceiling").
 _scratch = threading.local()
 
 
@@ -58,10 +61,22 @@ def _scratch_file() -> io.FileIO:
     return file
 
 
+def _scratch_image(pixels: np.ndarray) -> Image.Image:
+    """This thread's image of the pixels' mode and size, holding a copy of them."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
+        raise ValueError(f"an image is uint8 shaped (H, W, 1 or 3), not {pixels.dtype} shaped {pixels.shape}")
+    mode, size = ("L" if pixels.shape[2] == 1 else "RGB"), (pixels.shape[1], pixels.shape[0])
+    image = getattr(_scratch, "image", None)
+    if image is None or image.mode != mode or image.size != size:
+        image = _scratch.image = Image.new(mode, size)
+    image.frombytes(np.ascontiguousarray(pixels))
+    return image
+
+
 def encode_image(pixels: np.ndarray, image_format: str, quality: int | None = None) -> bytes:
     """Encode one uint8 image shaped (H, W, C) with C = 1 (grayscale) or 3 (RGB); `quality`
     (JPEG and WebP only) replaces their default."""
-    image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
+    image = _scratch_image(pixels)
     args = _SAVE_ARGS[image_format]
     file = _scratch_file()
     file.seek(0)  # what a longer image left beyond this one's end is never read

@@ -63,8 +63,9 @@ def test_each_member_header_is_tarfiles(tmp_path, key, size):
 @pytest.mark.parametrize("scratch", ["memfd", "temporary file"])
 def test_encoding_through_the_scratch_file_gives_pillows_bytes(monkeypatch, scratch):
     """encode_image writes through a per-thread scratch file (so that Pillow drops the GIL): the
-    bytes must be those of saving into a buffer, for every format and channel count, and a short
-    image after a long one must not pick up the long one's tail."""
+    bytes must be those of saving into a buffer, for every format and channel count; a short image
+    after a long one must not pick up the long one's tail, nor an image in the thread's reused
+    Pillow image anything of the one before it (its pixels, its mode, its size, its quality)."""
     import os
     import threading
 
@@ -82,7 +83,7 @@ def test_encoding_through_the_scratch_file_gives_pillows_bytes(monkeypatch, scra
 
     def check() -> None:  # in a thread of its own, so that it makes its own scratch file
         for fmt, args in _SAVE_ARGS.items():
-            for quality in (None, 40) if fmt != "png" else (None,):
+            for quality in (None, 40, None) if fmt != "png" else (None,):
                 for pixels in images:
                     buf = io.BytesIO()
                     image = Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels)
