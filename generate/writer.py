@@ -34,8 +34,9 @@ def auto_format(image_size: int, channels: int) -> str:
     An image whose raw pixels fit one 512-byte tar block takes one block in any format, so it stays
     PNG, lossless (the built-in 16 px world); so does grayscale. Larger RGB goes to JPEG at quality
     95: a quarter more bytes than WebP at the same quality, but over 20 times its encode rate and
-    at least twice its decode rate a core, which is what a GPU node runs short of on both sides (BigGAN-deep
-    at its computed H100 rate needs about 3 cores to encode JPEG, 38 for WebP: docs/gpu.md)."""
+    at least twice its decode rate a core, which is what a GPU node runs short of on both sides
+    (BigGAN-deep at its computed H100 rate needs about 3 cores to encode JPEG, 38 for WebP:
+    docs/gpu.md)."""
     return "png" if channels == 1 or image_size * image_size * channels <= 512 else "jpg"
 
 
@@ -44,8 +45,8 @@ def auto_format(image_size: int, channels: int) -> str:
 # JPEG (a third of a millisecond an image at 256 px) kept a second encoder thread from adding
 # anything (benchmarks/writer_ceiling.py measures both). Same bytes either way. The thread also
 # keeps one Pillow image per mode and size and copies each sample's pixels into it: a new image a
-# sample (what Image.fromarray makes) cost the writer an eighth of its JPEG rate at 256 px, in
-# allocation and GIL-held work (docs/results.md, "The writer's ceiling").
+# sample (what Image.fromarray makes) is an allocation and more work under the GIL, at JPEG's
+# rate a visible share of the writer's time (docs/results.md, "The writer's ceiling").
 _scratch = threading.local()
 
 

@@ -95,3 +95,13 @@ def test_encoding_through_the_scratch_file_gives_pillows_bytes(monkeypatch, scra
     thread.start()
     thread.join()
     assert not failures
+
+
+def test_encoding_refuses_what_is_not_a_uint8_image():
+    import numpy as np
+
+    from generate.writer import encode_image
+
+    for pixels in (np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8)):
+        with pytest.raises(ValueError, match=r"uint8 shaped \(H, W, 1 or 3\)"):
+            encode_image(pixels, "png")
