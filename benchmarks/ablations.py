@@ -29,7 +29,11 @@ stands for a default that has since changed; the pp groups' middle variant (the 
 settings) is the main comparison's cell. Every cell is skipped when its result exists.
 
     python -m benchmarks.ablations run [--groups pcs,kd,...] [--seeds 0,1,2] [--budget 5] [--max-minutes 55]
-    python -m benchmarks.ablations report
+    python -m benchmarks.ablations report                       # the whole study: one section, one plot
+    python -m benchmarks.ablations report --groups pp_format    # a group in a section of its own
+
+Every cell's top-1 is also kept in benchmarks/results/ablations.json (tracked), so that a group's
+seeds add up across machines and sittings; `run` skips what is kept there too.
 """
 
 from __future__ import annotations
@@ -42,10 +46,13 @@ import time
 from dataclasses import dataclass
 
 from benchmarks import reproduce, targets
-from benchmarks.common import ROOT, pyplot, read_json, spread, table, write_section
+from benchmarks.common import ROOT, keep_scores, pyplot, read_json, spread, table, write_section
 from benchmarks.reproduce import FULL, Cell, Settings, mask_rate, ssl_flags
 
 WORK = ROOT / "runs" / "ablations"
+# Each cell's top-1, by its result file's path under runs/ (git-ignored, gone with the machine), so
+# that a group's seeds add up across sittings and its report outlives the runs.
+KEPT = ROOT / "benchmarks" / "results" / "ablations.json"
 PLOT = ROOT / "docs" / "ablations.png"
 
 
@@ -139,7 +146,7 @@ def run(args: argparse.Namespace) -> None:
         for seed in args.seeds:
             for variant in GROUPS[group][1]:
                 cell = variant.cell(args.budget, seed)
-                if cell.result(variant.row).exists():
+                if top1(variant, args.budget, seed) is not None:
                     continue
                 if args.max_minutes is not None and time.monotonic() - start > 60 * args.max_minutes:
                     print(f"ablations: --max-minutes {args.max_minutes} reached; rerun the same command to go on",
@@ -149,24 +156,29 @@ def run(args: argparse.Namespace) -> None:
 
 
 def top1(variant: Variant, budget: int, seed: int) -> float | None:
+    """The cell's test top-1, from its run (and kept) or, where the run is gone, from the kept file."""
     path = variant.cell(budget, seed).result(variant.row)
-    return read_json(path)["top1"] if path.exists() else None
+    key = str(path.relative_to(ROOT / "runs"))
+    if path.exists():
+        return keep_scores(KEPT, {key: read_json(path)["top1"]})["scores"][key]
+    return read_json(KEPT).get("scores", {}).get(key) if KEPT.exists() else None
 
 
-def paired_lines(variants: list[Variant], args: argparse.Namespace) -> str:
-    """Each P-SSL variant of a coverage group against PP -> finetune on the same draws."""
-    pp = next(v for v in variants if v.row == "pp")
+def paired_lines(variants: list[Variant], args: argparse.Namespace, rows: tuple[str, ...] = ("pp+fixmatch", "oracle")) -> str:
+    """Each variant of ROWS against the group's first PP -> finetune variant (for a coverage
+    group PP -> finetune itself, for pp_format the PNG shards) on the same draws."""
+    base = next(v for v in variants if v.row == "pp")
     out = []
     for v in variants:
-        if v.row not in ("pp+fixmatch", "oracle"):
+        if v is base or v.row not in rows:
             continue
         diffs = {s: a - b for s in args.seeds if (a := top1(v, args.budget, s)) is not None
-                 and (b := top1(pp, args.budget, s)) is not None}
+                 and (b := top1(base, args.budget, s)) is not None}
         if diffs:
             sd = f"sd {statistics.stdev(diffs.values()):.3f}, " if len(diffs) > 1 else ""
             out.append(f"{v.label} {statistics.mean(diffs.values()):+.3f} ({sd}n={len(diffs)}: "
                        f"{', '.join(f'seed {s} {d:+.3f}' for s, d in diffs.items())})")
-    return "Paired against PP -> finetune, seed by seed: " + "; ".join(out) + "." if out else ""
+    return f"Paired against {base.label}, seed by seed: " + "; ".join(out) + "." if out else ""
 
 
 def pp_schedules(variants: list[Variant], args: argparse.Namespace) -> str:
@@ -181,10 +193,45 @@ def pp_schedules(variants: list[Variant], args: argparse.Namespace) -> str:
     return "The pp runs, as they trained: " + "; ".join(out) + "." if out else ""
 
 
+def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], list[float]]:
+    """A group's table (and, for its kind, the pp schedules or the paired lines), with each
+    variant's mean and sd for the plot."""
+    title, variants = GROUPS[group]
+    rows, means, sds = [], [], []
+    for v in variants:
+        values = [t for s in args.seeds if (t := top1(v, args.budget, s)) is not None]
+        masks = [m for s in args.seeds if (m := mask_rate(v.cell(args.budget, s).folder(v.row))) is not None]
+        rows.append([v.label, reproduce.LABELS[v.row].strip("*"), spread(values) if values else "—", len(values),
+                     f"{statistics.mean(masks):.2f}" if masks else ""])
+        means.append(statistics.mean(values) if values else float("nan"))
+        sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+    part = f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows)
+    if group in ("pp_size", "pp_epochs", "pp_format"):
+        part += "\n\n" + pp_schedules(variants, args)
+    if group == "pp_format":
+        part += "\n\n" + paired_lines(variants, args, rows=("pp",))
+    target = variants[0].change.get("target")
+    if target:
+        tree = variants[0].cell(args.budget, args.seeds[0]).exported()  # the test split is the same for every seed
+        seen = targets.source_recognition(tree)
+        part += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
+                 f"{seen['top1']:.3f}; its mean top-1 probability on seed {args.seeds[0]}'s labeled images: "
+                 f"{seen['mean_top_prob']:.2f}. " + paired_lines(variants, args))
+    return part, means, sds
+
+
 def report(args: argparse.Namespace) -> None:
+    if args.groups:  # each its own section, beside the whole study's (which needs every group's runs)
+        for group in args.groups:
+            part = group_part(group, args)[0]
+            write_section(f"ablations_{group}", f"### Ablation at {args.budget} labels a class: {GROUPS[group][0]}\n\n"
+                          f"Command: `python -m benchmarks.ablations run --groups {group} --budget {args.budget} --seeds "
+                          f"{','.join(map(str, args.seeds))}`, then `report --groups {group}` (benchmarks/ablations.py "
+                          "says what the group varies); test top-1 on digits, mean ± sd over seeds.\n\n" + part)
+            print(part)
+        return
     plt = pyplot()
-    present = [g for g in GROUPS if any(v.cell(args.budget, s).result(v.row).exists()
-                                        for v in GROUPS[g][1] for s in args.seeds)]
+    present = [g for g in GROUPS if any(top1(v, args.budget, s) is not None for v in GROUPS[g][1] for s in args.seeds)]
     if not present:
         raise SystemExit(f"no ablation results under {WORK}: run `python -m benchmarks.ablations run` first")
     cols = min(4, len(present))
@@ -195,29 +242,13 @@ def report(args: argparse.Namespace) -> None:
     parts = []
     for ax, group in zip(axes.flat, present):
         title, variants = GROUPS[group]
-        rows, means, sds = [], [], []
-        for v in variants:
-            values = [read_json(p)["top1"] for s in args.seeds if (p := v.cell(args.budget, s).result(v.row)).exists()]
-            masks = [m for s in args.seeds if (m := mask_rate(v.cell(args.budget, s).folder(v.row))) is not None]
-            rows.append([v.label, reproduce.LABELS[v.row].strip("*"), spread(values) if values else "—", len(values),
-                         f"{statistics.mean(masks):.2f}" if masks else ""])
-            means.append(statistics.mean(values) if values else float("nan"))
-            sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        part, means, sds = group_part(group, args)
+        parts.append(part)
         ax.bar(range(len(variants)), means, yerr=sds, capsize=3, color=[f"C{i}" for i in range(len(variants))])
         ax.set_xticks(range(len(variants)), [v.label for v in variants], rotation=30, ha="right", fontsize=7)
         finite = [m for m in means if m == m]
         ax.set_ylim(max(0, min(finite) - 0.05), min(1, max(finite) + 0.02))
         ax.set_title(title, fontsize=8)
-        parts.append(f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows))
-        if group in ("pp_size", "pp_epochs"):
-            parts[-1] += "\n\n" + pp_schedules(variants, args)
-        target = variants[0].change.get("target")
-        if target:
-            tree = variants[0].cell(args.budget, args.seeds[0]).exported()  # the test split is the same for every seed
-            seen = targets.source_recognition(tree)
-            parts[-1] += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
-                          f"{seen['top1']:.3f}; its mean top-1 probability on seed {args.seeds[0]}'s labeled images: "
-                          f"{seen['mean_top_prob']:.2f}. " + paired_lines(variants, args))
     for row in axes:
         row[0].set_ylabel(f"test top-1, {args.budget} labels/class")
     fig.tight_layout()
@@ -242,9 +273,10 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--seeds", type=ints, default=[0, 1, 2])
         p.add_argument("--budget", type=int, default=5, help="Labeled images a class.")
+        p.add_argument("--groups", type=lambda s: s.split(","), default=list(GROUPS) if name == "run" else None,
+                       help=f"Comma-separated, of: {', '.join(GROUPS)}. report: each group given gets a section of "
+                            "its own (default: the whole study, one section and its plot).")
         if name == "run":
-            p.add_argument("--groups", type=lambda s: s.split(","), default=list(GROUPS),
-                           help=f"Comma-separated, of: {', '.join(GROUPS)}.")
             p.add_argument("--max-minutes", type=float, help="Start no new cell after this long (a sitting).")
     args = ap.parse_args()
     run(args) if args.cmd == "run" else report(args)
