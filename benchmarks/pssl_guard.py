@@ -202,12 +202,14 @@ def describe(diffs: list[float]) -> str:
 
 
 def readme_table(seeds: list[int]) -> str:
-    """The README's table: each target and budget at pttrain pssl's defaults, beside PP -> finetune."""
+    """The README's table: each target and budget at pttrain pssl's defaults, beside PP -> finetune
+    (and, at 2 labels a class, beside what the target's real unlabeled images give)."""
     rows = []
-    cells = [("digits", 2), ("digits", 5), ("digits", 10), ("lookalikes", 5), ("lookalikes-sharp", 5)]
+    cells = [("digits", 2), ("digits", 5), ("digits", 10), ("lookalikes", 2), ("lookalikes", 5),
+             ("lookalikes-sharp", 2), ("lookalikes-sharp", 5)]
     for target, budget in cells:
         values = {r: [v for s in seeds if (v := top1(target, budget, s, r)) is not None]
-                  for r in ("logreg", "pp", "control", "default")}
+                  for r in ("logreg", "pp", "control", "default", "oracle")}
         diffs = paired(target, budget, seeds, "default", "pp")
         confidence = [r["targets_mean_confidence"] for s in seeds
                       if (r := train_record(target, budget, s, "default")).get("targets_mean_confidence")]
@@ -216,7 +218,7 @@ def readme_table(seeds: list[int]) -> str:
                        for v in values.values()), describe(diffs)])
     return table(["target", "source's confidence", "logistic regression, pixels", "PP -> finetune",
                   "P-SSL at weight 0 (control)", "PP + P-SSL (the method, --guard gate)",
-                  "method minus PP -> finetune, paired"], rows)
+                  "oracle: real unlabeled images", "method minus PP -> finetune, paired"], rows)
 
 
 def report(args: argparse.Namespace) -> None:
@@ -248,7 +250,7 @@ def report(args: argparse.Namespace) -> None:
                     guards.append([f"{target}, {budget}/class", LABELS[row], f"{statistics.mean(confidence):.2f}",
                                    f"{statistics.mean(kept):.2f}", f"{statistics.mean(weights):.2f}"])
     text = [
-        "Command: `python -m benchmarks.pssl_guard run --parts gate,budgets,main --seeds 0,1,2`, then "
+        "Command: `python -m benchmarks.pssl_guard run --parts gate,budgets,oracle,main --seeds 0,1,2 --jobs 2`, then "
         "`python -m benchmarks.pssl_guard report` (benchmarks/pssl_guard.py says what each row runs). Built-in "
         "source world, resnet18, pseudo shards from `ptgen pseudo` at its defaults (10 a labeled image, top-1 soft "
         f"label); P-SSL is FixMatch (threshold 0.95) at finetune's labeled batch ({BATCH}) and schedule, "
