@@ -164,7 +164,8 @@ def top1(variant: Variant, budget: int, seed: int) -> float | None:
     return read_json(KEPT).get("scores", {}).get(key) if KEPT.exists() else None
 
 
-def paired_lines(variants: list[Variant], args: argparse.Namespace, rows: tuple[str, ...] = ("pp+fixmatch", "oracle")) -> str:
+def paired_lines(variants: list[Variant], args: argparse.Namespace,
+                 rows: tuple[str, ...] = ("pp+fixmatch", "oracle")) -> str:
     """Each variant of ROWS against the group's first PP -> finetune variant (for a coverage
     group PP -> finetune itself, for pp_format the PNG shards) on the same draws."""
     base = next(v for v in variants if v.row == "pp")
@@ -227,7 +228,8 @@ def report(args: argparse.Namespace) -> None:
             write_section(f"ablations_{group}", f"### Ablation at {args.budget} labels a class: {GROUPS[group][0]}\n\n"
                           f"Command: `python -m benchmarks.ablations run --groups {group} --budget {args.budget} --seeds "
                           f"{','.join(map(str, args.seeds))}`, then `report --groups {group}` (benchmarks/ablations.py "
-                          "says what the group varies); test top-1 on digits, mean ± sd over seeds.\n\n" + part)
+                          "says what the group varies); test top-1 on digits (a coverage group: on its own target), "
+                          "mean ± sd over seeds.\n\n" + part)
             print(part)
         return
     plt = pyplot()

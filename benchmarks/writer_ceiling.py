@@ -257,8 +257,8 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
             got = pipeline_slice(crops, fmt, w, max(len(crops), int(slice_rate * w * slice_seconds)), work, pipes[w])
             per_round[str(w)].append(got / (slice_rate * w))
     row = {"format": fmt, "quality": quality, "bare_per_core": bare.rate, "bare_cpu_s": bare.cpu_per_image,
-           "bytes_per_image": sum(map(len, encoded)) / len(encoded), "decode_per_core": decode_rate(encoded, fmt, seconds / 2),
-           "pipeline": {}}
+           "bytes_per_image": sum(map(len, encoded)) / len(encoded),
+           "decode_per_core": decode_rate(encoded, fmt, seconds / 2), "pipeline": {}}
     if workers:
         row["serial"] = {"images_per_s": serial.rate, "cpu_s": serial.cpu_per_image,
                          "of_bare": serial.rate / bare.rate, "rounds": per_round["serial"]}
@@ -292,8 +292,8 @@ def run(args: argparse.Namespace) -> None:
                     print(f"  one thread, whole per-sample work: {row['serial']['images_per_s']:.1f} img/s = "
                           f"{row['serial']['of_bare']:.2f} of bare", flush=True)
                 for w, p in row["pipeline"].items():
-                    print(f"  {w} workers: {p['images_per_s']:.1f} img/s = {p['of_bare_x_workers']:.2f} of bare x workers "
-                          f"(rounds {min(p['rounds']):.2f}-{max(p['rounds']):.2f}); CPU {p['cpu_s'] * 1e3:.2f} ms an "
+                    print(f"  {w} workers: {p['images_per_s']:.1f} img/s = {p['of_bare_x_workers']:.2f} of bare x "
+                          f"workers (rounds {min(p['rounds']):.2f}-{max(p['rounds']):.2f}); CPU {p['cpu_s'] * 1e3:.2f} ms an "
                           f"image against {row['bare_cpu_s'] * 1e3:.2f} bare", flush=True)
                 result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
@@ -324,7 +324,8 @@ def report(args: argparse.Namespace) -> None:
         if "serial" in row:
             p = row["serial"]
             pipeline_rows.append([name, "none: one thread", f"{p['images_per_s']:.1f}", f"{row['bare_per_core']:.1f}",
-                                  f"{p['of_bare']:.2f}", spread(p), f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
+                                  f"{p['of_bare']:.2f}", spread(p),
+                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
                                   f"{p['of_bare_x_workers']:.2f}", spread(p),
@@ -350,8 +351,8 @@ Per format, one core (encode with the shards' own settings; decode with the shar
 {table(["format", "kB per image", "encode img/s per core", "decode img/s per core"], rows)}
 
 The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality, measured in
-{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, 1 worker, 2 workers, in
-turn), so that the machine's drift weighs on both sides of a ratio alike: the ratio is the
+{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, the one-thread row, then each
+worker count, in turn), so that the machine's drift weighs on both sides of a ratio alike: the ratio is the
 rounds' images/s pooled over the bare rate pooled times the workers; "by round" gives the lowest
 and the highest of the rounds' own ratios. The row without a pool is the writer's whole
 per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one
