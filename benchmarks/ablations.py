@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import statistics
 import sys
 import time
@@ -158,10 +159,16 @@ def run(args: argparse.Namespace) -> None:
 def top1(variant: Variant, budget: int, seed: int) -> float | None:
     """The cell's test top-1, from its run (and kept) or, where the run is gone, from the kept file."""
     path = variant.cell(budget, seed).result(variant.row)
-    key = str(path.relative_to(ROOT / "runs"))
-    if path.exists():
-        return keep_scores(KEPT, {key: read_json(path)["top1"]})["scores"][key]
-    return read_json(KEPT).get("scores", {}).get(key) if KEPT.exists() else None
+    key, scores = str(path.relative_to(ROOT / "runs")), kept()
+    if path.exists() and scores.get(key) != (found := read_json(path)["top1"]):
+        scores.update(keep_scores(KEPT, {key: found})["scores"])
+    return scores.get(key)
+
+
+@functools.cache
+def kept() -> dict[str, float]:
+    """The kept file's scores, read once a process; `top1` writes the file only for a new score."""
+    return read_json(KEPT).get("scores", {}) if KEPT.exists() else {}
 
 
 def paired_lines(variants: list[Variant], args: argparse.Namespace,

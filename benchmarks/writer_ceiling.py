@@ -248,8 +248,8 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
     that the machine's drift from minute to minute weighs on both sides of a ratio alike."""
     bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
     per_round: dict[str, list[float]] = {str(w): [] for w in ["serial", *workers]}
+    slice_seconds = seconds / (rounds if workers else 1)
     for _ in range(rounds if workers else 1):
-        slice_seconds = seconds / (rounds if workers else 1)
         encoded, slice_rate = bare_slice(crops, fmt, quality, slice_seconds, bare)
         if workers:
             per_round["serial"].append(serial_slice(crops, fmt, slice_seconds, serial) / slice_rate)
@@ -309,7 +309,7 @@ def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
     return math.ceil(rate / (per_core * efficiency)) + 1
 
 
-def spread(measured: dict) -> str:
+def round_range(measured: dict) -> str:
     """The lowest and the highest of a measurement's per-round ratios."""
     return f"{min(measured['rounds']):.2f}-{max(measured['rounds']):.2f}" if "rounds" in measured else "-"
 
@@ -324,11 +324,11 @@ def report(args: argparse.Namespace) -> None:
         if "serial" in row:
             p = row["serial"]
             pipeline_rows.append([name, "none: one thread", f"{p['images_per_s']:.1f}", f"{row['bare_per_core']:.1f}",
-                                  f"{p['of_bare']:.2f}", spread(p),
+                                  f"{p['of_bare']:.2f}", round_range(p),
                                   f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
-                                  f"{p['of_bare_x_workers']:.2f}", spread(p),
+                                  f"{p['of_bare_x_workers']:.2f}", round_range(p),
                                   f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
     gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}"]
                 for fmt, sinks in result["gil"].items() for sink, g in sinks.items()]
