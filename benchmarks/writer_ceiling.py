@@ -88,38 +88,6 @@ def encode_into_buffer(pixels: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def threads_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, threads: int,
-                 seconds: float) -> float:
-    """Images/s of `threads` threads encoding the crops in turn for about `seconds`."""
-    counts, stop = [0] * threads, time.perf_counter() + seconds
-
-    def loop(k: int) -> None:
-        while time.perf_counter() < stop or not counts[k]:
-            encode(crops[(counts[k] + k) % len(crops)], fmt)
-            counts[k] += 1
-
-    start = time.perf_counter()
-    workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return sum(counts) / (time.perf_counter() - start)
-
-
-def gil_check(crops: np.ndarray, seconds: float) -> dict:
-    """Per format, images/s of one thread and of two, encoding into the writer's scratch file
-    (`encode_image`) and into a BytesIO: where Pillow holds the GIL, two threads give no more than one."""
-    out = {}
-    for fmt in IMAGE_FORMATS:
-        out[fmt] = {}
-        for sink, encode in (("file", encode_image), ("bytesio", encode_into_buffer)):
-            encode(crops[0], fmt)  # warm-up
-            one, two = (threads_rate(encode, fmt, crops, n, seconds) for n in (1, 2))
-            out[fmt][sink] = {"one_thread": one, "two_threads": two, "scaling": two / one}
-    return out
-
-
 def cpu_seconds() -> float:
     """CPU time of all this process's threads."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -146,6 +114,40 @@ class Tally:
     @property
     def cpu_per_image(self) -> float:
         return self.cpu / self.images
+
+
+def threads_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, threads: int,
+                 seconds: float, tally: Tally | None = None) -> float:
+    """Images/s of `threads` threads encoding the crops in turn for about `seconds`, counted into
+    `tally` where one is given."""
+    counts, stop, cpu = [0] * threads, time.perf_counter() + seconds, cpu_seconds()
+
+    def loop(k: int) -> None:
+        while time.perf_counter() < stop or not counts[k]:
+            encode(crops[(counts[k] + k) % len(crops)], fmt)
+            counts[k] += 1
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - start
+    return (tally or Tally()).add(sum(counts), elapsed, cpu_seconds() - cpu)
+
+
+def gil_check(crops: np.ndarray, seconds: float) -> dict:
+    """Per format, images/s of one thread and of two, encoding into the writer's scratch file
+    (`encode_image`) and into a BytesIO: where Pillow holds the GIL, two threads give no more than one."""
+    out = {}
+    for fmt in IMAGE_FORMATS:
+        out[fmt] = {}
+        for sink, encode in (("file", encode_image), ("bytesio", encode_into_buffer)):
+            encode(crops[0], fmt)  # warm-up
+            one, two = (threads_rate(encode, fmt, crops, n, seconds) for n in (1, 2))
+            out[fmt][sink] = {"one_thread": one, "two_threads": two, "scaling": two / one}
+    return out
 
 
 def bare_slice(crops: np.ndarray, fmt: str, quality: int | None, seconds: float,
@@ -247,6 +249,11 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
     each worker count, in `rounds` interleaved slices (bare, then each worker count, in turn), so
     that the machine's drift from minute to minute weighs on both sides of a ratio alike."""
     bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
+    # The bare encode in as many threads as the writer has encoders: what this machine's cores
+    # give together, which is less than one core's rate times the cores where they share the
+    # host's resources; the writer cannot beat it, so its ratio tells the writer's own loss.
+    together = {w: Tally() for w in workers if w > 1}
+    together_rounds: dict[int, list[float]] = {w: [] for w in together}
     per_round: dict[str, list[float]] = {str(w): [] for w in ["serial", *workers]}
     slice_seconds = seconds / (rounds if workers else 1)
     for _ in range(rounds if workers else 1):
@@ -254,8 +261,14 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
         if workers:
             per_round["serial"].append(serial_slice(crops, fmt, slice_seconds, serial) / slice_rate)
         for w in workers:
+            together_rate = w * slice_rate
+            if w in together:
+                together_rate = threads_rate(lambda pixels, fmt: encode_image(pixels, fmt, quality), fmt, crops, w,
+                                             slice_seconds, together[w])
             got = pipeline_slice(crops, fmt, w, max(len(crops), int(slice_rate * w * slice_seconds)), work, pipes[w])
             per_round[str(w)].append(got / (slice_rate * w))
+            if w in together:
+                together_rounds[w].append(got / together_rate)
     row = {"format": fmt, "quality": quality, "bare_per_core": bare.rate, "bare_cpu_s": bare.cpu_per_image,
            "bytes_per_image": sum(map(len, encoded)) / len(encoded),
            "decode_per_core": decode_rate(encoded, fmt, seconds / 2), "pipeline": {}}
@@ -263,8 +276,11 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
         row["serial"] = {"images_per_s": serial.rate, "cpu_s": serial.cpu_per_image,
                          "of_bare": serial.rate / bare.rate, "rounds": per_round["serial"]}
     for w, tally in pipes.items():
+        bare_together = together[w].rate if w in together else bare.rate
         row["pipeline"][str(w)] = {"images": tally.images, "images_per_s": tally.rate, "cpu_s": tally.cpu_per_image,
-                                   "of_bare_x_workers": tally.rate / (bare.rate * w), "rounds": per_round[str(w)]}
+                                   "of_bare_x_workers": tally.rate / (bare.rate * w), "rounds": per_round[str(w)],
+                                   "bare_in_workers_threads": bare_together, "of_bare_threads": tally.rate / bare_together,
+                                   "threads_rounds": together_rounds.get(w, per_round[str(w)])}
     return row
 
 
@@ -293,8 +309,9 @@ def run(args: argparse.Namespace) -> None:
                           f"{row['serial']['of_bare']:.2f} of bare", flush=True)
                 for w, p in row["pipeline"].items():
                     print(f"  {w} workers: {p['images_per_s']:.1f} img/s = {p['of_bare_x_workers']:.2f} of bare x "
-                          f"workers (rounds {min(p['rounds']):.2f}-{max(p['rounds']):.2f}); CPU {p['cpu_s'] * 1e3:.2f} ms an "
-                          f"image against {row['bare_cpu_s'] * 1e3:.2f} bare", flush=True)
+                          f"workers (rounds {round_range(p['rounds'])}), {p['of_bare_threads']:.2f} of the bare encode "
+                          f"in {w} threads (rounds {round_range(p['threads_rounds'])}); CPU {p['cpu_s'] * 1e3:.2f} ms "
+                          f"an image against {row['bare_cpu_s'] * 1e3:.2f} bare", flush=True)
                 result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -309,9 +326,9 @@ def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
     return math.ceil(rate / (per_core * efficiency)) + 1
 
 
-def round_range(measured: dict) -> str:
+def round_range(ratios: list[float]) -> str:
     """The lowest and the highest of a measurement's per-round ratios."""
-    return f"{min(measured['rounds']):.2f}-{max(measured['rounds']):.2f}" if "rounds" in measured else "-"
+    return f"{min(ratios):.2f}-{max(ratios):.2f}"
 
 
 def report(args: argparse.Namespace) -> None:
@@ -324,11 +341,13 @@ def report(args: argparse.Namespace) -> None:
         if "serial" in row:
             p = row["serial"]
             pipeline_rows.append([name, "none: one thread", f"{p['images_per_s']:.1f}", f"{row['bare_per_core']:.1f}",
-                                  f"{p['of_bare']:.2f}", round_range(p),
+                                  f"{p['of_bare']:.2f}", round_range(p["rounds"]), "-", "-", "-",
                                   f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
-                                  f"{p['of_bare_x_workers']:.2f}", round_range(p),
+                                  f"{p['of_bare_x_workers']:.2f}", round_range(p["rounds"]),
+                                  f"{p['bare_in_workers_threads']:.1f}", f"{p['of_bare_threads']:.2f}",
+                                  round_range(p["threads_rounds"]),
                                   f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
     gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}"]
                 for fmt, sinks in result["gil"].items() for sink, g in sinks.items()]
@@ -356,12 +375,17 @@ worker count, in turn), so that the machine's drift weighs on both sides of a ra
 rounds' images/s pooled over the bare rate pooled times the workers; "by round" gives the lowest
 and the highest of the rounds' own ratios. The row without a pool is the writer's whole
 per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one
-thread: what the pool would reach if threads cost nothing. Its CPU time per image counts every
+thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
+encode run in as many threads as the writer has encoders, in the same rounds: what this machine's
+cores give together, the most any writer could reach. Where it falls short of one core's rate
+times the threads, the cores share something on the host (the GIL check above shows how much),
+and that shortfall is the machine's, not the writer's. The CPU time per image counts every
 thread (sampler, encoders, writer): where it matches the bare encode's, a ratio short of 1 is
 time spent waiting, not work added.
 
 {table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)", "ratio by round",
-        "CPU ms per image: pipeline (all threads) / bare"], pipeline_rows)}
+        "bare in as many threads, img/s", "ratio to it", "by round", "CPU ms per image: pipeline (all threads) / bare"],
+       pipeline_rows)}
 """)
     # Per format, the writer's worst measured share of bare x workers (at most 1).
     written = {name: row for name, row in formats.items() if row["pipeline"]}

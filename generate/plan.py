@@ -18,12 +18,66 @@ from ptcommon.shards import num_shards, sample_key, shard_name
 __all__ = ["WorkPlan", "sample_key", "sample_seed"]
 
 
-@functools.lru_cache(maxsize=1 << 16)  # asked for twice a sample: by the sampler, then by its record
 def sample_seed(seed: int, index: int) -> int:
     """A 63-bit seed for sample `index`, decorrelated from its neighbours' (no `seed + index` overlap
-    between runs whose base seeds differ by a small number)."""
-    state = np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0]
-    return int(state >> np.uint64(1))
+    between runs whose base seeds differ by a small number): the top 63 bits of the first 64-bit
+    word of NumPy's `SeedSequence([seed, index])`.
+
+    Computed a block of consecutive indices at a time. SeedSequence one index at a time costs
+    about 10 us, asked for twice a sample (by the sampler, then by its record): at JPEG's encode
+    rate at 256 px that was a few per cent of the writer's time (docs/results.md, "The writer's ceiling")."""
+    return _seed_block(seed, index // _SEED_BLOCK)[index % _SEED_BLOCK]
+
+
+_SEED_BLOCK = 1024  # divides 2**32, so an index's count of 32-bit words is the same over a block
+# NumPy's SeedSequence constants (numpy/random/bit_generator.pyx): its hash is restated here
+# over arrays, and tests/test_plan.py pins it to SeedSequence itself.
+_POOL, _INIT_A, _MULT_A, _INIT_B, _MULT_B = 4, 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_L, _MIX_R, _MASK = 0xCA01F9DD, 0x4973F715, 0xFFFFFFFF
+
+
+def _words(n: int) -> list[int]:
+    """SeedSequence's entropy words of a non-negative int: 32 bits each, least significant first, at least one."""
+    return [(n >> shift) & _MASK for shift in range(0, max(n.bit_length(), 1), 32)]
+
+
+@functools.lru_cache(maxsize=64)  # the blocks the encoder threads are working through
+def _seed_block(seed: int, block: int) -> list[int]:
+    """`sample_seed` for indices [block, block + 1) * _SEED_BLOCK, by SeedSequence's own hash over all at once."""
+    # Only the lowest word varies over a block: it starts at a multiple of _SEED_BLOCK.
+    low, *high = _words(block * _SEED_BLOCK)
+    entropy = [np.full(_SEED_BLOCK, word, dtype=np.uint32) for word in _words(seed)]
+    entropy += [low + np.arange(_SEED_BLOCK, dtype=np.uint32), *(np.full(_SEED_BLOCK, w, dtype=np.uint32) for w in high)]
+    hash_const = _INIT_A
+
+    def hashmix(value: np.ndarray) -> np.ndarray:
+        nonlocal hash_const
+        value = value ^ np.uint32(hash_const)
+        hash_const = hash_const * _MULT_A & _MASK
+        value = value * np.uint32(hash_const)
+        return value ^ (value >> np.uint32(16))
+
+    def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        result = np.uint32(_MIX_L) * x - np.uint32(_MIX_R) * y
+        return result ^ (result >> np.uint32(16))
+
+    zero = np.zeros(_SEED_BLOCK, dtype=np.uint32)
+    pool = [hashmix(entropy[i] if i < len(entropy) else zero) for i in range(_POOL)]
+    for src in range(_POOL):
+        for dst in range(_POOL):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    for word in entropy[_POOL:]:
+        for dst in range(_POOL):
+            pool[dst] = mix(pool[dst], hashmix(word))
+    # generate_state(1, uint64): the pool's first two words, hashed again, as one little-endian uint64.
+    hash_const, state = _INIT_B, []
+    for word in pool[:2]:
+        word = word ^ np.uint32(hash_const)
+        hash_const = hash_const * _MULT_B & _MASK
+        word = word * np.uint32(hash_const)
+        state.append((word ^ (word >> np.uint32(16))).astype(np.uint64))
+    return ((state[0] | state[1] << np.uint64(32)) >> np.uint64(1)).tolist()
 
 
 @dataclass(frozen=True)
