@@ -23,9 +23,9 @@ def sample_seed(seed: int, index: int) -> int:
     between runs whose base seeds differ by a small number): the top 63 bits of the first 64-bit
     word of NumPy's `SeedSequence([seed, index])`.
 
-    Computed a block of consecutive indices at a time. SeedSequence one index at a time costs
-    about 10 us, asked for twice a sample (by the sampler, then by its record): at JPEG's encode
-    rate at 256 px that was a few per cent of the writer's time (docs/results.md, "The writer's ceiling")."""
+    Computed a block of consecutive indices at a time, with the same result: SeedSequence builds
+    Python objects and arrays for each index, which at JPEG's encode rate at 256 px showed in the
+    writer's time (the one-thread row of docs/results.md, "The writer's ceiling")."""
     return _seed_block(seed, index // _SEED_BLOCK)[index % _SEED_BLOCK]
 
 
