@@ -13,9 +13,10 @@ writer comes to that rate times its encoder threads when the generator costs not
             (`ptcommon.shards.open_image`), the training side's cost
   pipeline  `ptgen synth`'s runner (encoder pool, tar writer, manifest parts) fed by a stand-in
             generator that hands back the stored crops at no cost, at each --workers, against
-            bare x workers (goal: at least 0.9), at each format's default quality, in --rounds
-            slices interleaved with the bare encode's (this machine's speed drifts from
-            minute to minute, and a ratio must not divide one minute by another); with the CPU
+            bare x workers (goal: at least 0.9) and against the bare encode run in as many
+            threads (what the machine's cores give together), at each format's default quality,
+            in --rounds slices interleaved with the bare encode's (this machine's speed drifts
+            from minute to minute, and a ratio must not divide one minute by another); with the CPU
             time of all the process's threads per image beside the bare encode's, which tells work
             added (the CPU share) from waiting (the rest of a shortfall)
 
@@ -246,8 +247,9 @@ def pipeline_slice(crops: np.ndarray, fmt: str, workers: int, images: int, work:
 def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: list[int], seconds: float,
                    rounds: int, work: Path) -> dict:
     """One format at one quality: the bare encode, and where `workers` is not empty the writer at
-    each worker count, in `rounds` interleaved slices (bare, then each worker count, in turn), so
-    that the machine's drift from minute to minute weighs on both sides of a ratio alike."""
+    each worker count, in `rounds` interleaved slices (bare, the one-thread row, then for each
+    worker count the bare encode in as many threads and the writer, in turn), so that the
+    machine's drift from minute to minute weighs on both sides of a ratio alike."""
     bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
     # The bare encode in as many threads as the writer has encoders: what this machine's cores
     # give together, which is less than one core's rate times the cores where they share the
@@ -370,8 +372,8 @@ Per format, one core (encode with the shards' own settings; decode with the shar
 {table(["format", "kB per image", "encode img/s per core", "decode img/s per core"], rows)}
 
 The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality, measured in
-{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, the one-thread row, then each
-worker count, in turn), so that the machine's drift weighs on both sides of a ratio alike: the ratio is the
+{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, the one-thread row, then for each
+worker count the bare encode in as many threads and the writer, in turn), so that the machine's drift weighs on both sides of a ratio alike: the ratio is the
 rounds' images/s pooled over the bare rate pooled times the workers; "by round" gives the lowest
 and the highest of the rounds' own ratios. The row without a pool is the writer's whole
 per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -41,6 +42,23 @@ def _words(n: int) -> list[int]:
     return [(n >> shift) & _MASK for shift in range(0, max(n.bit_length(), 1), 32)]
 
 
+def _hasher(init: int, mult: int) -> Callable[[np.ndarray], np.ndarray]:
+    """SeedSequence's hash of 32-bit words, over arrays: its constant moves on at every call."""
+    const = init
+
+    def hash_words(value: np.ndarray) -> np.ndarray:
+        nonlocal const
+        value = value ^ np.uint32(const)
+        const = const * mult & _MASK
+        return _xorshift(value * np.uint32(const))
+
+    return hash_words
+
+
+def _xorshift(value: np.ndarray) -> np.ndarray:
+    return value ^ (value >> np.uint32(16))
+
+
 @functools.lru_cache(maxsize=64)  # the blocks the encoder threads are working through
 def _seed_block(seed: int, block: int) -> list[int]:
     """`sample_seed` for indices [block, block + 1) * _SEED_BLOCK, by SeedSequence's own hash over all at once."""
@@ -48,18 +66,10 @@ def _seed_block(seed: int, block: int) -> list[int]:
     low, *high = _words(block * _SEED_BLOCK)
     entropy = [np.full(_SEED_BLOCK, word, dtype=np.uint32) for word in _words(seed)]
     entropy += [low + np.arange(_SEED_BLOCK, dtype=np.uint32), *(np.full(_SEED_BLOCK, w, dtype=np.uint32) for w in high)]
-    hash_const = _INIT_A
-
-    def hashmix(value: np.ndarray) -> np.ndarray:
-        nonlocal hash_const
-        value = value ^ np.uint32(hash_const)
-        hash_const = hash_const * _MULT_A & _MASK
-        value = value * np.uint32(hash_const)
-        return value ^ (value >> np.uint32(16))
+    hashmix = _hasher(_INIT_A, _MULT_A)
 
     def mix(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        result = np.uint32(_MIX_L) * x - np.uint32(_MIX_R) * y
-        return result ^ (result >> np.uint32(16))
+        return _xorshift(np.uint32(_MIX_L) * x - np.uint32(_MIX_R) * y)
 
     zero = np.zeros(_SEED_BLOCK, dtype=np.uint32)
     pool = [hashmix(entropy[i] if i < len(entropy) else zero) for i in range(_POOL)]
@@ -71,13 +81,9 @@ def _seed_block(seed: int, block: int) -> list[int]:
         for dst in range(_POOL):
             pool[dst] = mix(pool[dst], hashmix(word))
     # generate_state(1, uint64): the pool's first two words, hashed again, as one little-endian uint64.
-    hash_const, state = _INIT_B, []
-    for word in pool[:2]:
-        word = word ^ np.uint32(hash_const)
-        hash_const = hash_const * _MULT_B & _MASK
-        word = word * np.uint32(hash_const)
-        state.append((word ^ (word >> np.uint32(16))).astype(np.uint64))
-    return ((state[0] | state[1] << np.uint64(32)) >> np.uint64(1)).tolist()
+    state = _hasher(_INIT_B, _MULT_B)
+    low, high = (state(word).astype(np.uint64) for word in pool[:2])
+    return ((low | high << np.uint64(32)) >> np.uint64(1)).tolist()
 
 
 @dataclass(frozen=True)
