@@ -81,9 +81,9 @@ def _seed_block(seed: int, block: int) -> list[int]:
         for dst in range(_POOL):
             pool[dst] = mix(pool[dst], hashmix(word))
     # generate_state(1, uint64): the pool's first two words, hashed again, as one little-endian uint64.
-    state = _hasher(_INIT_B, _MULT_B)
-    low, high = (state(word).astype(np.uint64) for word in pool[:2])
-    return ((low | high << np.uint64(32)) >> np.uint64(1)).tolist()
+    finish = _hasher(_INIT_B, _MULT_B)
+    first, second = (finish(word).astype(np.uint64) for word in pool[:2])
+    return ((first | second << np.uint64(32)) >> np.uint64(1)).tolist()
 
 
 @dataclass(frozen=True)
