@@ -253,9 +253,10 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
     bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
     # The bare encode in as many threads as the writer has encoders: what this machine's cores
     # give together, which is less than one core's rate times the cores where they share the
-    # host's resources; the writer cannot beat it, so its ratio tells the writer's own loss.
-    together = {w: Tally() for w in workers if w > 1}
-    together_rounds: dict[int, list[float]] = {w: [] for w in together}
+    # host's resources; the writer cannot beat it, so its ratio tells the writer's own loss. In
+    # one thread it is the bare encode itself.
+    together = {w: bare if w == 1 else Tally() for w in workers}
+    together_rounds: dict[int, list[float]] = {w: [] for w in workers}
     per_round: dict[str, list[float]] = {str(w): [] for w in ["serial", *workers]}
     slice_seconds = seconds / (rounds if workers else 1)
     for _ in range(rounds if workers else 1):
@@ -263,14 +264,11 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
         if workers:
             per_round["serial"].append(serial_slice(crops, fmt, slice_seconds, serial) / slice_rate)
         for w in workers:
-            together_rate = w * slice_rate
-            if w in together:
-                together_rate = threads_rate(lambda pixels, fmt: encode_image(pixels, fmt, quality), fmt, crops, w,
-                                             slice_seconds, together[w])
+            together_rate = slice_rate if w == 1 else threads_rate(
+                lambda pixels, fmt: encode_image(pixels, fmt, quality), fmt, crops, w, slice_seconds, together[w])
             got = pipeline_slice(crops, fmt, w, max(len(crops), int(slice_rate * w * slice_seconds)), work, pipes[w])
             per_round[str(w)].append(got / (slice_rate * w))
-            if w in together:
-                together_rounds[w].append(got / together_rate)
+            together_rounds[w].append(got / together_rate)
     row = {"format": fmt, "quality": quality, "bare_per_core": bare.rate, "bare_cpu_s": bare.cpu_per_image,
            "bytes_per_image": sum(map(len, encoded)) / len(encoded),
            "decode_per_core": decode_rate(encoded, fmt, seconds / 2), "pipeline": {}}
@@ -278,11 +276,10 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
         row["serial"] = {"images_per_s": serial.rate, "cpu_s": serial.cpu_per_image,
                          "of_bare": serial.rate / bare.rate, "rounds": per_round["serial"]}
     for w, tally in pipes.items():
-        bare_together = together[w].rate if w in together else bare.rate
         row["pipeline"][str(w)] = {"images": tally.images, "images_per_s": tally.rate, "cpu_s": tally.cpu_per_image,
                                    "of_bare_x_workers": tally.rate / (bare.rate * w), "rounds": per_round[str(w)],
-                                   "bare_in_workers_threads": bare_together, "of_bare_threads": tally.rate / bare_together,
-                                   "threads_rounds": together_rounds.get(w, per_round[str(w)])}
+                                   "bare_in_workers_threads": together[w].rate,
+                                   "of_bare_threads": tally.rate / together[w].rate, "threads_rounds": together_rounds[w]}
     return row
 
 
@@ -372,10 +369,11 @@ Per format, one core (encode with the shards' own settings; decode with the shar
 {table(["format", "kB per image", "encode img/s per core", "decode img/s per core"], rows)}
 
 The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality, measured in
-{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, the one-thread row, then for each
-worker count the bare encode in as many threads and the writer, in turn), so that the machine's drift weighs on both sides of a ratio alike: the ratio is the
-rounds' images/s pooled over the bare rate pooled times the workers; "by round" gives the lowest
-and the highest of the rounds' own ratios. The row without a pool is the writer's whole
+{result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, the one-thread row,
+then for each worker count the bare encode in as many threads and the writer, in turn), so that
+the machine's drift weighs on both sides of a ratio alike: the ratio is the rounds' images/s
+pooled over the bare rate pooled times the workers; "by round" gives the lowest and the highest
+of the rounds' own ratios. The row without a pool is the writer's whole
 per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one
 thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
 encode run in as many threads as the writer has encoders, in the same rounds: what this machine's
