@@ -12,7 +12,8 @@ writer comes to that rate times its encoder threads when the generator costs not
             image and the decode rate of one core through the shard reader's decoder
             (`ptcommon.shards.open_image`), the training side's cost
   pipeline  `ptgen synth`'s runner (encoder pool, tar writer, manifest parts) fed by a stand-in
-            generator that hands back the stored crops at no cost, at each --workers, against
+            generator that hands back the stored crops at no cost, at each --workers, writing into
+            the temporary folder and into a folder in memory (/dev/shm, where there is one), against
             bare x workers (goal: at least 0.9) and against the bare encode run in as many
             threads (what the machine's cores give together), at each format's default quality,
             in --rounds slices interleaved with the bare encode's (this machine's speed drifts
@@ -51,13 +52,15 @@ from PIL import Image
 
 from benchmarks.common import ROOT, table, write_section
 from generate.generator import Generator
-from generate.runner import encode_run, generate_shards
+from generate.runner import encode_images, generate_shards, pack_samples
 from generate.synth import SynthJob, SynthSettings
 from generate.writer import _SAVE_ARGS, DEFAULT_QUALITY, LOSSY, encode_image
 from ptcommon.shards import IMAGE_FORMATS, open_image
 
 SIZE = 256
 DEFAULT_OUT = ROOT / "runs" / "writer_ceiling.json"
+# Where the writer also runs with storage taken out of its cost: a folder in memory (Linux's tmpfs).
+MEMORY = Path("/dev/shm")
 GPU_MD = ROOT / "docs" / "gpu.md"
 # GPU image rates as docs/gpu.md computes them: FLOPs per image (counted by
 # `python -m benchmarks.gpu_synth [--generator sd15|biggan] --flops-only`; the diffusion models at
@@ -153,13 +156,17 @@ def gil_check(crops: np.ndarray, seconds: float) -> dict:
 
 def bare_slice(crops: np.ndarray, fmt: str, quality: int | None, seconds: float,
                tally: Tally) -> tuple[list[bytes], float]:
-    """One thread encoding the crops in turn for about `seconds`, counted into `tally`; the
-    encodings and their images/s."""
+    """One thread encoding the crops in turn for about `seconds`, counted into `tally`; one
+    encoding of each crop and the images/s. Only one round is kept: keeping all would add a page
+    fault every few kB to the bare encode, a cost the writer does not pay."""
     encode_image(crops[0], fmt, quality)  # warm-up
-    encoded, start, cpu = [], time.perf_counter(), cpu_seconds()
-    while (elapsed := time.perf_counter() - start) < seconds or len(encoded) < len(crops):
-        encoded.append(encode_image(crops[len(encoded) % len(crops)], fmt, quality))
-    return encoded, tally.add(len(encoded), elapsed, cpu_seconds() - cpu)
+    encoded, done, start, cpu = [], 0, time.perf_counter(), cpu_seconds()
+    while (elapsed := time.perf_counter() - start) < seconds or done < len(crops):
+        image = encode_image(crops[done % len(crops)], fmt, quality)
+        if done < len(crops):
+            encoded.append(image)
+        done += 1
+    return encoded, tally.add(done, elapsed, cpu_seconds() - cpu)
 
 
 def decode_rate(encoded: list[bytes], fmt: str, seconds: float) -> float:
@@ -220,15 +227,15 @@ def stand_in_job(crops: np.ndarray, fmt: str, images: int) -> SynthJob:
 
 
 def serial_slice(crops: np.ndarray, fmt: str, seconds: float, tally: Tally) -> float:
-    """The writer's whole per-sample work (the sampler's seeds, then an encoder's task: encode,
-    record, tar members, manifest row) in this one thread, for about `seconds`, counted into
+    """The writer's whole per-sample work (the sampler's seeds, an encoder's task, then the
+    writer's packing: record, tar members, manifest row) in this one thread, for about `seconds`, counted into
     `tally`; its images/s. What the pool would reach with no cost of its own."""
     job, done = stand_in_job(crops, fmt, 10**9), 0
     start, cpu = time.perf_counter(), cpu_seconds()
     while (elapsed := time.perf_counter() - start) < seconds or not done:
         indices = range(done, done + len(crops))
         [job.seed(i) for i in indices]
-        encode_run(job, fmt, None, "stand-in.tar", indices, crops)
+        pack_samples(job, fmt, "stand-in.tar", indices, encode_images(fmt, None, indices, crops))
         done += len(crops)
     return tally.add(done, elapsed, cpu_seconds() - cpu)
 
@@ -245,12 +252,14 @@ def pipeline_slice(crops: np.ndarray, fmt: str, workers: int, images: int, work:
 
 
 def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: list[int], seconds: float,
-                   rounds: int, work: Path) -> dict:
+                   rounds: int, work: Path, memory: Path | None) -> dict:
     """One format at one quality: the bare encode, and where `workers` is not empty the writer at
     each worker count, in `rounds` interleaved slices (bare, the one-thread row, then for each
-    worker count the bare encode in as many threads and the writer, in turn), so that the
-    machine's drift from minute to minute weighs on both sides of a ratio alike."""
+    worker count the bare encode in as many threads and the writer, writing into `work` and, where
+    given, into `memory`, in turn), so that the machine's drift from minute to minute weighs on
+    both sides of a ratio alike."""
     bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
+    in_memory, memory_rounds = {w: Tally() for w in workers}, {w: [] for w in workers}
     # The bare encode in as many threads as the writer has encoders: what this machine's cores
     # give together, which is less than one core's rate times the cores where they share the
     # host's resources; the writer cannot beat it, so its ratio tells the writer's own loss. In
@@ -259,16 +268,22 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
     together_rounds: dict[int, list[float]] = {w: [] for w in workers}
     per_round: dict[str, list[float]] = {str(w): [] for w in ["serial", *workers]}
     slice_seconds = seconds / (rounds if workers else 1)
-    for _ in range(rounds if workers else 1):
+    for round_ in range(rounds if workers else 1):
         encoded, slice_rate = bare_slice(crops, fmt, quality, slice_seconds, bare)
         if workers:
             per_round["serial"].append(serial_slice(crops, fmt, slice_seconds, serial) / slice_rate)
         for w in workers:
             together_rate = slice_rate if w == 1 else threads_rate(
                 lambda pixels, fmt: encode_image(pixels, fmt, quality), fmt, crops, w, slice_seconds, together[w])
-            got = pipeline_slice(crops, fmt, w, max(len(crops), int(slice_rate * w * slice_seconds)), work, pipes[w])
-            per_round[str(w)].append(got / (slice_rate * w))
-            together_rounds[w].append(got / together_rate)
+            images = max(len(crops), int(slice_rate * w * slice_seconds))
+            # Disk and memory take turns going first: a slice's writeback may go on into the next.
+            for where in ["work", "memory"][:: 1 if round_ % 2 else -1]:
+                if where == "work":
+                    got = pipeline_slice(crops, fmt, w, images, work, pipes[w])
+                    per_round[str(w)].append(got / (slice_rate * w))
+                    together_rounds[w].append(got / together_rate)
+                elif memory is not None:
+                    memory_rounds[w].append(pipeline_slice(crops, fmt, w, images, memory, in_memory[w]) / (slice_rate * w))
     row = {"format": fmt, "quality": quality, "bare_per_core": bare.rate, "bare_cpu_s": bare.cpu_per_image,
            "bytes_per_image": sum(map(len, encoded)) / len(encoded),
            "decode_per_core": decode_rate(encoded, fmt, seconds / 2), "pipeline": {}}
@@ -280,6 +295,9 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
                                    "of_bare_x_workers": tally.rate / (bare.rate * w), "rounds": per_round[str(w)],
                                    "bare_in_workers_threads": together[w].rate,
                                    "of_bare_threads": tally.rate / together[w].rate, "threads_rounds": together_rounds[w]}
+        if memory is not None:
+            row["pipeline"][str(w)]["memory"] = {"images_per_s": in_memory[w].rate, "rounds": memory_rounds[w],
+                                                 "of_bare_x_workers": in_memory[w].rate / (bare.rate * w)}
     return row
 
 
@@ -294,12 +312,17 @@ def run(args: argparse.Namespace) -> None:
                           "pillow": Image.__version__, "python": platform.python_version()},
               "crops": len(crops), "rounds": rounds, "gil": gil_check(crops, seconds / 3), "formats": {}}
     print("GIL:", json.dumps(result["gil"]), flush=True)
-    with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp:
+    memory = MEMORY if MEMORY.is_dir() and os.access(MEMORY, os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="writer-ceiling-", dir=memory) as in_memory:
+        result["work"] = {"folder": tempfile.gettempdir(), "filesystem": filesystem(Path(tmp)),
+                          "memory": str(memory) if memory else None}
         for fmt in args.formats:
             for quality in (args.qualities if fmt in LOSSY else [None]):
                 # The writer at the shards' own settings only.
                 workers = args.workers if quality in (None, DEFAULT_QUALITY) else []
-                row = measure_format(crops, fmt, quality, workers, seconds, rounds, Path(tmp))
+                row = measure_format(crops, fmt, quality, workers, seconds, rounds, Path(tmp),
+                                     Path(in_memory) if memory else None)
                 name = fmt if quality is None else f"{fmt} q{quality}"
                 print(f"{name}: encode {row['bare_per_core']:.1f} img/s, {row['bytes_per_image'] / 1e3:.1f} kB, "
                       f"decode {row['decode_per_core']:.1f} img/s", flush=True)
@@ -311,6 +334,9 @@ def run(args: argparse.Namespace) -> None:
                           f"workers (rounds {round_range(p['rounds'])}), {p['of_bare_threads']:.2f} of the bare encode "
                           f"in {w} threads (rounds {round_range(p['threads_rounds'])}); CPU {p['cpu_s'] * 1e3:.2f} ms "
                           f"an image against {row['bare_cpu_s'] * 1e3:.2f} bare", flush=True)
+                    if "memory" in p:
+                        print(f"    into memory: {p['memory']['images_per_s']:.1f} img/s = "
+                              f"{p['memory']['of_bare_x_workers']:.2f} of bare x workers", flush=True)
                 result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +344,16 @@ def run(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
     if args.report:
         report(args)
+
+
+def filesystem(path: Path) -> str:
+    """The type of the filesystem `path` is on (Linux's mount table), or "unknown"."""
+    try:
+        mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return "unknown"
+    on = [(point, kind) for point, kind in mounts if path.resolve().is_relative_to(point)]
+    return max(on, key=lambda m: len(m[0]))[1] if on else "unknown"
 
 
 def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
@@ -341,23 +377,29 @@ def report(args: argparse.Namespace) -> None:
             p = row["serial"]
             pipeline_rows.append([name, "none: one thread", f"{p['images_per_s']:.1f}", f"{row['bare_per_core']:.1f}",
                                   f"{p['of_bare']:.2f}", round_range(p["rounds"]), "-", "-", "-",
-                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
+                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}", "-", "-", "-"])
         for workers, p in row["pipeline"].items():
             pipeline_rows.append([name, workers, f"{p['images_per_s']:.1f}", f"{row['bare_per_core'] * int(workers):.1f}",
                                   f"{p['of_bare_x_workers']:.2f}", round_range(p["rounds"]),
                                   f"{p['bare_in_workers_threads']:.1f}", f"{p['of_bare_threads']:.2f}",
                                   round_range(p["threads_rounds"]),
-                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}"])
+                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}",
+                                  *((f"{mem['images_per_s']:.1f}", f"{mem['of_bare_x_workers']:.2f}", round_range(mem["rounds"]))
+                                    if (mem := p.get("memory")) else ("-", "-", "-"))])
     gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}"]
                 for fmt, sinks in result["gil"].items() for sink, g in sinks.items()]
-    m = result["machine"]
+    m, work = result["machine"], result.get("work", {})
     caveat = " **Tiny proof run: not a measurement.**" if result["tiny"] else ""
     write_section("writer_ceiling", f"""
 ### The writer's ceiling at {SIZE} px
 
 {result['crops']} crops of {SIZE} px from scikit-learn's sample photographs; {m['cores']} cores
 ({m['processor']}), Pillow {m['pillow']}, Python {m['python']}; load average over 15 minutes at
-the end {result['loadavg_15min']:.2f}. Command: `{result['command']}`.{caveat}
+the end {result['loadavg_15min']:.2f}. Command: `{result['command']}`.{caveat} The writer writes
+its shards into the temporary folder ({work.get('folder', '?')}, here a {work.get('filesystem', '?')}
+filesystem) and, for the columns "into memory", into {work.get('memory') or 'no folder'} (tmpfs),
+which takes the storage's cost (the kernel's copies and writeback, the fsync at each shard's
+end) out of the writer's.
 
 Pillow and the GIL: images/s of one encoder thread and of two, into a file (the writer's scratch
 file, in memory) and into a BytesIO; a ratio near 2 means the codec runs without the GIL:
@@ -378,13 +420,15 @@ per-sample work (the sampler's seeds, encode, record, tar members, manifest row)
 thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
 encode run in as many threads as the writer has encoders, in the same rounds: what this machine's
 cores give together, the most any writer could reach. Where it falls short of one core's rate
-times the threads, the cores share something on the host (the GIL check above shows how much),
-and that shortfall is the machine's, not the writer's. The CPU time per image counts every
+times the threads, the threads share something: the host's resources, and the GIL, which each
+encode takes back after its codec (the GIL check above shows how much); that shortfall is not the
+writer's. The CPU time per image counts every
 thread (sampler, encoders, writer): where it matches the bare encode's, a ratio short of 1 is
 time spent waiting, not work added.
 
 {table(["format", "encode workers", "pipeline img/s", "bare x workers", "ratio (goal >= 0.9)", "ratio by round",
-        "bare in as many threads, img/s", "ratio to it", "by round", "CPU ms per image: pipeline (all threads) / bare"],
+        "bare in as many threads, img/s", "ratio to it", "by round", "CPU ms per image: pipeline (all threads) / bare",
+        "into memory, img/s", "ratio", "by round"],
        pipeline_rows)}
 """)
     # Per format, the writer's worst measured share of bare x workers (at most 1).

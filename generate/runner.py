@@ -1,10 +1,11 @@
 """Runs a generation job's shards for one rank: batched sampling in the main thread, encoding in a
-pool of threads, and a writer thread that appends the encoded samples to the tar in index order,
-so that the generator never waits on the CPU work and the shards' bytes do not depend on the pool.
-Each encoder task takes a run of consecutive samples and hands back their tar members, joined, and
-their manifest rows, so that the writer thread only writes: per sample, neither a task, nor a wake-up
-of the writer, nor GIL held by it while the encoders need it (at JPEG's rate at 256 px, a writer
-thread that built each member with tarfile held the pipeline to half the encoders' rate).
+pool of threads, and a writer thread that packs the encoded images into tar members and appends them
+to the shard in index order, so that the generator never waits on the CPU work and the shards' bytes
+do not depend on the pool. Each encoder task takes a run of consecutive samples, so that per sample
+there is neither a task nor a wake-up of the writer. The encoders do nothing but encode, which runs
+mostly without the GIL; the writer's packing (records, tar headers, manifest rows: Python, a few
+hundredths of a JPEG encode at 256 px) holds the GIL while they run their codecs, instead of
+lengthening each encoder's turn (docs/results.md, "The writer's ceiling", measures the writer).
 
 Threads suffice because Pillow runs its codecs without the GIL when it encodes into a file, which
 `writer.encode_image` gives it (into a BytesIO, JPEG holds the GIL: `benchmarks/writer_ceiling.py`
@@ -110,13 +111,16 @@ class RunStats:
         return self.images / self.seconds if self.seconds else 0.0
 
 
-def encode_run(job: Job, image_format: str, quality: int | None, shard_name: str, indices: range,
-               images: np.ndarray) -> tuple[bytes, list[dict]]:
-    """An encoder's task: a run of consecutive samples as their tar members, joined, and their
-    manifest rows."""
+def encode_images(image_format: str, quality: int | None, indices: range, images: np.ndarray) -> list[bytes]:
+    """An encoder's task: a run of consecutive samples' images, encoded."""
+    return [encode_sample(index, pixels, image_format, quality) for index, pixels in zip(indices, images)]
+
+
+def pack_samples(job: Job, image_format: str, shard_name: str, indices: range,
+                 encoded: list[bytes]) -> tuple[bytes, list[dict]]:
+    """Encoded images of consecutive samples as their tar members, joined, and their manifest rows."""
     parts, rows = [], []
-    for index, pixels in zip(indices, images):
-        image = encode_sample(index, pixels, image_format, quality)
+    for index, image in zip(indices, encoded):
         record = job.record(index)
         parts.append(sample_bytes(record, image_format, image))
         rows.append({**dict(zip(MANIFEST_COLUMNS, (record.key, shard_name, len(image)))), **record.meta})
@@ -125,7 +129,7 @@ def encode_run(job: Job, image_format: str, quality: int | None, shard_name: str
 
 class _Writer(threading.Thread):
     """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool
-    that gives a run of samples' bytes and manifest rows; a (shard, None, None) item commits the shard."""
+    that gives a run of samples' encoded images; a (shard, None, None) item commits the shard."""
 
     def __init__(self, job: Job, folder: ShardFolder, image_format: str, quality: int | None, bar: tqdm,
                  stats: RunStats, encode_workers: int):
@@ -139,13 +143,12 @@ class _Writer(threading.Thread):
         self._open: ShardWriter | None = None
         self._rows: list[dict] = []
 
-    def encode(self, shard: int, indices: range, images: np.ndarray) -> list[Future]:
+    def encode(self, indices: range, images: np.ndarray) -> list[Future]:
         """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's
         sampling), in one run of samples per encoder: the batches queued behind keep them all busy."""
-        shard_name = self.folder.plan.shard_name(shard)
         run = -(-len(indices) // self.encode_workers)
-        return [self.encoders.submit(encode_run, self.job, self.image_format, self.quality, shard_name,
-                                     indices[i : i + run], images[i : i + run])
+        return [self.encoders.submit(encode_images, self.image_format, self.quality, indices[i : i + run],
+                                     images[i : i + run])
                 for i in range(0, len(indices), run)]
 
     def run(self) -> None:
@@ -168,10 +171,10 @@ class _Writer(threading.Thread):
             return
         if self._open is None:
             self._open = ShardWriter(self.folder.shard_path(shard))
-        for encoding in encodings:
-            samples, rows = encoding.result()
-            self._open.write(samples)
-            self._rows += rows
+        encoded = [image for encoding in encodings for image in encoding.result()]
+        samples, rows = pack_samples(self.job, self.image_format, self.folder.plan.shard_name(shard), indices, encoded)
+        self._open.write(samples)
+        self._rows += rows
         self.bar.update(len(indices))
 
     def _commit(self, shard: int) -> None:
@@ -255,7 +258,7 @@ def run_job(
                     continue
                 for indices in plan.batches(shard, batch_size):
                     images = _sample(job, indices, steps, guidance, stats)
-                    _put(writer, (shard, indices, writer.encode(shard, indices, images)))
+                    _put(writer, (shard, indices, writer.encode(indices, images)))
                     if on_first_batch is not None:
                         on_first_batch(len(indices) / (time.perf_counter() - start), total - len(indices))
                         on_first_batch = None

@@ -137,10 +137,14 @@ def _header(name: str, size: int) -> bytes:
             + _AFTER_CHECKSUM)
 
 
+# json.dumps with any option builds an encoder per call, a tenth of the packing's time a sample.
+_META_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def sample_bytes(record: SampleRecord, image_format: str, image: bytes) -> bytes:
     """A sample's members as they stand in its shard: each a header, its data and NULs to a whole
     block, in the order of their names (the order WebDataset's writer gives them)."""
-    meta = json.dumps(record.meta, sort_keys=True, separators=(",", ":")).encode()
+    meta = _META_JSON.encode(record.meta).encode()
     members = {image_format: image, META_MEMBER: meta}
     if record.label is not None:
         members[LABEL_MEMBER] = str(record.label).encode()
