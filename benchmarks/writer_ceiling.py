@@ -32,6 +32,7 @@ from the GPU image rates computed there (FLOPs per image at a model FLOP utilisa
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -141,16 +142,27 @@ def threads_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np
     return (tally or Tally()).add(sum(counts), elapsed, cpu_seconds() - cpu)
 
 
-def gil_check(crops: np.ndarray, seconds: float) -> dict:
+def scaling(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, seconds: float,
+            rounds: int) -> dict:
+    """Images/s of one thread and of two running `encode`, in `rounds` interleaved slices of
+    `seconds` in all for each."""
+    encode(crops[0], fmt)  # warm-up
+    one, two = Tally(), Tally()
+    for _ in range(rounds):
+        for threads, tally in ((1, one), (2, two)):
+            threads_rate(encode, fmt, crops, threads, seconds / rounds, tally)
+    return {"one_thread": one.rate, "two_threads": two.rate, "scaling": two.rate / one.rate}
+
+
+def gil_check(crops: np.ndarray, seconds: float, rounds: int) -> dict:
     """Per format, images/s of one thread and of two, encoding into the writer's scratch file
-    (`encode_image`) and into a BytesIO: where Pillow holds the GIL, two threads give no more than one."""
-    out = {}
-    for fmt in IMAGE_FORMATS:
-        out[fmt] = {}
-        for sink, encode in (("file", encode_image), ("bytesio", encode_into_buffer)):
-            encode(crops[0], fmt)  # warm-up
-            one, two = (threads_rate(encode, fmt, crops, n, seconds) for n in (1, 2))
-            out[fmt][sink] = {"one_thread": one, "two_threads": two, "scaling": two / one}
+    (`encode_image`) and into a BytesIO: where Pillow holds the GIL, two threads give no more than
+    one. And the same for SHA-256 of each crop's pixels, which runs wholly without the GIL: what
+    two threads on this machine's cores give where nothing in them waits for the GIL."""
+    out: dict = {fmt: {sink: scaling(encode, fmt, crops, seconds, rounds)
+                       for sink, encode in (("file", encode_image), ("bytesio", encode_into_buffer))}
+                 for fmt in IMAGE_FORMATS}
+    out["sha256"] = {"-": scaling(lambda pixels, fmt: hashlib.sha256(pixels).digest(), "", crops, seconds, rounds)}
     return out
 
 
@@ -310,7 +322,7 @@ def run(args: argparse.Namespace) -> None:
     result = {"command": " ".join(["python -m benchmarks.writer_ceiling", *sys.argv[1:]]), "tiny": args.tiny,
               "machine": {"cores": len(os.sched_getaffinity(0)), "processor": platform.processor() or platform.machine(),
                           "pillow": Image.__version__, "python": platform.python_version()},
-              "crops": len(crops), "rounds": rounds, "gil": gil_check(crops, seconds / 3), "formats": {}}
+              "crops": len(crops), "rounds": rounds, "gil": gil_check(crops, seconds / 3, rounds), "formats": {}}
     print("GIL:", json.dumps(result["gil"]), flush=True)
     memory = MEMORY if MEMORY.is_dir() and os.access(MEMORY, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp, \
@@ -402,7 +414,12 @@ which takes the storage's cost (the kernel's copies and writeback, the fsync at 
 end) out of the writer's.
 
 Pillow and the GIL: images/s of one encoder thread and of two, into a file (the writer's scratch
-file, in memory) and into a BytesIO; a ratio near 2 means the codec runs without the GIL:
+file, in memory) and into a BytesIO, in {result.get('rounds', 1)} interleaved rounds; a ratio near 2
+means the codec runs without the GIL. The last row, SHA-256 of each crop's pixels, runs wholly
+without the GIL: its ratio is what two threads get from this machine's two cores when neither
+ever waits for the GIL, and the encoders' shortfall from it is the GIL's (each encode takes the
+GIL back after each of its C calls and system calls, and hands it over where the other thread is
+waiting for it):
 
 {table(["format", "encoded into", "1 thread img/s", "2 threads img/s", "2 threads / 1"], gil_rows)}
 
@@ -420,9 +437,9 @@ per-sample work (the sampler's seeds, encode, record, tar members, manifest row)
 thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
 encode run in as many threads as the writer has encoders, in the same rounds: what this machine's
 cores give together, the most any writer could reach. Where it falls short of one core's rate
-times the threads, the threads share something: the host's resources, and the GIL, which each
-encode takes back after its codec (the GIL check above shows how much); that shortfall is not the
-writer's. The CPU time per image counts every
+times the threads while SHA-256 in the GIL table gets twice one thread's rate, what the threads
+lose is the GIL's hand-overs inside the encode itself, not the cores: a writer with encoder
+threads cannot pass it. The CPU time per image counts every
 thread (sampler, encoders, writer): where it matches the bare encode's, a ratio short of 1 is
 time spent waiting, not work added.
 

@@ -169,13 +169,17 @@ class _Writer(threading.Thread):
         if indices is None:
             self._commit(shard)
             return
+        samples, rows = self._pack(shard, indices, encodings)
         if self._open is None:
             self._open = ShardWriter(self.folder.shard_path(shard))
-        encoded = [image for encoding in encodings for image in encoding.result()]
-        samples, rows = pack_samples(self.job, self.image_format, self.folder.plan.shard_name(shard), indices, encoded)
         self._open.write(samples)
         self._rows += rows
         self.bar.update(len(indices))
+
+    def _pack(self, shard: int, indices: range, encodings: list[Future]) -> tuple[bytes, list[dict]]:
+        """The batch's tar members, joined, and its manifest rows, from its encoders' futures."""
+        encoded = [image for encoding in encodings for image in encoding.result()]
+        return pack_samples(self.job, self.image_format, self.folder.plan.shard_name(shard), indices, encoded)
 
     def _commit(self, shard: int) -> None:
         # The manifest part lands before the shard, so a finished shard always has its part.
