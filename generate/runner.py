@@ -5,7 +5,8 @@ do not depend on the pool. Each encoder task takes a run of consecutive samples,
 there is neither a task nor a wake-up of the writer. The encoders do nothing but encode, which runs
 mostly without the GIL; the writer's packing (records, tar headers, manifest rows: Python, a few
 hundredths of a JPEG encode at 256 px) holds the GIL while they run their codecs, instead of
-lengthening each encoder's turn (docs/results.md, "The writer's ceiling", measures the writer).
+lengthening each encoder's turn (docs/results.md, "Where the writer packs tar members", measures
+both places).
 
 Threads suffice because Pillow runs its codecs without the GIL when it encodes into a file, which
 `writer.encode_image` gives it (into a BytesIO, JPEG holds the GIL: `benchmarks/writer_ceiling.py`
