@@ -86,6 +86,24 @@ def study_main(doc: str, run_study: Callable[[argparse.Namespace], None],
     run_study(args) if args.cmd == "run" else report_study(args)
 
 
+def measurement_main(doc: str, default_out: Path, run: Callable[[argparse.Namespace], None],
+                     report: Callable[[argparse.Namespace], None],
+                     add_run_args: Callable[[argparse.ArgumentParser], None]) -> None:
+    """The `run` / `report` command line of a measurement that keeps its figures in a results file
+    (`--out`): `run` measures into it (and with `--report` writes the tables), `report` writes the
+    tables from it again; `add_run_args` adds the measurement's own flags."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    add_run_args(r)
+    r.add_argument("--out", type=Path, default=default_out)
+    r.add_argument("--report", action="store_true", help="then write the tables, as `report` does")
+    p = sub.add_parser("report")
+    p.add_argument("--out", type=Path, default=default_out, help="the results file `run` wrote")
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
 def start_study(work: Path, args: argparse.Namespace) -> None:
     """Record the study's settings and export the digits target once per seed (as digits-SEED)."""
     work.mkdir(parents=True, exist_ok=True)

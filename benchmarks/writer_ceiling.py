@@ -51,7 +51,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import ROOT, table, write_section
+from benchmarks.common import ROOT, measurement_main, table, write_section
 from generate.generator import Generator
 from generate.runner import encode_images, generate_shards, pack_samples
 from generate.synth import SynthJob, SynthSettings
@@ -474,10 +474,7 @@ is taken to cost 4 times a 256 px one to encode (its pixels; computed, not measu
 """, GPU_MD)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
+def run_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--tiny", action="store_true", help="a few images per measurement: proves the script, measures nothing")
     r.add_argument("--seconds", type=float, default=15.0,
                    help="about how long each measurement runs, over all its rounds")
@@ -489,12 +486,10 @@ def main() -> None:
                    help="JPEG and WebP qualities to measure (the writer at the default only)")
     r.add_argument("--cores", type=int, default=0,
                    help="run on the first CORES of the cores this process may use (default: all of them)")
-    r.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    r.add_argument("--report", action="store_true", help="then write the tables, as `report` does")
-    p = sub.add_parser("report")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the results file `run` wrote")
-    args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+
+
+def main() -> None:
+    measurement_main(__doc__, DEFAULT_OUT, run, report, run_args)
 
 
 if __name__ == "__main__":

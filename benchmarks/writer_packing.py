@@ -24,7 +24,7 @@ from typing import Iterator
 
 import numpy as np
 
-from benchmarks.common import ROOT, table, write_section
+from benchmarks.common import ROOT, measurement_main, table, write_section
 from benchmarks.writer_ceiling import Tally, bare_slice, photo_crops, pipeline_slice
 from generate import runner
 from generate.runner import encode_images, pack_samples
@@ -123,20 +123,15 @@ range, and how many rounds came out above).
 """)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
+def run_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--tiny", action="store_true", help="one short round: proves the script, measures nothing")
     r.add_argument("--rounds", type=int, default=16)
     r.add_argument("--seconds", type=float, default=3.0, help="each slice's length")
     r.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
-    r.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    r.add_argument("--report", action="store_true", help="then write the table, as `report` does")
-    p = sub.add_parser("report")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the results file `run` wrote")
-    args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+
+
+def main() -> None:
+    measurement_main(__doc__, DEFAULT_OUT, run, report, run_args)
 
 
 if __name__ == "__main__":
