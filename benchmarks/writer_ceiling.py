@@ -15,7 +15,7 @@ writer comes to that rate times its encoder threads when the generator costs not
             generator that hands back the stored crops at no cost, at each --workers, writing into
             the temporary folder and into a folder in memory (/dev/shm, where there is one), against
             bare x workers (goal: at least 0.9) and against the bare encode run in as many
-            threads (what the machine's cores give together), at each format's default quality,
+            threads (what threads of it give together), at each format's default quality,
             in --rounds slices interleaved with the bare encode's (this machine's speed drifts
             from minute to minute, and a ratio must not divide one minute by another); with the CPU
             time of all the process's threads per image beside the bare encode's, which tells work
@@ -32,6 +32,7 @@ from the GPU image rates computed there (FLOPs per image at a model FLOP utilisa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -240,8 +241,8 @@ def stand_in_job(crops: np.ndarray, fmt: str, images: int) -> SynthJob:
 
 def serial_slice(crops: np.ndarray, fmt: str, seconds: float, tally: Tally) -> float:
     """The writer's whole per-sample work (the sampler's seeds, an encoder's task, then the
-    writer's packing: record, tar members, manifest row) in this one thread, for about `seconds`, counted into
-    `tally`; its images/s. What the pool would reach with no cost of its own."""
+    writer's packing: record, tar members, manifest row) in this one thread, for about `seconds`,
+    counted into `tally`; its images/s. What the pool would reach with no cost of its own."""
     job, done = stand_in_job(crops, fmt, 10**9), 0
     start, cpu = time.perf_counter(), cpu_seconds()
     while (elapsed := time.perf_counter() - start) < seconds or not done:
@@ -272,10 +273,10 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
     both sides of a ratio alike."""
     bare, serial, pipes, encoded = Tally(), Tally(), {w: Tally() for w in workers}, []
     in_memory, memory_rounds = {w: Tally() for w in workers}, {w: [] for w in workers}
-    # The bare encode in as many threads as the writer has encoders: what this machine's cores
-    # give together, which is less than one core's rate times the cores where they share the
-    # host's resources; the writer cannot beat it, so its ratio tells the writer's own loss. In
-    # one thread it is the bare encode itself.
+    # The bare encode in as many threads as the writer has encoders: what threads of it give
+    # together, less than one thread's rate times the threads where they wait for the GIL inside
+    # the encode; the writer cannot beat it, so its ratio tells the writer's own loss. In one
+    # thread it is the bare encode itself.
     together = {w: bare if w == 1 else Tally() for w in workers}
     together_rounds: dict[int, list[float]] = {w: [] for w in workers}
     per_round: dict[str, list[float]] = {str(w): [] for w in ["serial", *workers]}
@@ -289,13 +290,14 @@ def measure_format(crops: np.ndarray, fmt: str, quality: int | None, workers: li
                 lambda pixels, fmt: encode_image(pixels, fmt, quality), fmt, crops, w, slice_seconds, together[w])
             images = max(len(crops), int(slice_rate * w * slice_seconds))
             # Disk and memory take turns going first: a slice's writeback may go on into the next.
-            for where in ["work", "memory"][:: 1 if round_ % 2 else -1]:
-                if where == "work":
+            for folder in ([work, memory] if round_ % 2 else [memory, work]):
+                if folder == work:
                     got = pipeline_slice(crops, fmt, w, images, work, pipes[w])
                     per_round[str(w)].append(got / (slice_rate * w))
                     together_rounds[w].append(got / together_rate)
-                elif memory is not None:
-                    memory_rounds[w].append(pipeline_slice(crops, fmt, w, images, memory, in_memory[w]) / (slice_rate * w))
+                elif folder is not None:
+                    got = pipeline_slice(crops, fmt, w, images, folder, in_memory[w])
+                    memory_rounds[w].append(got / (slice_rate * w))
     row = {"format": fmt, "quality": quality, "bare_per_core": bare.rate, "bare_cpu_s": bare.cpu_per_image,
            "bytes_per_image": sum(map(len, encoded)) / len(encoded),
            "decode_per_core": decode_rate(encoded, fmt, seconds / 2), "pipeline": {}}
@@ -326,7 +328,8 @@ def run(args: argparse.Namespace) -> None:
     print("GIL:", json.dumps(result["gil"]), flush=True)
     memory = MEMORY if MEMORY.is_dir() and os.access(MEMORY, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="writer-ceiling-") as tmp, \
-            tempfile.TemporaryDirectory(prefix="writer-ceiling-", dir=memory) as in_memory:
+            (tempfile.TemporaryDirectory(prefix="writer-ceiling-", dir=memory) if memory
+             else contextlib.nullcontext()) as in_memory:
         result["work"] = {"folder": tempfile.gettempdir(), "filesystem": filesystem(Path(tmp)),
                           "memory": str(memory) if memory else None}
         for fmt in args.formats:
@@ -334,7 +337,7 @@ def run(args: argparse.Namespace) -> None:
                 # The writer at the shards' own settings only.
                 workers = args.workers if quality in (None, DEFAULT_QUALITY) else []
                 row = measure_format(crops, fmt, quality, workers, seconds, rounds, Path(tmp),
-                                     Path(in_memory) if memory else None)
+                                     Path(in_memory) if in_memory else None)
                 name = fmt if quality is None else f"{fmt} q{quality}"
                 print(f"{name}: encode {row['bare_per_core']:.1f} img/s, {row['bytes_per_image'] / 1e3:.1f} kB, "
                       f"decode {row['decode_per_core']:.1f} img/s", flush=True)
@@ -368,6 +371,14 @@ def filesystem(path: Path) -> str:
     return max(on, key=lambda m: len(m[0]))[1] if on else "unknown"
 
 
+def memory_cells(pipeline: dict) -> list[str]:
+    """The table's "into memory" cells of a worker count's measurement ("-" where it was not run)."""
+    mem = pipeline.get("memory")
+    if mem is None:
+        return ["-"] * 3
+    return [f"{mem['images_per_s']:.1f}", f"{mem['of_bare_x_workers']:.2f}", round_range(mem["rounds"])]
+
+
 def cores_per_gpu(rate: float, per_core: float, efficiency: float) -> int:
     """Encoder threads to keep up with `rate` images/s, plus the core that drives the sampling."""
     return math.ceil(rate / (per_core * efficiency)) + 1
@@ -395,9 +406,7 @@ def report(args: argparse.Namespace) -> None:
                                   f"{p['of_bare_x_workers']:.2f}", round_range(p["rounds"]),
                                   f"{p['bare_in_workers_threads']:.1f}", f"{p['of_bare_threads']:.2f}",
                                   round_range(p["threads_rounds"]),
-                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}",
-                                  *((f"{mem['images_per_s']:.1f}", f"{mem['of_bare_x_workers']:.2f}", round_range(mem["rounds"]))
-                                    if (mem := p.get("memory")) else ("-", "-", "-"))])
+                                  f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}", *memory_cells(p)])
     gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}"]
                 for fmt, sinks in result["gil"].items() for sink, g in sinks.items()]
     m, work = result["machine"], result.get("work", {})
