@@ -438,14 +438,16 @@ Per format, one core (encode with the shards' own settings; decode with the shar
 
 The writer (`ptgen synth`'s runner) fed at no cost, at each format's default quality, measured in
 {result.get('rounds', 1)} rounds that interleave it with the bare encode (bare, the one-thread row,
-then for each worker count the bare encode in as many threads and the writer, in turn), so that
+then for each worker count the bare encode in as many threads and the writer, into the
+temporary folder and into memory, in turn), so that
 the machine's drift weighs on both sides of a ratio alike: the ratio is the rounds' images/s
 pooled over the bare rate pooled times the workers; "by round" gives the lowest and the highest
 of the rounds' own ratios. The row without a pool is the writer's whole
 per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one
 thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
-encode run in as many threads as the writer has encoders, in the same rounds: what this machine's
-cores give together, the most any writer could reach. Where it falls short of one core's rate
+encode run in as many threads as the writer has encoders, in the same rounds: what threads of
+the encode give together on this machine, the most a writer with encoder threads could reach.
+Where it falls short of one core's rate
 times the threads while SHA-256 in the GIL table gets twice one thread's rate, what the threads
 lose is the GIL's hand-overs inside the encode itself, not the cores: a writer with encoder
 threads cannot pass it. The CPU time per image counts every
