@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks.common import ROOT, measurement_main, table, write_section
 from benchmarks.writer_ceiling import Tally, bare_slice, photo_crops, pipeline_slice
 from generate import runner
-from generate.runner import encode_images, pack_samples
+from generate.runner import pack_samples
 
 DEFAULT_OUT = ROOT / "runs" / "writer_packing.json"
 FORMAT = "jpg"
@@ -37,17 +37,10 @@ PLACEMENTS = ("writer thread", "encoders")
 class _PackingInEncoders(runner._Writer):
     """The alternative: each encoder task packs the run it encoded; the writer thread only writes."""
 
-    def encode(self, indices: range, images: np.ndarray) -> list[Future]:
+    def _encode_run(self, indices: range, images: np.ndarray) -> tuple[bytes, list[dict]]:
         plan = self.folder.plan
         shard_name = plan.shard_name(indices.start // plan.shard_size)
-        run = -(-len(indices) // self.encode_workers)
-
-        def task(run_indices: range, run_images: np.ndarray) -> tuple[bytes, list[dict]]:
-            encoded = encode_images(self.image_format, self.quality, run_indices, run_images)
-            return pack_samples(self.job, self.image_format, shard_name, run_indices, encoded)
-
-        return [self.encoders.submit(task, indices[i : i + run], images[i : i + run])
-                for i in range(0, len(indices), run)]
+        return pack_samples(self.job, self.image_format, shard_name, indices, super()._encode_run(indices, images))
 
     def _pack(self, shard: int, indices: range, encodings: list[Future]) -> tuple[bytes, list[dict]]:
         packed = [encoding.result() for encoding in encodings]

@@ -148,9 +148,12 @@ class _Writer(threading.Thread):
         """Start encoding a batch (called by the sampler, so encoding overlaps the next batch's
         sampling), in one run of samples per encoder: the batches queued behind keep them all busy."""
         run = -(-len(indices) // self.encode_workers)
-        return [self.encoders.submit(encode_images, self.image_format, self.quality, indices[i : i + run],
-                                     images[i : i + run])
+        return [self.encoders.submit(self._encode_run, indices[i : i + run], images[i : i + run])
                 for i in range(0, len(indices), run)]
+
+    def _encode_run(self, indices: range, images: np.ndarray) -> list[bytes]:
+        """An encoder's task."""
+        return encode_images(self.image_format, self.quality, indices, images)
 
     def run(self) -> None:
         try:
