@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import math
+import multiprocessing
 import os
 import platform
 import resource
@@ -95,9 +96,10 @@ def encode_into_buffer(pixels: np.ndarray, fmt: str) -> bytes:
 
 
 def cpu_seconds() -> float:
-    """CPU time of all this process's threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU time of all this process's threads, and of the child processes it has waited for (the
+    encoder processes of `benchmarks/writer_variants.py`, once their pool is shut down)."""
+    return sum(usage.ru_utime + usage.ru_stime
+               for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 
 
 @dataclass
@@ -143,16 +145,44 @@ def threads_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np
     return (tally or Tally()).add(sum(counts), elapsed, cpu_seconds() - cpu)
 
 
+def processes_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, processes: int,
+                   seconds: float, tally: Tally) -> float:
+    """Images/s of `processes` forked processes, each doing what a thread of `threads_rate` does
+    for about `seconds`, with a GIL of its own; counted into `tally` (the CPU time not counted)."""
+    context = multiprocessing.get_context("fork")  # the children run `encode` as given, closures too
+    receiver, sender = context.Pipe(duplex=False)
+
+    def loop(k: int) -> None:
+        done, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds or not done:
+            encode(crops[(done + k) % len(crops)], fmt)
+            done += 1
+        sender.send((done, elapsed))
+
+    children = [context.Process(target=loop, args=(k,)) for k in range(processes)]
+    for child in children:
+        child.start()
+    counts = [receiver.recv() for _ in children]
+    for child in children:
+        child.join()
+    # Each child times its own loop, so a child's start-up is not counted as time it encoded.
+    rate = sum(done / elapsed for done, elapsed in counts)
+    tally.add(sum(done for done, _ in counts), sum(done for done, _ in counts) / rate, 0.0)
+    return rate
+
+
 def scaling(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, seconds: float,
             rounds: int) -> dict:
-    """Images/s of one thread and of two running `encode`, in `rounds` interleaved slices of
-    `seconds` in all for each."""
+    """Images/s of one thread, of two, and of two processes running `encode`, in `rounds`
+    interleaved slices of `seconds` in all for each."""
     encode(crops[0], fmt)  # warm-up
-    one, two = Tally(), Tally()
+    one, two, two_processes = Tally(), Tally(), Tally()
     for _ in range(rounds):
         for threads, tally in ((1, one), (2, two)):
             threads_rate(encode, fmt, crops, threads, seconds / rounds, tally)
-    return {"one_thread": one.rate, "two_threads": two.rate, "scaling": two.rate / one.rate}
+        processes_rate(encode, fmt, crops, 2, seconds / rounds, two_processes)
+    return {"one_thread": one.rate, "two_threads": two.rate, "scaling": two.rate / one.rate,
+            "two_processes": two_processes.rate, "processes_scaling": two_processes.rate / one.rate}
 
 
 def gil_check(crops: np.ndarray, seconds: float, rounds: int) -> dict:
@@ -407,7 +437,8 @@ def report(args: argparse.Namespace) -> None:
                                   f"{p['bare_in_workers_threads']:.1f}", f"{p['of_bare_threads']:.2f}",
                                   round_range(p["threads_rounds"]),
                                   f"{p['cpu_s'] * 1e3:.2f} / {row['bare_cpu_s'] * 1e3:.2f}", *memory_cells(p)])
-    gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}"]
+    gil_rows = [[fmt, sink, f"{g['one_thread']:.1f}", f"{g['two_threads']:.1f}", f"{g['scaling']:.2f}",
+                 *([f"{g['two_processes']:.1f}", f"{g['processes_scaling']:.2f}"] if "two_processes" in g else ["-"] * 2)]
                 for fmt, sinks in result["gil"].items() for sink, g in sinks.items()]
     m, work = result["machine"], result.get("work", {})
     caveat = " **Tiny proof run: not a measurement.**" if result["tiny"] else ""
@@ -424,13 +455,14 @@ end) out of the writer's.
 
 Pillow and the GIL: images/s of one encoder thread and of two, into a file (the writer's scratch
 file, in memory) and into a BytesIO, in {result.get('rounds', 1)} interleaved rounds; a ratio near 2
-means the codec runs without the GIL. The last row, SHA-256 of each crop's pixels, runs wholly
-without the GIL: its ratio is what two threads get from this machine's two cores when neither
-ever waits for the GIL, and the encoders' shortfall from it is the GIL's (each encode takes the
-GIL back after each of its C calls and system calls, and hands it over where the other thread is
-waiting for it):
+means the codec runs without the GIL. Two processes do the same work with a GIL each, in the same
+rounds: where two threads fall short of them, the shortfall is the GIL's (each encode takes it back
+after each of its C calls and system calls); where both fall short of 2 alike, it is what two
+encodes cost each other on this machine's cores. The last row, SHA-256 of each crop's pixels, runs
+wholly without the GIL:
 
-{table(["format", "encoded into", "1 thread img/s", "2 threads img/s", "2 threads / 1"], gil_rows)}
+{table(["format", "encoded into", "1 thread img/s", "2 threads img/s", "2 threads / 1", "2 processes img/s",
+        "2 processes / 1"], gil_rows)}
 
 Per format, one core (encode with the shards' own settings; decode with the shard reader's):
 
@@ -447,10 +479,8 @@ per-sample work (the sampler's seeds, encode, record, tar members, manifest row)
 thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
 encode run in as many threads as the writer has encoders, in the same rounds: what threads of
 the encode give together on this machine, the most a writer with encoder threads could reach.
-Where it falls short of one core's rate
-times the threads while SHA-256 in the GIL table gets twice one thread's rate, what the threads
-lose is the GIL's hand-overs inside the encode itself, not the cores: a writer with encoder
-threads cannot pass it. The CPU time per image counts every
+A writer with encoder threads cannot pass it (the GIL table tells
+whether what it loses is the GIL's or the cores'). The CPU time per image counts every
 thread (sampler, encoders, writer): where it matches the bare encode's, a ratio short of 1 is
 time spent waiting, not work added.
 

@@ -48,6 +48,10 @@ def auto_format(image_size: int, channels: int) -> str:
 # sample (what Image.fromarray makes) is an allocation and more work under the GIL, at JPEG's
 # rate a visible share of the writer's time (docs/results.md, "The writer's ceiling").
 _scratch = threading.local()
+# A forked child starts with the forking thread's scratch file, whose one file offset it would
+# share with its parent and its siblings: it makes its own instead.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: vars(_scratch).clear())
 
 
 def _scratch_file() -> io.FileIO:

@@ -97,6 +97,34 @@ def test_encoding_through_the_scratch_file_gives_pillows_bytes(monkeypatch, scra
     assert not failures
 
 
+def test_a_forked_child_encodes_through_a_scratch_file_of_its_own():
+    """A child forked from a thread that has encoded must not write into that thread's scratch
+    file: parent and child would share its one file offset, and a child's bytes could be another's."""
+    import multiprocessing
+    import os
+
+    import numpy as np
+
+    from generate.writer import _scratch_file, encode_image
+
+    pixels = np.linspace(0, 255, 64 * 64 * 3).reshape(64, 64, 3).astype(np.uint8)
+    expected = encode_image(pixels, "jpg")
+    parent_file = os.fstat(_scratch_file().fileno())
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:
+        image = encode_image(pixels, "jpg")
+        own = os.fstat(_scratch_file().fileno())
+        sender.send((image, (own.st_dev, own.st_ino) != (parent_file.st_dev, parent_file.st_ino)))
+
+    process = context.Process(target=child)
+    process.start()
+    image, own_file = receiver.recv()
+    process.join()
+    assert image == expected and own_file
+
+
 def test_encoding_refuses_what_is_not_a_uint8_image():
     import numpy as np
 
