@@ -19,7 +19,7 @@ from ptcommon.storage import Location
 
 from .distributed import rank_and_world
 from .generator import Generator
-from .models import DTYPES, choose_dtype, list_builtins, load_generator
+from .models import DTYPES, choose_dtype, list_builtins, load_generator, takes_option
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
@@ -129,8 +129,9 @@ def generation_options(default_out: str):
                      "config hash. [default: 95]"),
         click.option("--encode-workers", type=click.IntRange(min=1),
                      help="Threads that encode images, per rank; the shards' bytes are the same for any number. "
-                          "[default: the cores this process may use, divided by the ranks on the node, less one for "
-                          "sampling; at least 1]"),
+                          "More than this rank's cores are capped. [default: this rank's cores (in an srun step its "
+                          "--cpus-per-task, else the cores this process may use divided by the ranks on the node), "
+                          "less one for sampling; at least 1]"),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
                      help="auto: on CUDA bf16 where the GPU has it, else fp16 for DiT and Stable Diffusion (as "
@@ -214,6 +215,8 @@ class GenerationRequest:
     dtype_reason: str = field(default="as given", init=False)  # how `open` chose --dtype, for the start line
     location: Location = field(init=False)  # --out, checked by `open`
     staging: Path | None = field(default=None, init=False)  # for a URL --out: where this rank's shard is written first
+    # What `open` capped, said once nothing is left to refuse: a refusal stays the only line.
+    notices: list[str] = field(default_factory=list, init=False)
 
     @property
     def local_dir(self) -> Path:
@@ -237,10 +240,11 @@ class GenerationRequest:
             atexit.register(shutil.rmtree, self.staging, ignore_errors=True)
         if self.compile_:
             check_compile(self.device)
-        if self.decode_batch is not None and self.decode_batch > self.batch_size:
-            if self.rank == 0:
-                click.echo(f"ptgen: --decode-batch {self.decode_batch} is larger than --batch-size {self.batch_size}; "
-                           f"decoding {self.batch_size} at a time", err=True)
+        # Only where the model takes --decode-batch: elsewhere loading refuses the value as given.
+        if self.decode_batch is not None and self.decode_batch > self.batch_size and takes_option(
+                self.model, "decode_batch"):
+            self.notices.append(f"--decode-batch {self.decode_batch} is larger than --batch-size {self.batch_size}; "
+                                f"decoding {self.batch_size} at a time")
             self.decode_batch = self.batch_size
         self.dtype, self.dtype_reason = choose_dtype(self.model, self.device, self.dtype)
         options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt,
@@ -258,6 +262,9 @@ class GenerationRequest:
         guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
         if guidance > 1 and not generator.supports_guidance:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
+        if self.rank == 0:
+            for notice in self.notices:
+                click.echo(f"ptgen: {notice}", err=True)
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
                            "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
                            "dtype": self.dtype, "compiled": self.compile_, "batch_size": self.batch_size}
@@ -267,16 +274,16 @@ class GenerationRequest:
                 "--image-format jpg or webp, or drop it")
 
     def _encoders(self) -> int:
-        """--encode-workers, or its default; capped at the cores, since more threads only contend."""
-        from .runner import default_encode_workers, usable_cores
+        """--encode-workers, or its default; capped at this rank's share of the cores, since more
+        threads only contend."""
+        from .runner import default_encode_workers, rank_cores
 
-        cores = usable_cores()
+        cores = rank_cores()
         if self.encode_workers is None:
             return default_encode_workers()
         if self.encode_workers > cores:
-            if self.rank == 0:
-                click.echo(f"ptgen: --encode-workers {self.encode_workers}: this process may use {cores} cores; "
-                           f"encoding with {cores}", err=True)
+            self.notices.append(f"--encode-workers {self.encode_workers}: this process may keep {cores} cores busy "
+                                f"(its share of the node's); encoding with {cores}")
             return cores
         return self.encode_workers
 

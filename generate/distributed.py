@@ -20,9 +20,3 @@ def rank_and_world(rank: int | None, world: int | None) -> tuple[int, int]:
     if not 0 <= rank < world:
         raise InputError(f"--rank {rank}: must lie in [0, {world - 1}] for --world {world}")
     return rank, world
-
-
-def ranks_on_node() -> int:
-    """How many ranks share this node (and its cores): the launcher's count (torchrun's
-    LOCAL_WORLD_SIZE, or this node's entry of an srun step's SLURM_STEP_TASKS_PER_NODE), else 1."""
-    return detect().local_world

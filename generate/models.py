@@ -111,7 +111,7 @@ def choose_dtype(spec: str, device: str, dtype: str) -> tuple[str, str]:
         return dtype, "as given"
     if not resolve_device(device).startswith("cuda"):
         return "fp32", "auto: fp32 on CPU"
-    if torch.cuda.is_bf16_supported():
+    if torch.cuda.is_bf16_supported(including_emulation=False):
         return "bf16", "auto: bf16, which this GPU supports"
     from .backends import backend_for
 
@@ -119,6 +119,13 @@ def choose_dtype(spec: str, device: str, dtype: str) -> tuple[str, str]:
     if backend.name in _FP16_BACKENDS:
         return "fp16", f"auto: this GPU lacks bf16, and {backend.name} pipelines are published in fp16"
     return "fp32", f"auto: this GPU lacks bf16, and {backend.name} models run in fp32"
+
+
+def takes_option(spec: str, option: str) -> bool:
+    """Whether the model SPEC names takes `option` (one of `load_generator`'s options)."""
+    from .backends import backend_for
+
+    return _takes(backend_for(_model_folder(spec)), option)
 
 
 def _takes(backend: type[Generator], option: str) -> bool:

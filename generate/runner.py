@@ -5,16 +5,16 @@ do not depend on the pool. Each encoder task takes a run of consecutive samples,
 there is neither a task nor a wake-up of the writer. The encoders do nothing but encode, which runs
 mostly without the GIL; the writer's packing (records, tar headers, manifest rows: Python, a few
 hundredths of a JPEG encode at 256 px) holds the GIL while they run their codecs, instead of
-lengthening each encoder's turn (docs/results.md, "Where the writer packs tar members", measures
+lengthening each encoder's turn (docs/results.md, "The writer against its alternatives", measures
 both places).
 
 Threads suffice because Pillow runs its codecs without the GIL when it encodes into a file, which
 `writer.encode_image` gives it (into a BytesIO, JPEG holds the GIL: `benchmarks/writer_ceiling.py`
-checks both on the installed Pillow)."""
+checks both on the installed Pillow); encoder processes, each with a GIL of its own, measured no
+faster (`benchmarks/writer_variants.py`)."""
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ptcommon.launcher import detect
 from ptcommon.outputs import disk_full_error, is_disk_full
 from ptcommon.shards import DATASET_FILE, MANIFEST_COLUMNS, sample_bytes_bound
 from ptcommon.storage import Location
 
-from .distributed import ranks_on_node
 from .generator import Generator
 from .plan import WorkPlan
 from .store import ShardFolder
@@ -44,14 +44,15 @@ from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample, s
 _QUEUE_DEPTH = 4
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, which launchers and cgroups narrow)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def rank_cores() -> int:
+    """The cores this rank may keep busy: an srun task's --cpus-per-task, else its share of the
+    cores it may run on among the node's ranks (ptcommon/launcher.py)."""
+    return detect().cores
 
 
 def default_encode_workers() -> int:
-    """--encode-workers' default: this rank's share of the node's cores, less one for sampling."""
-    return max(1, usable_cores() // ranks_on_node() - 1)
+    """--encode-workers' default: this rank's cores, less one for sampling."""
+    return max(1, rank_cores() - 1)
 
 
 class Job(Protocol):
@@ -196,9 +197,11 @@ class _Writer(threading.Thread):
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
-    # CUDA raises OutOfMemoryError; the CPU allocator a RuntimeError naming itself.
-    return isinstance(err, torch.OutOfMemoryError) or (
-        isinstance(err, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(err))
+    # CUDA raises OutOfMemoryError, or for a cuBLAS / cuDNN workspace a RuntimeError naming the
+    # library's allocation status; the CPU allocator a RuntimeError naming itself.
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and any(
+        sign in str(err) for sign in ("DefaultCPUAllocator: can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED",
+                                      "CUDNN_STATUS_ALLOC_FAILED")))
 
 
 def _sample(job: Job, indices: range, steps: int, guidance: float, stats: RunStats) -> np.ndarray:
@@ -211,20 +214,22 @@ def _sample(job: Job, indices: range, steps: int, guidance: float, stats: RunSta
         chunk = range(start, min(start + stats.batch_size, indices.stop))
         try:
             parts.append(job.generator.sample(job.condition(chunk), [job.seed(i) for i in chunk], steps, guidance))
+            start = chunk.stop
+            continue
         except RuntimeError as err:  # torch.OutOfMemoryError is one
             if not _is_out_of_memory(err):
                 raise
-            if len(chunk) == 1:
-                raise click.ClickException(f"--batch-size: out of memory even at one image (sample {chunk.start}): the "
-                                           f"model does not fit this device at --dtype {job.settings.dtype}; try a "
-                                           "half-precision --dtype or a device with more memory") from None
-            stats.batch_size = len(chunk) // 2
-            click.echo(f"ptgen: out of memory at a batch of {len(chunk)}; going on at {stats.batch_size} "
-                       "(same images)", err=True)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            continue
-        start = chunk.stop
+        # Out of memory. Only here, past the except block, is the traceback gone, and with it the
+        # failed batch's tensors that CUDA's cache could not give back while it lived.
+        if len(chunk) == 1:
+            raise click.ClickException(f"--batch-size: out of memory even at one image (sample {chunk.start}): the "
+                                       f"model does not fit this device at --dtype {job.settings.dtype}; try a "
+                                       "half-precision --dtype or a device with more memory")
+        stats.batch_size = len(chunk) // 2
+        click.echo(f"ptgen: out of memory at a batch of {len(chunk)}; going on at {stats.batch_size} "
+                   "(each image keeps its own noise)", err=True)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

@@ -53,7 +53,8 @@ def test_more_encoders_than_cores_are_capped_in_one_line(cli, tiny_model, tmp_pa
 
     cores = len(os.sched_getaffinity(0))
     result = synth(cli, tiny_model, tmp_path / "out", "--encode-workers", cores + 5)
-    assert f"--encode-workers {cores + 5}: this process may use {cores} cores; encoding with {cores}" in result.stderr
+    assert (f"--encode-workers {cores + 5}: this process may keep {cores} cores busy (its share of the node's); "
+            f"encoding with {cores}") in result.stderr
 
 
 def test_no_encoders_is_refused(cli, tiny_model, tmp_path):
@@ -63,24 +64,28 @@ def test_no_encoders_is_refused(cli, tiny_model, tmp_path):
 
 
 def test_default_encoders_share_the_node(monkeypatch):
-    from generate.distributed import ranks_on_node
+    from generate.runner import default_encode_workers
 
     for name in [n for n in os.environ if n.startswith("SLURM_") or n in ("RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE")]:
         monkeypatch.delenv(name)
-    assert ranks_on_node() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert default_encode_workers() == 15  # one process: all its cores, less one for sampling
     monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("SLURM_PROCID", "9")
     monkeypatch.setenv("SLURM_LOCALID", "1")
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "11")
     monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "4(x2),3")
     monkeypatch.setenv("SLURM_NODEID", "2")
-    assert ranks_on_node() == 3
-    monkeypatch.setenv("SLURM_PROCID", "5")
-    monkeypatch.setenv("SLURM_NODEID", "1")
-    assert ranks_on_node() == 4
+    assert default_encode_workers() == 4  # 3 tasks on this node share its 16 cores
+    # srun binds each task to its --cpus-per-task: the mask is already this task's share.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    assert default_encode_workers() == 7
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     for name, value in (("RANK", "0"), ("WORLD_SIZE", "8"), ("LOCAL_WORLD_SIZE", "8")):  # torchrun's, first
         monkeypatch.setenv(name, value)
-    assert ranks_on_node() == 8
+    assert default_encode_workers() == 1
 
 
 class _Tight:
@@ -129,7 +134,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_bytes(tiny_model, tmp_path
     stats = generate_shards(SynthJob(settings(7), tight), tmp_path / "tight", encode_workers=2, progress=False)
     assert stats.complete and stats.batch_size == 3  # 7 -> 3, then kept for every later batch
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == ["ptgen: out of memory at a batch of 7; going on at 3 (same images)"]
+    assert lines == ["ptgen: out of memory at a batch of 7; going on at 3 (each image keeps its own noise)"]
     assert shard_bytes(tmp_path / "tight") == shard_bytes(tmp_path / "roomy")
 
 

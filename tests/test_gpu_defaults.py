@@ -31,10 +31,12 @@ def test_decode_batch_leaves_the_images_alone(dit, cli, tmp_path):
     assert {p.name: p.read_bytes() for p in (tmp_path / "capped").glob("*.tar")} == whole
 
 
-def test_decode_batch_on_a_model_without_a_vae_is_one_line(cli, tmp_path):
-    result = cli(ptgen, ["synth", "--out", tmp_path / "o", "--decode-batch", 4])
+@pytest.mark.parametrize("decode_batch", [4, 500])  # 500: above --batch-size, which is no reason to cap it here
+def test_decode_batch_on_a_model_without_a_vae_is_one_line(cli, tmp_path, decode_batch):
+    result = cli(ptgen, ["synth", "--out", tmp_path / "o", "--decode-batch", decode_batch, "--encode-workers", 999])
     assert result.exit_code != 0 and len(result.stderr.strip().splitlines()) == 1
-    assert "which does not take --decode-batch; only these backends do: dit, sd" in result.stderr
+    assert (f"--decode-batch {decode_batch}: builtin:glyphs-1k is a unet model, which does not take --decode-batch; "
+            "only these backends do: dit, sd") in result.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -47,15 +49,21 @@ def test_auto_dtype_is_fp32_on_cpu_and_said_so(cli, tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize("bf16, model, expected", [
-    (True, "builtin:glyphs-1k", "bf16"),
-    (False, "dit", "fp16"),
-    (False, "builtin:glyphs-1k", "fp32"),
+    ("native", "builtin:glyphs-1k", "bf16"),
+    ("emulated", "dit", "fp16"),  # a V100 or T4: torch emulates bf16 there, slower than fp16
+    ("emulated", "builtin:glyphs-1k", "fp32"),
+    ("none", "dit", "fp16"),
 ])
 def test_auto_dtype_on_a_gpu(monkeypatch, dit, bf16, model, expected):
-    # What a CUDA machine reports, for the choice alone: no kernel runs.
+    from train.trainer import amp_dtype
+
+    # What a CUDA machine reports, for the choice alone: no kernel runs. torch's own default counts
+    # emulation as support.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: bf16)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: bf16 == "native" or (including_emulation and bf16 == "emulated"))
+    assert amp_dtype("auto", torch.device("cuda")) == ("bf16" if bf16 == "native" else "fp16")
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     try:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False

@@ -2,12 +2,10 @@
 and the labels are computed once per output folder, shared by the ranks, reused by a rerun, and
 never mixed with another classifier's."""
 
-import json
 
 import numpy as np
 import pytest
 import torch
-import webdataset as wds
 from PIL import Image
 
 from generate.cli import main as ptgen
@@ -81,3 +79,61 @@ def test_a_claim_left_by_a_dead_rank_passes_on(tiny_model, classifier, target, c
     result = pseudo(cli, tiny_model, classifier, target, out)
     assert result.exit_code == 0, result.output
     assert (out / SOFT_LABELS_FILE).exists() and not claim.exists()
+
+
+def test_ranks_and_reruns_read_the_soft_labels_computed_once(tiny_model, classifier, target, cli, tmp_path,
+                                                             monkeypatch):
+    import generate.soft_labels
+
+    out = tmp_path / "ps"
+    first = pseudo(cli, tiny_model, classifier, target, out, "--rank", 0, "--world", 2)
+    assert first.exit_code == 0, first.output
+    stored = (out / SOFT_LABELS_FILE).read_bytes()
+
+    def computed_again(*args, **kwargs):
+        raise AssertionError("the soft labels were computed a second time")
+
+    monkeypatch.setattr(generate.soft_labels, "soft_labels", computed_again)
+    for rank in (1, 0):  # the other rank, then a rerun of the first
+        result = pseudo(cli, tiny_model, classifier, target, out, "--rank", rank, "--world", 2)
+        assert result.exit_code == 0, result.output
+    assert (out / SOFT_LABELS_FILE).read_bytes() == stored
+
+
+def test_soft_labels_of_another_classifier_are_refused(tiny_model, classifier, target, cli, tmp_path):
+    import shutil
+
+    from ptcommon.runfolder import ModelConfig, create_model
+    from train.models import save_run
+
+    torch.manual_seed(1)
+    config = ModelConfig("test_resnet", 5, [f"tiny class {i}" for i in range(5)], 8, 1, [0.5], [0.5], list(range(5)))
+    other = tmp_path / "other-run"
+    save_run(other, create_model(config), config)
+    done = tmp_path / "ps"
+    assert pseudo(cli, tiny_model, classifier, target, done).exit_code == 0
+    labels_only = tmp_path / "labels-only"  # soft labels without the dataset they were computed for
+    labels_only.mkdir()
+    shutil.copy(done / SOFT_LABELS_FILE, labels_only)
+    for out in (done, labels_only):
+        before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        result = pseudo(cli, tiny_model, other, target, out)
+        assert result.exit_code != 0 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert f"its {SOFT_LABELS_FILE} was computed with another classifier" in result.stderr
+
+
+def test_timms_default_weights_are_named_by_their_tag(monkeypatch):
+    """An untagged timm name means whichever weights the installed timm makes its default: the
+    digest (in the config hash and the soft labels' key) names that tag, so a timm that moves the
+    default does not reuse the old weights' labels. A tagged name keeps the digest it always had."""
+    import timm.models
+
+    from ptcommon.classifiers import classifier_digest
+
+    assert classifier_digest("timm:resnet50.tv_in1k") == "timm:resnet50.tv_in1k:pretrained"
+    default = timm.models.get_pretrained_cfg("resnet50").tag
+    assert classifier_digest("timm:resnet50") == f"timm:resnet50:pretrained:{default}"
+    moved = timm.models.get_pretrained_cfg("resnet50.tv_in1k")
+    monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: moved)
+    assert classifier_digest("timm:resnet50") == "timm:resnet50:pretrained:tv_in1k"

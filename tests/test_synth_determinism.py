@@ -60,9 +60,10 @@ def test_batch_size_does_not_change_the_images(cli, tiny_model, tmp_path, refere
 
 def test_torchrun_two_processes_match_one_process(tiny_model, tmp_path, reference):
     out = tmp_path / "torchrun"
-    proc = run_module("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+    # --standalone: a free port of torchrun's choosing, never one that another run still holds.
+    proc = run_module("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                       "-m", "generate", *map(str, synth_args(tiny_model, out)), timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, f"{proc.stderr[:3000]}\n...\n{proc.stderr[-3000:]}"
     assert "rank 0:" in proc.stdout and "rank 1:" in proc.stdout
     assert_same_dataset(out, reference)
 

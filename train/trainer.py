@@ -171,7 +171,7 @@ def amp_dtype(flag: str, device: torch.device) -> str:
         return flag
     if device.type != "cuda":
         return "off"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 def to_device(batch, device: torch.device):
