@@ -478,9 +478,9 @@ of the rounds' own ratios. The row without a pool is the writer's whole
 per-sample work (the sampler's seeds, encode, record, tar members, manifest row) run in one
 thread: what the pool would reach if threads cost nothing. "Bare in as many threads" is the bare
 encode run in as many threads as the writer has encoders, in the same rounds: what threads of
-the encode give together on this machine, the most a writer with encoder threads could reach.
-A writer with encoder threads cannot pass it (the GIL table tells
-whether what it loses is the GIL's or the cores'). The CPU time per image counts every
+the encode give together on this machine, the most a writer with encoder threads could reach
+(the GIL table tells whether what they lose is the GIL's or the cores'). The CPU time per image
+counts every
 thread (sampler, encoders, writer): where it matches the bare encode's, a ratio short of 1 is
 time spent waiting, not work added.
 
@@ -503,8 +503,9 @@ time spent waiting, not work added.
     write_section("writer_cores", f"""
 ### Cores a GPU needs for its writer
 
-Each rank encodes with `--encode-workers` threads (default: the cores it may use, divided by the
-ranks on the node, less one for sampling). The cores an H100 needs to keep up = ceil(its image
+Each rank encodes with `--encode-workers` threads (default: its cores, that is in an srun step
+its --cpus-per-task, else the cores it may use divided by the ranks on the node, less one for
+sampling). The cores an H100 needs to keep up = ceil(its image
 rate / (one core's bare rate x the writer's efficiency)) + 1, with the rates measured by
 `python -m benchmarks.writer_ceiling run` (docs/results.md, "The writer's ceiling") and the
 efficiency each format's lowest pipeline ratio measured there ({shares}); at 512 px an image

@@ -33,9 +33,9 @@ def auto_format(image_size: int, channels: int) -> str:
     """--image-format auto, by the costs measured at 256 px (docs/results.md, "The writer's ceiling").
     An image whose raw pixels fit one 512-byte tar block takes one block in any format, so it stays
     PNG, lossless (the built-in 16 px world); so does grayscale. Larger RGB goes to JPEG at quality
-    95: a quarter more bytes than WebP at the same quality, but over 20 times its encode rate and
-    at least twice its decode rate a core, which is what a GPU node runs short of on both sides
-    (BigGAN-deep at its computed H100 rate needs about 4 cores to encode JPEG, 48 for WebP:
+    95: a quarter more bytes than WebP at the same quality, but about 20 times its encode rate
+    and at least twice its decode rate a core, which is what a GPU node runs short of on both
+    sides (BigGAN-deep at its computed H100 rate needs about 4 cores to encode JPEG, 40 for WebP:
     docs/gpu.md)."""
     return "png" if channels == 1 or image_size * image_size * channels <= 512 else "jpg"
 
