@@ -162,13 +162,23 @@ def shared_soft_labels(out: Location, local: Path, key: dict, compute: Callable[
     Called once the folder is prepared. Ranks may start in any order: a claim whose rank died
     (no heartbeat for _STALE_CLAIM_S) passes to the next rank that finds it.
 
-    An object store has no exclusive create to claim with: for a URL --out each rank keeps them in
+    An object store has no claim file with a heartbeat: for a URL --out each rank keeps them in
     LOCAL, its staging folder (fetched there by `check_soft_labels` when the folder has them, else
-    computed), and uploads them where the folder still lacks them."""
+    computed), and uploads them unless the folder has them (`Location.create_bytes`). A rank whose
+    upload another's came before takes the folder's copy instead of its own, so that every rank,
+    and every rerun, conditions on the same probabilities even where ranks on different GPUs
+    round them differently."""
     labels = _local_soft_labels(local, key, compute)
-    if out.remote and not out.exists(SOFT_LABELS_FILE):
-        out.write_bytes(SOFT_LABELS_FILE, (local / SOFT_LABELS_FILE).read_bytes())
-    return labels
+    if not out.remote:
+        return labels
+    mine = (local / SOFT_LABELS_FILE).read_bytes()
+    if out.create_bytes(SOFT_LABELS_FILE, mine):
+        return labels
+    kept = out.read_bytes(SOFT_LABELS_FILE)
+    if kept == mine:
+        return labels
+    write_atomically(local / SOFT_LABELS_FILE, lambda tmp: tmp.write_bytes(kept), "--out", lambda: len(kept))
+    return _local_soft_labels(local, key, compute)
 
 
 def _local_soft_labels(out: Path, key: dict, compute: Callable[[], SoftLabels]) -> SoftLabels:

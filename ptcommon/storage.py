@@ -190,6 +190,23 @@ class Location:
         with self._explained():
             self.fs.pipe_file(self.child(name), data)
 
+    def create_bytes(self, name: str, data: bytes) -> bool:
+        """Write NAME whole unless the folder has it already; whether this call wrote it. Exclusive
+        on S3 (a conditional put): of writers that race, one wins and the others find its object.
+        Elsewhere a check and then a write, which racing writers may both pass (local folders have
+        claim files for that: generate/soft_labels.py)."""
+        if self.scheme != "s3":
+            if self.exists(name):
+                return False
+            self.write_bytes(name, data)
+            return True
+        with self._explained():
+            try:
+                self.fs.pipe_file(self.child(name), data, mode="create")
+                return True
+            except FileExistsError:
+                return False
+
     def upload(self, local: Path, name: str) -> None:
         """Upload the finished local file LOCAL to NAME in this remote folder, then delete LOCAL."""
         with self._explained():

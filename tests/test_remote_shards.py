@@ -215,3 +215,40 @@ def test_pseudo_to_s3_gives_the_local_bytes(s3, tiny_model, classifier, target, 
     assert {n for n in mine if n.endswith(".tar")} == {n for n in remote if n.endswith(".tar")} != set()
     for name in [n for n in mine if n.endswith((".tar", ".parquet", ".safetensors"))]:
         assert remote[name] == mine[name], name
+
+
+def test_only_the_first_upload_of_a_name_lands(s3):
+    from ptcommon.storage import Location
+
+    folder = Location("s3://bucket/exclusive", "--out")
+    assert folder.create_bytes("f", b"first") and not folder.create_bytes("f", b"second")
+    assert folder.read_bytes("f") == b"first"
+
+
+def test_a_rank_conditions_on_the_soft_labels_the_bucket_kept(s3, tmp_path):
+    """Ranks upload their soft labels unless the folder has them: a rank whose upload another's
+    came before (its own computation rounding differently, say) takes the folder's copy."""
+    from safetensors.torch import save_file
+
+    from generate.soft_labels import SoftLabels, shared_soft_labels
+    from ptcommon.shards import SOFT_LABELS_FILE
+    from ptcommon.storage import Location
+
+    key = {"classifier_sha256": "c", "temperature": 1.0}
+    mine = SoftLabels(torch.tensor([[0.25, 0.75]]), torch.tensor([0.75]))
+    theirs = {"probs": torch.tensor([[0.5, 0.5]]), "confidence": torch.tensor([0.5])}
+    first = tmp_path / "first.safetensors"
+    save_file(theirs, str(first), metadata={"key": json.dumps(key, sort_keys=True)})
+    out = Location("s3://bucket/labels", "--out")
+    out.write_bytes(SOFT_LABELS_FILE, first.read_bytes())  # the other rank's, uploaded first
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    labels = shared_soft_labels(out, staging, key, lambda: mine)
+    assert torch.equal(labels.probs, theirs["probs"]) and torch.equal(labels.confidence, theirs["confidence"])
+    assert (staging / SOFT_LABELS_FILE).read_bytes() == out.read_bytes(SOFT_LABELS_FILE) == first.read_bytes()
+
+    alone = Location("s3://bucket/labels-alone", "--out")  # the first rank: its own, uploaded
+    (tmp_path / "alone").mkdir()
+    labels = shared_soft_labels(alone, tmp_path / "alone", key, lambda: mine)
+    assert torch.equal(labels.probs, mine.probs)
+    assert alone.read_bytes(SOFT_LABELS_FILE) == (tmp_path / "alone" / SOFT_LABELS_FILE).read_bytes()
