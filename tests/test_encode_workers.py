@@ -146,6 +146,31 @@ def test_out_of_memory_at_one_image_stops_in_one_line(tiny_model, tmp_path):
     assert not list((tmp_path / "out").glob("*.tar")) and not list((tmp_path / "out").glob(".*.tmp"))
 
 
+def test_a_stop_at_out_of_memory_leaves_a_folder_that_a_rerun_finishes(tiny_model, tmp_path):
+    """Out of memory even at one image, in the second shard: the first stays committed, and a rerun
+    with the room (a smaller batch, another device) finishes the folder with the bytes of one run."""
+    roomy = tmp_path / "roomy"
+    generate_shards(SynthJob(settings(4), load_generator(str(tiny_model))), roomy, progress=False)
+    full_from = {sample_seed(0, i) for i in range(7, 25)}  # the memory runs out from the second shard on
+    generator = load_generator(str(tiny_model))
+    base = type(generator)
+
+    def sample(this, condition, seeds, steps, guidance):
+        if full_from & set(seeds):
+            raise torch.OutOfMemoryError("tried to allocate")
+        return base.sample(this, condition, seeds, steps, guidance)
+
+    generator.__class__ = type("Filling" + base.__name__, (base,), {"sample": sample})
+    out = tmp_path / "out"
+    with pytest.raises(click.ClickException, match=r"out of memory even at one image \(sample 7\)"):
+        generate_shards(SynthJob(settings(4), generator), out, encode_workers=2, progress=False)
+    assert [p.name for p in out.glob("*.tar")] == ["synth-000000.tar"] and not list(out.glob(".*.tmp"))
+    rerun = generate_shards(SynthJob(settings(4), load_generator(str(tiny_model))), out, progress=False)
+    assert rerun.complete and rerun.shards_skipped == 1
+    assert shard_bytes(out) == shard_bytes(roomy)
+    assert (out / "manifest.parquet").read_bytes() == (roomy / "manifest.parquet").read_bytes()
+
+
 def test_an_encoder_failure_stops_in_one_line_without_a_partial_shard(tiny_model, tmp_path):
     bad = 10  # in the second shard (7..13), after the first is committed
     generator = _Unencodable(load_generator(str(tiny_model)), sample_seed(0, bad)).generator
