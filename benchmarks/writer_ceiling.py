@@ -4,7 +4,8 @@ writer comes to that rate times its encoder threads when the generator costs not
   gil       whether Pillow releases the GIL while it encodes (what lets the writer use threads):
             images/s of two threads encoding against one, into the writer's scratch file
             (`generate.writer.encode_image`) and into a BytesIO; two threads reach twice one where
-            the codec runs without the GIL
+            the codec runs without the GIL; and of two processes, a GIL each, which tell what two
+            encodes cost each other on the cores from what the GIL costs
   bare      `generate.writer.encode_image` (the shards' own encoder settings) in one thread, per
             format (and per --qualities for JPEG and WebP), on photo-like content: 256 px crops of
             scikit-learn's two sample photographs (`load_sample_images`, and their mirror images),
@@ -104,7 +105,7 @@ def cpu_seconds() -> float:
 
 @dataclass
 class Tally:
-    """Images, wall seconds and CPU seconds (all the process's threads) summed over a measurement's slices."""
+    """Images, wall seconds and CPU seconds (`cpu_seconds`) summed over a measurement's slices."""
 
     images: int = 0
     seconds: float = 0.0
@@ -162,6 +163,7 @@ def processes_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: 
     children = [context.Process(target=loop, args=(k,)) for k in range(processes)]
     for child in children:
         child.start()
+    sender.close()  # the children hold theirs: one that dies without sending ends recv() with EOFError
     counts = [receiver.recv() for _ in children]
     for child in children:
         child.join()

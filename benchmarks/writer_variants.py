@@ -79,10 +79,22 @@ class _EncoderProcesses(runner._Writer):
         shape = (self.slots, job.settings.batch_size, g.image_size, g.image_size, g.channels)
         _ring = np.frombuffer(mmap.mmap(-1, math.prod(shape)), np.uint8).reshape(shape)
         # fork, so that the processes inherit the ring; they start at the first task, which this
-        # is, before the writer thread exists.
+        # is, before the writer thread exists and before the runner's clock: their start-up (a
+        # fork each) is left out of the rate.
         self.encoders = ProcessPoolExecutor(self.encode_workers, mp_context=multiprocessing.get_context("fork"))
-        self.encoders.submit(int).result()
+        try:
+            self.encoders.submit(int).result()
+        except BaseException:
+            self.encoders.shutdown(cancel_futures=True)
+            raise
         self._batches, self._in_slot = 0, [[] for _ in range(self.slots)]
+
+    def run(self) -> None:
+        global _ring
+        try:
+            super().run()
+        finally:
+            _ring = None  # its processes are gone; the next slice maps its own
 
     def encode(self, indices: range, images: np.ndarray) -> list[Future]:
         slot = self._batches % self.slots

@@ -215,7 +215,8 @@ class GenerationRequest:
     dtype_reason: str = field(default="as given", init=False)  # how `open` chose --dtype, for the start line
     location: Location = field(init=False)  # --out, checked by `open`
     staging: Path | None = field(default=None, init=False)  # for a URL --out: where this rank's shard is written first
-    # What `open` capped, said once nothing is left to refuse: a refusal stays the only line.
+    # What `open` capped, said beside the start line, once nothing is left to refuse: a refusal
+    # stays the only line.
     notices: list[str] = field(default_factory=list, init=False)
 
     @property
@@ -262,9 +263,6 @@ class GenerationRequest:
         guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
         if guidance > 1 and not generator.supports_guidance:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
-        if self.rank == 0:
-            for notice in self.notices:
-                click.echo(f"ptgen: {notice}", err=True)
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
                            "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
                            "dtype": self.dtype, "compiled": self.compile_, "batch_size": self.batch_size}
@@ -310,6 +308,8 @@ class GenerationRequest:
             if on_ready is not None:
                 on_ready()
             if rank == 0:
+                for notice in self.notices:
+                    click.echo(f"ptgen: {notice}", err=True)
                 s = job.settings
                 click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
                            f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px {s.image_format}, "

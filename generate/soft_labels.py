@@ -168,8 +168,9 @@ def shared_soft_labels(out: Location, local: Path, key: dict, compute: Callable[
     upload another's came before takes the folder's copy instead of its own, so that every rank,
     and every rerun, conditions on the same probabilities even where ranks on different GPUs
     round them differently."""
+    fetched = out.remote and _stored_key(local / SOFT_LABELS_FILE) == key  # the folder's own copy already
     labels = _local_soft_labels(local, key, compute)
-    if not out.remote:
+    if not out.remote or fetched:
         return labels
     mine = (local / SOFT_LABELS_FILE).read_bytes()
     if out.create_bytes(SOFT_LABELS_FILE, mine):
@@ -178,6 +179,9 @@ def shared_soft_labels(out: Location, local: Path, key: dict, compute: Callable[
     if kept == mine:
         return labels
     write_atomically(local / SOFT_LABELS_FILE, lambda tmp: tmp.write_bytes(kept), "--out", lambda: len(kept))
+    if _stored_key(local / SOFT_LABELS_FILE) != key:
+        raise InputError(f"--out {out}: another run wrote its {SOFT_LABELS_FILE} meanwhile, from other settings; "
+                         "give each run a folder of its own")
     return _local_soft_labels(local, key, compute)
 
 

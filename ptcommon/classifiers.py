@@ -84,16 +84,16 @@ def classifier_digest(spec: str, weights: Path | None = None) -> str:
     """What identifies a classifier's weights, for a dataset's config hash."""
     path = weights if is_timm(spec) else resolve_run(spec, "--classifier") / WEIGHTS_FILE
     if path is None:  # timm's hub weights: the name and timm's pretrained tag say which
-        return f"{spec}:pretrained{_default_tag(spec)}"
+        return f"{_tagged(spec)}:pretrained"
     return sha256_of([path])
 
 
-def _default_tag(spec: str) -> str:
-    """For a timm name without a pretrained tag, ":" and the tag the installed timm gives it: a
-    newer timm may move an architecture's default to other weights, whose soft labels must not
-    mix with these. Empty for a tagged name, whose tag pins its weights."""
+def _tagged(spec: str) -> str:
+    """A timm SPEC with its pretrained tag: for a name without one, the tag the installed timm
+    gives it, since a newer timm may move an architecture's default to other weights, whose soft
+    labels must not mix with these; and so that both spellings of the same weights agree."""
     from timm.models import get_pretrained_cfg, split_model_name_tag
 
     arch, tag = split_model_name_tag(spec[len(TIMM_PREFIX):])
     cfg = None if tag else get_pretrained_cfg(arch)
-    return f":{cfg.tag}" if cfg is not None and cfg.tag else ""
+    return f"{TIMM_PREFIX}{arch}.{cfg.tag}" if cfg is not None and cfg.tag else spec

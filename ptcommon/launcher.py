@@ -43,10 +43,11 @@ class Launch:
     @property
     def cores(self) -> int:
         """The cores this process may keep busy (itself and its data workers): an srun task's
-        --cpus-per-task, else the cores it may run on shared among the processes on its node."""
-        if self.launcher == "slurm" and os.environ.get("SLURM_CPUS_PER_TASK", "").isdecimal():
-            return int(os.environ["SLURM_CPUS_PER_TASK"])
+        --cpus-per-task (no more than it may run on), else the cores it may run on shared among the
+        processes on its node."""
         usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if self.launcher == "slurm" and os.environ.get("SLURM_CPUS_PER_TASK", "").isdecimal():
+            return max(1, min(int(os.environ["SLURM_CPUS_PER_TASK"]), usable))
         return max(1, usable // self.local_world)
 
 

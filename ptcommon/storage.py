@@ -192,9 +192,10 @@ class Location:
 
     def create_bytes(self, name: str, data: bytes) -> bool:
         """Write NAME whole unless the folder has it already; whether this call wrote it. Exclusive
-        on S3 (a conditional put): of writers that race, one wins and the others find its object.
-        Elsewhere a check and then a write, which racing writers may both pass (local folders have
-        claim files for that: generate/soft_labels.py)."""
+        on S3 (a put with If-None-Match): of writers that race, one wins and the others find its
+        object; an S3-compatible store that ignores the header lets each of them win. Elsewhere a
+        check and then a write, which racing writers may both pass (local folders have claim files
+        for that: generate/soft_labels.py)."""
         if self.scheme != "s3":
             if self.exists(name):
                 return False

@@ -49,9 +49,9 @@ def test_ranks_with_encoders_match_one_process(cli, tiny_model, tmp_path):
 
 
 def test_more_encoders_than_cores_are_capped_in_one_line(cli, tiny_model, tmp_path):
-    import os
+    from generate.runner import rank_cores
 
-    cores = len(os.sched_getaffinity(0))
+    cores = rank_cores()
     result = synth(cli, tiny_model, tmp_path / "out", "--encode-workers", cores + 5)
     assert (f"--encode-workers {cores + 5}: this process may keep {cores} cores busy (its share of the node's); "
             f"encoding with {cores}") in result.stderr

@@ -125,15 +125,17 @@ def test_soft_labels_of_another_classifier_are_refused(tiny_model, classifier, t
 
 def test_timms_default_weights_are_named_by_their_tag(monkeypatch):
     """An untagged timm name means whichever weights the installed timm makes its default: the
-    digest (in the config hash and the soft labels' key) names that tag, so a timm that moves the
-    default does not reuse the old weights' labels. A tagged name keeps the digest it always had."""
+    digest (in the config hash and the soft labels' key) is that of the tagged name, so a timm
+    that moves the default does not reuse the old weights' labels, and both spellings of the same
+    weights agree. A tagged name keeps the digest it always had."""
     import timm.models
 
     from ptcommon.classifiers import classifier_digest
 
     assert classifier_digest("timm:resnet50.tv_in1k") == "timm:resnet50.tv_in1k:pretrained"
     default = timm.models.get_pretrained_cfg("resnet50").tag
-    assert classifier_digest("timm:resnet50") == f"timm:resnet50:pretrained:{default}"
+    assert classifier_digest("timm:resnet50") == classifier_digest(f"timm:resnet50.{default}") == \
+        f"timm:resnet50.{default}:pretrained"
     moved = timm.models.get_pretrained_cfg("resnet50.tv_in1k")
     monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: moved)
-    assert classifier_digest("timm:resnet50") == "timm:resnet50:pretrained:tv_in1k"
+    assert classifier_digest("timm:resnet50") == "timm:resnet50.tv_in1k:pretrained"

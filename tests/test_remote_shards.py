@@ -231,6 +231,7 @@ def test_a_rank_conditions_on_the_soft_labels_the_bucket_kept(s3, tmp_path):
     from safetensors.torch import save_file
 
     from generate.soft_labels import SoftLabels, shared_soft_labels
+    from ptcommon.cli import InputError
     from ptcommon.shards import SOFT_LABELS_FILE
     from ptcommon.storage import Location
 
@@ -246,6 +247,14 @@ def test_a_rank_conditions_on_the_soft_labels_the_bucket_kept(s3, tmp_path):
     labels = shared_soft_labels(out, staging, key, lambda: mine)
     assert torch.equal(labels.probs, theirs["probs"]) and torch.equal(labels.confidence, theirs["confidence"])
     assert (staging / SOFT_LABELS_FILE).read_bytes() == out.read_bytes(SOFT_LABELS_FILE) == first.read_bytes()
+
+    other_key = tmp_path / "other.safetensors"  # another run's, with other settings: refused
+    save_file(theirs, str(other_key), metadata={"key": json.dumps({**key, "temperature": 2.0}, sort_keys=True)})
+    clash = Location("s3://bucket/labels-clash", "--out")
+    clash.write_bytes(SOFT_LABELS_FILE, other_key.read_bytes())
+    (tmp_path / "clash").mkdir()
+    with pytest.raises(InputError, match="another run wrote its soft_labels.safetensors meanwhile"):
+        shared_soft_labels(clash, tmp_path / "clash", key, lambda: mine)
 
     alone = Location("s3://bucket/labels-alone", "--out")  # the first rank: its own, uploaded
     (tmp_path / "alone").mkdir()

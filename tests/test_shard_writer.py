@@ -120,6 +120,7 @@ def test_a_forked_child_encodes_through_a_scratch_file_of_its_own():
 
     process = context.Process(target=child)
     process.start()
+    sender.close()  # the child holds its own: if it dies without sending, recv() raises EOFError
     image, own_file = receiver.recv()
     process.join()
     assert image == expected and own_file
