@@ -125,6 +125,17 @@ class Tally:
         return self.cpu / self.images
 
 
+def encode_until(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, k: int,
+                 stop: float) -> int:
+    """The `k`th of several loops (threads or processes) encoding the crops in turn, each from its
+    own offset, until `stop` (and at least once); how many it encoded."""
+    done = 0
+    while time.perf_counter() < stop or not done:
+        encode(crops[(done + k) % len(crops)], fmt)
+        done += 1
+    return done
+
+
 def threads_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np.ndarray, threads: int,
                  seconds: float, tally: Tally | None = None) -> float:
     """Images/s of `threads` threads encoding the crops in turn for about `seconds`, counted into
@@ -132,9 +143,7 @@ def threads_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: np
     counts, stop, cpu = [0] * threads, time.perf_counter() + seconds, cpu_seconds()
 
     def loop(k: int) -> None:
-        while time.perf_counter() < stop or not counts[k]:
-            encode(crops[(counts[k] + k) % len(crops)], fmt)
-            counts[k] += 1
+        counts[k] = encode_until(encode, fmt, crops, k, stop)
 
     start = time.perf_counter()
     workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
@@ -154,11 +163,9 @@ def processes_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: 
     receiver, sender = context.Pipe(duplex=False)
 
     def loop(k: int) -> None:
-        done, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds or not done:
-            encode(crops[(done + k) % len(crops)], fmt)
-            done += 1
-        sender.send((done, elapsed))
+        start = time.perf_counter()
+        done = encode_until(encode, fmt, crops, k, start + seconds)
+        sender.send((done, time.perf_counter() - start))
 
     children = [context.Process(target=loop, args=(k,)) for k in range(processes)]
     for child in children:
@@ -169,7 +176,8 @@ def processes_rate(encode: Callable[[np.ndarray, str], bytes], fmt: str, crops: 
         child.join()
     # Each child times its own loop, so a child's start-up is not counted as time it encoded.
     rate = sum(done / elapsed for done, elapsed in counts)
-    tally.add(sum(done for done, _ in counts), sum(done for done, _ in counts) / rate, 0.0)
+    images = sum(done for done, _ in counts)
+    tally.add(images, images / rate, 0.0)
     return rate
 
 
