@@ -6,6 +6,9 @@ generator's class ids, named. The body says what made the images: the generator 
 fingerprint, the sampling settings and config hash, the count and the format, and the license
 the generator's own card states.
 
+The card replaces a README.md only when ptgen wrote it, known by WRITER_KEY in its front matter:
+the folder may be the repository's own `shards/` or hold a README its user wrote.
+
 YAML is written by hand: every scalar goes through `json.dumps`, and a JSON string is a valid
 YAML double-quoted scalar, so no YAML library is needed.
 """
@@ -22,6 +25,8 @@ from ptcommon.cli import InputError
 from ptcommon.shards import DATASET_FILE, read_header, shard_glob
 
 CARD_FILE = "README.md"
+# Only ptgen writes this line, so its presence is what lets a later `ptgen card` replace the file.
+WRITER_KEY, WRITER = "written_by", "ptgen card"
 _SAMPLING = ("steps", "guidance", "seed", "dtype", "image_format", "quality", "per_class", "per_target",
              "temperature", "top_k", "condition", "classifier")
 
@@ -49,7 +54,9 @@ def fingerprint_digest(header: dict) -> str:
 
 def front_matter(header: dict, license: str | None) -> str:
     fmt, labeled = header.get("image_format", "png"), bool(header.get("labeled"))
-    lines = ["---", f"license: {_q(license or 'other')}", f"pretty_name: {_q(header['prefix'] + '-' + header['config_hash'])}",
+    lines = ["---", f"# {WRITER} replaces this file when run again; delete the next line to keep your edits",
+             f"{WRITER_KEY}: {_q(WRITER)}", f"license: {_q(license or 'other')}",
+             f"pretty_name: {_q(header['prefix'] + '-' + header['config_hash'])}",
              "task_categories:", f"- {'image-classification' if labeled else 'unconditional-image-generation'}",
              "tags:", "- synthetic", "- ptgen", "configs:", "- config_name: default", "  data_files:",
              "  - split: train", f"    path: {_q(shard_glob(header['prefix']))}", "dataset_info:", "  features:",
@@ -87,12 +94,27 @@ def body(header: dict, license: str | None) -> str:
             "Load it with `datasets.load_dataset(\"PATH-OR-REPO\")`.\n")
 
 
-def write_card(folder: Path) -> Path:
-    """FOLDER/README.md for a complete shard folder; returns its path."""
+def written_by_ptgen(path: Path) -> bool:
+    """Whether the file's front matter holds the line only `ptgen card` writes."""
+    front = re.match(r"^---\n(.*?)\n---", path.read_text(errors="replace"), re.S)
+    return bool(front and re.search(rf"^{WRITER_KEY}:\s*{re.escape(_q(WRITER))}\s*$", front[1], re.M))
+
+
+def write_card(folder: Path, out: Path | None = None, overwrite: bool = False) -> Path:
+    """The dataset card of a complete shard folder, at OUT (default FOLDER/README.md); returns its path.
+
+    An existing file at OUT is replaced only if ptgen wrote it, or with `overwrite`.
+    """
     if not (folder / DATASET_FILE).is_file():
         raise InputError(f"{folder}: no {DATASET_FILE}; ptgen card takes a folder written by ptgen synth or ptgen pseudo")
+    card = folder / CARD_FILE if out is None else out
+    if card.is_dir():
+        raise InputError(f"{card}: is a folder; --out names the card's file, e.g. {card / CARD_FILE}")
+    if card.exists() and not overwrite and not written_by_ptgen(card):
+        raise InputError(f"{card}: exists and ptgen did not write it (no `{WRITER_KEY}: {_q(WRITER)}` in its front "
+                         f"matter); write the card elsewhere with --out FILE, or replace this file with --overwrite")
     header = read_header(folder)
     license = generator_license(str(header.get("model", "")))
-    card = folder / CARD_FILE
+    card.parent.mkdir(parents=True, exist_ok=True)
     card.write_text(front_matter(header, license) + body(header, license))
     return card
