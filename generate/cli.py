@@ -482,7 +482,11 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, target: Path 
 
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path))
-def card(folder: Path) -> None:
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Where to write the card. The hub and `datasets` read it only as README.md at the folder's "
+                   "top. [default: FOLDER/README.md]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --out that ptgen did not write.")
+def card(folder: Path, out: Path | None, overwrite: bool) -> None:
     """Write FOLDER/README.md, a Hugging Face dataset card for a shard folder.
 
     Its front matter makes `datasets.load_dataset(FOLDER)` and the hub's viewer show the image as
@@ -490,10 +494,13 @@ def card(folder: Path) -> None:
     generator, its fingerprint, the sampling settings and config hash, the count, the format and
     the license of the generator's own card. Publishing stays yours: `huggingface-cli upload`
     (docs/shards.md).
+
+    A card ptgen wrote earlier is replaced; any other file there is left alone and the command
+    stops, unless --overwrite.
     """
     from .card import write_card
 
-    click.echo(f"dataset card: {write_card(folder)}")
+    click.echo(f"dataset card: {write_card(folder, out, overwrite)}")
 
 
 @main.command()

@@ -14,9 +14,8 @@ from typing import Callable
 
 import numpy as np
 
-from ptcommon.shards import num_shards, sample_key, shard_name
+from ptcommon.shards import num_shards, shard_name
 
-__all__ = ["WorkPlan", "sample_key", "sample_seed"]
 
 
 def sample_seed(seed: int, index: int) -> int:

@@ -17,19 +17,18 @@ from PIL import Image
 
 from ptcommon.cli import InputError
 from ptcommon.hf_data import HFImage, is_hf, open_hf
-from ptcommon.shards import FORMAT
+from ptcommon.inputs import image_files, load_image
+from ptcommon.shards import FORMAT, PSEUDO_FIELDS, TARGET_CONFIDENCE, sample_key
 
 from . import __version__
 from .generator import Generator
-from .plan import WorkPlan, sample_key, sample_seed
+from .plan import WorkPlan, sample_seed
 from .runner import JobSettings
 from .store import config_hash
 from .writer import SampleRecord
 
 PREFIX = "pseudo"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 TOP_CLASSES_KEPT = 5
-RECORD_FIELDS = ["index", "seed", "target_confidence", "target_key", "top_classes"]
 
 
 def target_images(root: Path) -> tuple[list, list[str]]:
@@ -46,7 +45,7 @@ def target_images(root: Path) -> tuple[list, list[str]]:
     if not train.is_dir():
         raise InputError(f"--target {root}: no train/ folder; expected an ImageFolder tree (train/<class>/<image>) "
                          "or a Hugging Face dataset (hf:NAME, a save_to_disk folder)")
-    paths = sorted(p for p in train.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = image_files(train)
     if not paths:
         raise InputError(f"--target {root}: train/ holds no images")
     return paths, [p.relative_to(root).as_posix() for p in paths]
@@ -54,11 +53,7 @@ def target_images(root: Path) -> tuple[list, list[str]]:
 
 def open_target(item: Path | HFImage) -> Image.Image:
     """A target image of `target_images`, decoded."""
-    if isinstance(item, Path):
-        with Image.open(item) as image:
-            image.load()
-            return image
-    return item.open()
+    return load_image(item) if isinstance(item, Path) else item.open()
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ class PseudoJob:
         meta = {
             "index": index,
             "target_key": self.keys[target],
-            "target_confidence": round(float(self.confidence[target]), 6),
+            TARGET_CONFIDENCE: round(float(self.confidence[target]), 6),
             "seed": self.seed(index),
             "top_classes": [[int(c), round(float(v), 6)] for c, v in zip(top.indices, top.values) if v > 0],
         }
@@ -122,7 +117,7 @@ class PseudoJob:
             "targets_sha256": targets_digest(self.keys),
             "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, **s.hashed(),
             # What each sample's .json holds: a folder begun before a field existed must not be finished with it.
-            "record_fields": RECORD_FIELDS,
+            "record_fields": list(PSEUDO_FIELDS),
             **({"condition": s.condition} if s.condition != "soft" else {}),
             # Only away from the plain resize, so that the datasets made before keep their hash.
             **({"preprocessing": s.preprocessing} if s.preprocessing != "resize" else {}),

@@ -26,10 +26,11 @@ import torch
 from PIL import Image
 
 from ptcommon.cli import InputError
-from ptcommon.classifiers import is_timm, load_classifier
+from ptcommon.classifiers import load_classifier
+from ptcommon.timm_specs import data_config, is_timm, timm_name
 from ptcommon.outputs import write_atomically
 from ptcommon.runfolder import ModelConfig
-from ptcommon.shards import DATASET_FILE, SOFT_LABELS_FILE, temp_name
+from ptcommon.shards import DATASET_FILE, SOFT_LABELS_FILE, UNSURE_CONFIDENCE, temp_name
 from ptcommon.storage import Location
 
 from .generator import Generator
@@ -60,11 +61,11 @@ def preprocessing(spec: str) -> str:
     return TIMM_EVAL if is_timm(spec) else RESIZE
 
 
-def timm_input(paths: list, model: torch.nn.Module) -> torch.Tensor:
-    """Images through timm's evaluation transform for `model` (its data config), as timm evaluates it."""
-    from timm.data import create_transform, resolve_data_config
+def timm_input(paths: list, spec: str) -> torch.Tensor:
+    """Images through timm's evaluation transform for the weights of timm SPEC, as timm evaluates them."""
+    from timm.data import create_transform
 
-    transform = create_transform(**resolve_data_config({}, model=model))
+    transform = create_transform(**data_config(timm_name(spec)))
     images = [transform(open_target(path).convert("RGB")) for path in paths]
     return torch.stack(images)
 
@@ -117,7 +118,7 @@ def soft_labels(paths: list, source: SourceClassifier, generator: Generator, tem
     rows, confidence = [], []
     for i in range(0, len(paths), batch_size):
         batch = paths[i : i + batch_size]
-        x = timm_input(batch, model) if is_timm(source.spec) else classifier_input(batch, config)
+        x = timm_input(batch, source.spec) if is_timm(source.spec) else classifier_input(batch, config)
         logits = model(x.to(device)).float().cpu()
         confidence.append(torch.softmax(logits, dim=1).amax(1))
         p = torch.softmax(logits / temperature, dim=1)
@@ -239,10 +240,6 @@ def _heartbeat(claim: Path) -> Iterator[None]:
         beater.join()
 
 
-# Below this mean top-1 probability the classifier recognises few targets. On the built-in world,
-# P-SSL lifted PP on a target whose mean was 0.78 and did nothing on two at 0.11 and 0.16
-# (docs/results.md, "Ablations": coverage groups).
-UNSURE_CONFIDENCE = 0.3
 
 
 def confidence_note(confidence: torch.Tensor) -> tuple[str, bool]:

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ptcommon.shards import FORMAT
+from ptcommon.shards import FORMAT, sample_key
 
 from . import __version__
 from .generator import Generator
-from .plan import WorkPlan, sample_key, sample_seed
+from .plan import WorkPlan, sample_seed
 from .runner import JobSettings
 from .store import config_hash
 from .writer import SampleRecord

@@ -46,6 +46,15 @@ META_MEMBER = "json"
 # Manifest columns every row has; the rest are the sample's `.json` fields.
 MANIFEST_COLUMNS = ("key", "shard", "image_bytes")
 
+# A pseudo sample's `.json` fields. `target_confidence` is the source classifier's top-1 probability
+# on the target image that conditioned the sample: ptgen pseudo writes it, pttrain pssl's guard reads it.
+TARGET_CONFIDENCE = "target_confidence"
+PSEUDO_FIELDS = ("index", "seed", TARGET_CONFIDENCE, "target_key", "top_classes")
+# Below this mean target confidence the source classifier recognises few of the targets, and their
+# pseudo samples follow its guesses: ptgen pseudo warns there, and pssl's guard defaults to it
+# (docs/results.md, "P-SSL that never costs").
+UNSURE_CONFIDENCE = 0.3
+
 # Far above any real image (a 4096x4096 RGB PNG is under 50 MB), far below what would hurt to
 # hold in memory per sample and loader worker.
 DEFAULT_MAX_MEMBER_MB = 64

@@ -104,7 +104,7 @@ def test_batches_are_reproducible_and_resumable(renderer):
 
 
 def test_packaged_classifier_recognises_fresh_renders(chosen):
-    from train.models import load_run
+    from ptcommon.runfolder import load_run
 
     model, config = load_run("builtin:glyphs-1k", "--classifier")
     assert config.class_names == [c.name for c in chosen]

@@ -6,7 +6,7 @@ import torch
 
 from train.cli import main as pttrain
 from train.kd import Distillation, KDStudent
-from train.models import load_run
+from ptcommon.runfolder import load_run
 
 
 def test_kd_end_to_end_ships_the_student_without_its_auxiliary_head(cli, target, tmp_path):

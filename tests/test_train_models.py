@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ptcommon.cli import InputError
-from train.models import ModelConfig, check_arch, create_model, default_image_size, load_run, save_run
+from ptcommon.runfolder import ModelConfig, check_arch, create_model, load_run
+from train.models import default_image_size, save_run
 
 
 def tiny_config(**kw) -> ModelConfig:

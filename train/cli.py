@@ -12,11 +12,11 @@ import click
 from ptcommon import builtin
 from ptcommon.cli import Group, InputError
 from ptcommon.outputs import check_output_dir, check_output_file
-from ptcommon.shards import ForeignKeys, ReadPolicy, foreign_options, read_options
+from ptcommon.shards import UNSURE_CONFIDENCE, ForeignKeys, ReadPolicy, foreign_options, read_options
 
 from .data import digits as digits_data
 from .runs import RUNS_DIR
-from .guard import DEFAULT_GUARD, DEFAULT_THRESHOLD, GUARDS
+from .guard import DEFAULT_GUARD, GUARDS
 from .trainer import OPT_ALIASES, TrainSettings
 
 DEFAULT_ARCH = "resnet18"
@@ -315,7 +315,7 @@ def pp(shards: str, arch: str, val_shards: int | None, skip_corrupt: bool, polic
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
     from .commands import TargetInfo, open_shards, pp_validation, run_pp
-    from .models import check_arch
+    from ptcommon.runfolder import check_arch
     from .trainer import Supervised, check_mixing
 
     check_arch(arch)
@@ -353,10 +353,10 @@ def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_spl
     test_top1). From labeled shards, the classes (and their source ids) are the shards'.
     """
     from .commands import open_labeled, run_finetune
-    from .pretrained import check_init_weights
+    from ptcommon.timm_specs import check_spec
     from .trainer import Supervised, check_mixing
 
-    check_init_weights(init, init_weights)
+    check_spec(init, "--init", init_weights)
     labeled = open_labeled(data, "--data", policy, skip_corrupt,
                            request=target_request(run, val_split, image_column, label_column), keys=keys)
     check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
@@ -395,7 +395,7 @@ def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_spl
                    "none]")
 @click.option("--guard-threshold", type=click.FloatRange(0, 1),
               help="--guard drop and gate: the confidence a target (drop) or the targets on average (gate) need. "
-                   f"[default: {DEFAULT_THRESHOLD}, ptgen pseudo's warning level]")
+                   f"[default: {UNSURE_CONFIDENCE}, ptgen pseudo's warning level]")
 @click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]),
               help="labeled: the unlabeled images pass on their own and batch norm's running statistics (used at "
                    "evaluation) come from the labeled target images alone; it lifted P-SSL on pseudo samples on every "
@@ -430,11 +430,11 @@ def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo:
     from ptcommon.launcher import detect
 
     from .commands import guard_record, is_real_images, open_labeled, open_unlabeled, run_pssl
-    from .pretrained import check_init_weights
+    from ptcommon.timm_specs import check_spec
     from .ssl import ALGORITHMS, bn_stats_for
     from .trainer import Supervised, check_mixing
 
-    check_init_weights(init, init_weights)
+    check_spec(init, "--init", init_weights)
     labeled = open_labeled(data, "--data", policy, shards_allowed=False,
                            request=target_request(run, val_split, image_column, label_column))
     source = open_unlabeled(unlabeled, policy, keys)
@@ -468,7 +468,7 @@ def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool
     if threshold is not None and kind not in ("drop", "gate"):
         raise InputError(f"--guard-threshold {threshold:g} only serves --guard drop or gate (this run's guard is "
                          f"{kind}); leave the threshold out or choose one of those")
-    return Guard(kind, DEFAULT_THRESHOLD if threshold is None else threshold)
+    return Guard(kind, UNSURE_CONFIDENCE if threshold is None else threshold)
 
 
 @main.command(epilog=PREPROCESS_HELP)
@@ -501,9 +501,9 @@ def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_w
     from ptcommon.classifiers import load_classifier
 
     from .commands import open_labeled, run_kd
-    from .pretrained import check_init_weights
+    from ptcommon.timm_specs import check_spec
 
-    check_init_weights(init, init_weights)
+    check_spec(init, "--init", init_weights)
     labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False,
                            request=target_request(run, val_split, image_column, label_column))
     source = load_classifier(teacher, "--teacher", teacher_weights)

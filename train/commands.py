@@ -16,11 +16,12 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from ptcommon.classifiers import TIMM_PREFIX
 from ptcommon.cli import InputError
 from ptcommon.hf_data import is_hf, open_hf
+from ptcommon.runfolder import ModelConfig, create_model, load_run, resolve_run, run_config
 from ptcommon.shards import ForeignKeys, ReadPolicy, is_shard_folder
 from ptcommon.storage import is_url
+from ptcommon.timm_specs import base_arch, data_config, is_timm, timm_name
 
 from .data.folder import UnlabeledImages, labeled_split
 from .data.foreign import ForeignShards, is_foreign
@@ -28,12 +29,11 @@ from .data.hf import hf_part
 from .data.labeled import LabeledImages, split_off
 from .data.loading import build_loader, drawn_batches, stream_batches
 from .data.shards import ShardSet
-from .data.transforms import Preprocess, arch_data_config, auto_policy, per_channel, weak_and_strong
+from .data.transforms import Preprocess, auto_policy, per_channel, weak_and_strong
 from .distributed import Dist
 from .evaluate import Evaluation, evaluate, plot_confusion
 from .guard import Guard, target_confidences
-from .models import (ModelConfig, check_input_size, create_model, default_image_size, load_run, resolve_run,
-                     run_config, save_run)
+from .models import check_input_size, default_image_size, save_run
 from .runs import RunLock
 from .seeding import seed_everything
 from .ssl import FixMatch
@@ -220,9 +220,7 @@ def model_input(target: TargetInfo, init: str, arch: str, img_size: int | None,
     if init == "none":
         channels = in_chans or target.in_chans
         return img_size or default_image_size(target.image_size, channels, arch), channels
-    if init.startswith(TIMM_PREFIX):
-        from .pretrained import base_arch, timm_name
-
+    if is_timm(init):
         return img_size or default_image_size(target.image_size, 3, base_arch(timm_name(init))), in_chans or 3
     trained = run_config(init, "--init")
     for flag, given, kept in (("--img-size", img_size, trained.image_size), ("--in-chans", in_chans, trained.in_chans)):
@@ -256,10 +254,10 @@ def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None
     seed_everything(seed, "model")
     common = {"num_classes": len(target.classes), "class_names": target.classes, "image_size": size,
               "in_chans": channels, "source_ids": target.source_ids}
-    if init.startswith(TIMM_PREFIX):
-        from .pretrained import base_arch, pretrained_data_config, timm_init, timm_name
+    if is_timm(init):
+        from .pretrained import timm_init
 
-        stats = pretrained_data_config(timm_name(init))
+        stats = data_config(timm_name(init))
         model = timm_init(init, init_weights, len(target.classes), channels)
         config = ModelConfig(arch=base_arch(timm_name(init)), **common, mean=per_channel(stats["mean"], channels),
                              std=per_channel(stats["std"], channels), interpolation=stats["interpolation"],
@@ -274,7 +272,7 @@ def prepare_model(target: TargetInfo, init: str, arch: str, img_size: int | None
         model.reset_classifier(len(target.classes))
         return model, config
     if augment == "natural":
-        stats = arch_data_config(arch)
+        stats = data_config(arch)
         mean, std = per_channel(stats["mean"], channels), per_channel(stats["std"], channels)
     else:
         mean, std = [DEFAULT_MEAN_STD[0]] * channels, [DEFAULT_MEAN_STD[1]] * channels
@@ -290,7 +288,7 @@ def _preprocess(config: ModelConfig, policy: str = "glyph") -> Preprocess:
     pre = Preprocess(config.image_size, config.in_chans, tuple(config.mean), tuple(config.std))
     if policy == "glyph":
         return pre
-    stats = arch_data_config(config.arch)
+    stats = data_config(config.arch)
     return replace(pre, policy=policy, interpolation=config.interpolation or stats["interpolation"],
                    crop_pct=config.crop_pct or stats["crop_pct"])
 

@@ -18,15 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
-from ptcommon.shards import MANIFEST_FILE
+from ptcommon.shards import MANIFEST_FILE, TARGET_CONFIDENCE, UNSURE_CONFIDENCE
 from ptcommon.storage import as_location
 
-CONFIDENCE_FIELD = "target_confidence"
 GUARDS = ("none", "weight", "drop", "gate")
 DEFAULT_GUARD = "gate"
-# ptgen pseudo's warning level: on the built-in world P-SSL lifted PP on a target whose classifier
-# confidence averaged 0.78 and cost accuracy on one at 0.11 (docs/results.md).
-DEFAULT_THRESHOLD = 0.3
 
 
 @dataclass(frozen=True)
@@ -37,7 +33,7 @@ class Guard:
     source knows the target as a whole, or it does not)."""
 
     kind: str = DEFAULT_GUARD
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float = UNSURE_CONFIDENCE
 
     def weight(self, confidence: float) -> float:
         if self.kind == "weight":
@@ -51,7 +47,7 @@ class Guard:
         is read: a gate that is open)."""
         if self.kind in ("none", "gate"):
             return None
-        return lambda meta: self.weight(float(meta[CONFIDENCE_FIELD]))
+        return lambda meta: self.weight(float(meta[TARGET_CONFIDENCE]))
 
     def describe(self) -> str:
         return f"{self.kind} at {self.threshold:g}" if self.thresholded else self.kind
@@ -82,7 +78,7 @@ def target_confidences(root, flag: str = "--unlabeled") -> list[float]:
                          f"was of each target; finish the folder (rerun the ptgen pseudo command that made it), or "
                          f"pass --guard none")
     manifest = pa.BufferReader(root.read_bytes(MANIFEST_FILE))
-    if CONFIDENCE_FIELD not in pq.read_schema(manifest).names:
-        raise InputError(f"{flag} {root}: its pseudo samples do not record {CONFIDENCE_FIELD} (made by an older "
+    if TARGET_CONFIDENCE not in pq.read_schema(manifest).names:
+        raise InputError(f"{flag} {root}: its pseudo samples do not record {TARGET_CONFIDENCE} (made by an older "
                          f"ptgen), which --guard needs; {rerun}, or pass --guard none")
-    return [float(c) for c in pq.read_table(manifest, columns=[CONFIDENCE_FIELD]).column(0).to_pylist()]
+    return [float(c) for c in pq.read_table(manifest, columns=[TARGET_CONFIDENCE]).column(0).to_pylist()]

@@ -17,11 +17,7 @@ from safetensors.torch import save_file
 
 from ptcommon.cli import InputError
 from ptcommon.outputs import tensor_bytes, write_atomically
-from ptcommon.runfolder import (CONFIG_FILE, WEIGHTS_FILE, ModelConfig, check_arch, create_model,
-                                load_run, resolve_run, run_config)
-
-__all__ = ["WEIGHTS_FILE", "ModelConfig", "check_arch", "check_input_size", "create_model",
-           "default_image_size", "load_run", "resolve_run", "run_config", "save_run"]
+from ptcommon.runfolder import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
 
 # timm's CNNs downsample 32x, so smaller inputs leave their last stages a 1x1 map (or nothing);
 # resnet18 pre-trained on 16 px glyphs resized to 32 transferred better (docs/results.md).

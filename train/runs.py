@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ptcommon.cli import InputError
 
-from .models import WEIGHTS_FILE
+from ptcommon.runfolder import WEIGHTS_FILE
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.jsonl"

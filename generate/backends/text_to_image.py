@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ptcommon.cli import InputError
+from ptcommon.inputs import read_class_names
 
 from ..conditioning import mix
 from ..generator import (Generator, SamplingDefaults, decode_latents, denoise, latent_model_parameters,
@@ -68,40 +69,6 @@ def _imagenet_names() -> tuple[str, ...]:
 def imagenet_class_names() -> list[str]:
     """ImageNet-1k's short class names ("tench", "goldfish", ...) in its index order."""
     return list(_imagenet_names())
-
-
-def read_class_names(path: Path) -> list[str]:
-    """The names of a --class-names file: one a line, the first line class 0; blank lines at the end
-    are ignored, anywhere else refused, as are names that would give two classes one prompt."""
-    flag = f"--class-names {path}"
-    if not path.is_file():
-        raise InputError(f"{flag}: no such file; expected a text file with one class name a line (the first "
-                         "line names class 0)")
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
-    except UnicodeDecodeError:
-        raise InputError(f"{flag}: not UTF-8 text; expected one class name a line") from None
-    while lines and not lines[-1]:
-        lines.pop()
-    if not lines:
-        raise InputError(f"{flag}: the file is empty; expected one class name a line (the first line names class 0)")
-    if "" in lines:
-        number = lines.index("") + 1
-        raise InputError(f"{flag}: line {number} is blank; every line up to the last name is a class (line "
-                         f"{number} would be class {number - 1}), so name it or delete the line")
-    first_seen: dict[str, int] = {}
-    for number, name in enumerate(lines, 1):
-        # CLIP's tokenizer lowercases and collapses whitespace, so these would be one prompt.
-        key = " ".join(name.lower().split())
-        if key in first_seen:
-            first = first_seen[key]
-            classes = f"(classes {first - 1} and {number - 1})"
-            both = (f"{name!r} is on line {first} and again on line {number} {classes}" if name == lines[first - 1]
-                    else f"{lines[first - 1]!r} on line {first} and {name!r} on line {number} {classes} differ only "
-                    "in case or spacing, which the tokenizer drops")
-            raise InputError(f"{flag}: {both}; each class needs a name of its own")
-        first_seen[key] = number
-    return lines
 
 
 def check_template(template: str) -> str:

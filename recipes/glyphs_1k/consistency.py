@@ -19,7 +19,7 @@ import torch
 
 from generate.generator import Generator
 from generate.models import load_generator
-from train.models import ModelConfig, load_run
+from ptcommon.runfolder import ModelConfig, load_run
 
 from .classes import shipped_renderer
 

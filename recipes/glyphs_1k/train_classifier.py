@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 
-from train.models import ModelConfig, create_model, load_run, save_run
+from ptcommon.runfolder import ModelConfig, create_model, load_run
+
+from train.models import save_run
 
 from .class_list import CLASSES_JSON, GlyphClass, load_classes
 from .render import GlyphRenderer, derive_seed

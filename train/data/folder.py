@@ -8,21 +8,11 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ptcommon.cli import InputError
+from ptcommon.inputs import IMAGE_SUFFIXES, image_files, load_image
 
 from .labeled import LabeledImages
-
-
-def load_image(path: str) -> Image.Image:
-    """Open an image, or stop with a message that names the file."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return image
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{path}: cannot read this image ({err.__class__.__name__}); fix or remove it") from None
 
 
 class FolderSource:
@@ -80,9 +70,9 @@ class UnlabeledImages(Dataset):
 
     def __init__(self, root: Path, transform=None, flag: str = "--unlabeled"):
         self.root = root
-        self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+        self.paths = image_files(root)
         if not self.paths:
-            raise InputError(f"{flag} {root}: no images found ({', '.join(IMG_EXTENSIONS[:4])}, ...)")
+            raise InputError(f"{flag} {root}: no images found ({', '.join(IMAGE_SUFFIXES[:4])}, ...)")
         self.transform = transform
 
     def __len__(self) -> int:

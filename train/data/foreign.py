@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from ptcommon.cli import InputError
+from ptcommon.inputs import read_class_names
 from ptcommon.shards import (INFO_FILE, META_MEMBER, READABLE_IMAGES, ForeignKeys, Layout, ReadPolicy,
                              ShardFormatError, open_image, parse_label, refuse_unexpected, scan)
 from ptcommon.storage import Location, check_scheme
@@ -108,9 +109,7 @@ class ForeignShards(ShardSet):
     def _class_names(self, keys: ForeignKeys, top: int, flag: str) -> list[str]:
         """--class-names, else the set's _info.json `class_names`, else the ids seen; every label must have one."""
         if keys.class_names is not None:
-            if not keys.class_names.is_file():
-                raise InputError(f"--class-names {keys.class_names}: no such file")
-            names = [line.strip() for line in keys.class_names.read_text().splitlines() if line.strip()]
+            names = read_class_names(keys.class_names)
             source = f"--class-names {keys.class_names}"
         else:
             folder = Location(self.paths[0].rsplit("/", 1)[0], flag)

@@ -58,20 +58,12 @@ def auto_policy(channels: int, image_size: int = 0) -> str:
     return entry[max((s for s in entry if s <= image_size), default=min(entry))]
 
 
-def arch_data_config(arch: str) -> dict:
-    """timm's data config of ARCH's default pretrained weights (mean, std, interpolation, crop_pct);
-    timm's ImageNet defaults for an architecture without one."""
-    import timm
-    from timm.data import resolve_data_config
-
-    cfg = timm.models.get_pretrained_cfg(arch)
-    return resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg else {"architecture": arch})
-
-
 def pretrained_input_size(arch: str) -> int:
     """The input size of ARCH's default pretrained weights (224 for resnet50); timm's default, 224,
     for an architecture without pretrained weights."""
-    return int(arch_data_config(arch)["input_size"][-1])
+    from ptcommon.timm_specs import data_config
+
+    return int(data_config(arch)["input_size"][-1])
 
 
 def per_channel(values, channels: int) -> list[float]:
