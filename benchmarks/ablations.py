@@ -33,7 +33,7 @@ settings) is the main comparison's cell. Every cell is skipped when its result e
     python -m benchmarks.ablations report --groups pp_format    # a group in a section of its own
 
 Every cell's top-1 is also kept in benchmarks/results/ablations.json (tracked), so that a group's
-seeds add up across machines and sittings; `run` skips what is kept there too.
+seeds add up across machines; `run` skips what is kept there too.
 """
 
 from __future__ import annotations
@@ -47,13 +47,12 @@ import time
 from dataclasses import dataclass
 
 from benchmarks import reproduce, targets
-from benchmarks.common import ROOT, keep_scores, pyplot, read_json, spread, table, write_section
+from benchmarks.common import (
+    ROOT, RUNS, Kept, cli, describe_paired, flag, ints, paired, pyplot, read_json, spread, table, words, write_section,
+)
 from benchmarks.reproduce import FULL, Cell, Settings, mask_rate, ssl_flags
 
-WORK = ROOT / "runs" / "ablations"
-# Each cell's top-1, by its result file's path under runs/ (git-ignored, gone with the machine), so
-# that a group's seeds add up across sittings and its report outlives the runs.
-KEPT = ROOT / "benchmarks" / "results" / "ablations.json"
+WORK = RUNS / "ablations"
 PLOT = ROOT / "docs" / "ablations.png"
 
 
@@ -86,7 +85,7 @@ def oracle(label: str, on: dict | None = None, **fixmatch_flags) -> Variant:
     return Variant(label, "oracle", {**(on or {}), "row_extra": ssl_flags(**fixmatch_flags)})
 
 
-ALL = ("--top-k", "all", "--temperature", 1)  # the paper's soft label, as the main comparison was made
+ALL = ("--top-k", "all", "--temperature", 1)  # the paper's soft label, the main comparison's PCS
 
 
 def coverage(target: str) -> list[Variant]:
@@ -156,19 +155,14 @@ def run(args: argparse.Namespace) -> None:
                 cell.run(variant.row)
 
 
+@functools.cache
+def kept() -> Kept:
+    return Kept("ablations")
+
+
 def top1(variant: Variant, budget: int, seed: int) -> float | None:
     """The cell's test top-1, from its run (and kept) or, where the run is gone, from the kept file."""
-    path = variant.cell(budget, seed).result(variant.row)
-    key, scores = str(path.relative_to(ROOT / "runs")), kept()
-    if path.exists() and scores.get(key) != (found := read_json(path)["top1"]):
-        scores.update(keep_scores(KEPT, {key: found})["scores"])
-    return scores.get(key)
-
-
-@functools.cache
-def kept() -> dict[str, float]:
-    """The kept file's scores, read once a process; `top1` writes the file only for a new score."""
-    return read_json(KEPT).get("scores", {}) if KEPT.exists() else {}
+    return kept().top1(variant.cell(budget, seed).result(variant.row))
 
 
 def paired_lines(variants: list[Variant], args: argparse.Namespace,
@@ -176,16 +170,9 @@ def paired_lines(variants: list[Variant], args: argparse.Namespace,
     """Each variant of ROWS against the group's first PP -> finetune variant (for a coverage
     group PP -> finetune itself, for pp_format the PNG shards) on the same draws."""
     base = next(v for v in variants if v.row == "pp")
-    out = []
-    for v in variants:
-        if v is base or v.row not in rows:
-            continue
-        diffs = {s: a - b for s in args.seeds if (a := top1(v, args.budget, s)) is not None
-                 and (b := top1(base, args.budget, s)) is not None}
-        if diffs:
-            sd = f"sd {statistics.stdev(diffs.values()):.3f}, " if len(diffs) > 1 else ""
-            out.append(f"{v.label} {statistics.mean(diffs.values()):+.3f} ({sd}n={len(diffs)}: "
-                       f"{', '.join(f'seed {s} {d:+.3f}' for s, d in diffs.items())})")
+    scores = {v.label: {s: top1(v, args.budget, s) for s in args.seeds} for v in variants}
+    out = [f"{v.label} {describe_paired(diffs)}" for v in variants
+           if v is not base and v.row in rows and (diffs := paired(scores[v.label], scores[base.label]))]
     return f"Paired against {base.label}, seed by seed: " + "; ".join(out) + "." if out else ""
 
 
@@ -213,11 +200,12 @@ def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], 
                      f"{statistics.mean(masks):.2f}" if masks else ""])
         means.append(statistics.mean(values) if values else float("nan"))
         sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-    part = f"{title}:\n\n" + table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows)
+    parts = [f"{title}:", table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows)]
     if group in ("pp_size", "pp_epochs", "pp_format"):
-        part += "\n\n" + pp_schedules(variants, args)
+        parts.append(pp_schedules(variants, args))
     if group == "pp_format":
-        part += "\n\n" + paired_lines(variants, args, rows=("pp",))
+        parts.append(paired_lines(variants, args, rows=("pp",)))
+    part = "\n\n".join(p for p in parts if p)
     target = variants[0].change.get("target")
     if target:
         tree = variants[0].cell(args.budget, args.seeds[0]).exported()  # the test split is the same for every seed
@@ -275,20 +263,13 @@ def report(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
-    for name in ("run", "report"):
-        p = sub.add_parser(name)
-        p.add_argument("--seeds", type=ints, default=[0, 1, 2])
-        p.add_argument("--budget", type=int, default=5, help="Labeled images a class.")
-        p.add_argument("--groups", type=lambda s: s.split(","), default=list(GROUPS) if name == "run" else None,
-                       help=f"Comma-separated, of: {', '.join(GROUPS)}. report: each group given gets a section of "
-                            "its own (default: the whole study, one section and its plot).")
-        if name == "run":
-            p.add_argument("--max-minutes", type=float, help="Start no new cell after this long (a sitting).")
-    args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+    common = [flag("--seeds", type=ints, default=[0, 1, 2]),
+              flag("--budget", type=int, default=5, help="Labeled images a class.")]
+    cli(__doc__,
+        run=(run, [*common, flag("--groups", type=words, default=list(GROUPS), help=f"Of: {', '.join(GROUPS)}."),
+                   flag("--max-minutes", type=float, help="Start no new cell after this long.")]),
+        report=(report, [*common, flag("--groups", type=words, help="Each group given gets a section of its own "
+                                       "(default: the whole study, one section and its plot).")]))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Source: the built-in world. Targets (benchmarks/targets.py): digits, which the source classifier does
 not recognise; lookalikes and lookalikes-sharp, ten of the source world's own letters, which it does.
 Target architecture resnet18. A seed draws the labeled images and seeds every run of its cell; pp runs
-and synthetic shards come from benchmarks/sources.py's cache, pseudo shards are `ptgen pseudo` at its
-defaults (top-1 soft label), made per labeled draw.
+and synthetic shards come from the cache the main comparison keeps (benchmarks/reproduce.py), pseudo
+shards are `ptgen pseudo` at its defaults (top-1 soft label), made per labeled draw.
 
 Rows, each at pttrain's defaults but for what the row names (every P-SSL flag spelled out, so a result
 never stands for a default that has since changed). P-SSL is FixMatch at finetune's labeled batch (64)
@@ -49,18 +49,18 @@ import os
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 
-from benchmarks import sources
-from benchmarks.common import ROOT, keep_scores, read_json, spread, table, write_section
+from benchmarks.common import (
+    RUNS, Kept, cli, describe_paired, eval_top1, flag, ints, paired, read_json, spread, table, words, write_section,
+)
 from benchmarks.reproduce import Cell, Settings, ssl_flags
 
-WORK = ROOT / "runs" / "pssl_guard"
-KEPT = ROOT / "benchmarks" / "results" / "pssl_guard.json"
+WORK = RUNS / "pssl_guard"
 # What the report reads from a run's train.json, kept beside its top-1.
 RECORDED = ("targets_mean_confidence", "pseudo_kept", "pseudo_samples", "pseudo_mean_weight")
 SEEDS = [0, 1, 2]
 # ptgen pseudo's defaults, named.
 PSEUDO = ("--top-k", 1, "--temperature", 1)
-BATCH = 64  # finetune's labeled batch, which pssl's labeled branch now takes
+BATCH = 64  # finetune's labeled batch, which pssl's labeled branch takes
 THRESHOLD = 0.3
 
 
@@ -140,7 +140,7 @@ def prepare_draw(target: str, budget: int, seed: int) -> None:
 def prerequisites(tasks: list[tuple], jobs: int) -> None:
     """What the trainings share, made before them: the synthetic shards, then in one pool one pp run
     a seed and every cell's labeled draw and pseudo shards (which need no pp run)."""
-    sources.synth(Settings().pp_per_class)
+    cell("digits", 5, tasks[0][2], "pp").synth()
     seeds = sorted({t[2] for t in tasks})
     draws = sorted({(t[0], t[1], t[2]) for t in tasks})
     with ThreadPoolExecutor(jobs) as pool:
@@ -167,16 +167,18 @@ def run(args: argparse.Namespace) -> None:
 
 @functools.cache
 def kept() -> dict[str, dict]:
-    """Every cell's {"top1", "train"}: the kept file, updated with what runs/ holds now."""
-    found = {}
+    """Every cell's {"top1", "train"}: the kept file (benchmarks/results/pssl_guard.json), updated
+    with what runs/ holds now."""
+    found, scores = {}, Kept("pssl_guard")
     for target, budget, seed, row in tasks_of(list(PARTS), SEEDS):
         c, row = cell(target, budget, seed, row), resolve(row)
         if c.result(row).exists():
             record = c.folder(row) / "train.json"
             train = read_json(record) if record.exists() else {}
-            found[key(target, budget, seed, row)] = {"top1": read_json(c.result(row))["top1"],
+            found[key(target, budget, seed, row)] = {"top1": eval_top1(c.result(row)),
                                                      "train": {k: train[k] for k in RECORDED if k in train}}
-    return keep_scores(KEPT, found)["scores"]
+    scores.update(found)
+    return scores.scores
 
 
 def top1(target: str, budget: int, seed: int, row: str) -> float | None:
@@ -189,16 +191,10 @@ def train_record(target: str, budget: int, seed: int, row: str) -> dict:
     return found["train"] if found else {}
 
 
-def paired(target: str, budget: int, seeds: list[int], a: str, b: str) -> list[float]:
-    return [x - y for s in seeds if (x := top1(target, budget, s, a)) is not None
-            and (y := top1(target, budget, s, b)) is not None]
-
-
-def describe(diffs: list[float]) -> str:
-    if not diffs:
-        return "—"
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-    return f"{statistics.mean(diffs):+.3f} (sd {sd:.3f}; seeds {', '.join(f'{d:+.3f}' for d in diffs)})"
+def paired_with(target: str, budget: int, seeds: list[int], a: str, b: str) -> str:
+    """A - B seed by seed, described."""
+    return describe_paired(paired({s: top1(target, budget, s, a) for s in seeds},
+                                  {s: top1(target, budget, s, b) for s in seeds}))
 
 
 def readme_table(seeds: list[int]) -> str:
@@ -210,12 +206,11 @@ def readme_table(seeds: list[int]) -> str:
     for target, budget in cells:
         values = {r: [v for s in seeds if (v := top1(target, budget, s, r)) is not None]
                   for r in ("logreg", "pp", "control", "default", "oracle")}
-        diffs = paired(target, budget, seeds, "default", "pp")
         confidence = [r["targets_mean_confidence"] for s in seeds
                       if (r := train_record(target, budget, s, "default")).get("targets_mean_confidence")]
         rows.append([f"{target}, {budget}/class", f"{statistics.mean(confidence):.2f}" if confidence else "—",
                      *(f"{spread(v)}" + (f" (n={len(v)})" if len(v) != len(seeds) else "") if v else "—"
-                       for v in values.values()), describe(diffs)])
+                       for v in values.values()), paired_with(target, budget, seeds, "default", "pp")])
     return table(["target", "source's confidence", "logistic regression, pixels", "PP -> finetune",
                   "P-SSL at weight 0 (control)", "PP + P-SSL (the method, --guard gate)",
                   "oracle: real unlabeled images", "method minus PP -> finetune, paired"], rows)
@@ -239,8 +234,8 @@ def report(args: argparse.Namespace) -> None:
                     continue
                 pp_spread = [v for s in seeds if (v := top1(target, budget, s, "pp")) is not None]
                 sd = statistics.stdev(pp_spread) if len(pp_spread) > 1 else float("nan")
-                vs_control = describe(paired(target, budget, seeds, row, "control")) if row != "control" else ""
-                pairs.append([f"{target}, {budget}/class", LABELS[row], describe(paired(target, budget, seeds, row, "pp")),
+                vs_control = paired_with(target, budget, seeds, row, "control") if row != "control" else ""
+                pairs.append([f"{target}, {budget}/class", LABELS[row], paired_with(target, budget, seeds, row, "pp"),
                               f"{sd:.3f}", vs_control])
                 records = [r for s in seeds if (r := train_record(target, budget, s, row))]
                 kept = [r["pseudo_kept"] / r["pseudo_samples"] for r in records if r.get("pseudo_samples")]
@@ -278,15 +273,10 @@ def report(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--parts", type=lambda s: s.split(","), default=list(PARTS))
-    r.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=SEEDS)
-    r.add_argument("--jobs", type=int, default=3)
-    sub.add_parser("report")
-    args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+    cli(__doc__,
+        run=(run, [flag("--parts", type=words, default=list(PARTS)), flag("--seeds", type=ints, default=SEEDS),
+                   flag("--jobs", type=int, default=3)]),
+        report=(report, []))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Does the method work here? The paper's comparison on the digits target, rebuilt from results files.
+"""Does the method work here? The paper's comparison on the digits target.
 
 Source: the built-in world (its glyph generator and classifier). Target: `pttrain data digits` with
 K labeled images a class (K = 2, 5, 10; 899 test images), target architecture resnet18, which is
-not the source classifier's. A seed draws the labeled images and seeds every run of its cells;
-the pp run of a seed is shared by that seed's budgets, the synthetic shards by every seed, and
-the pseudo shards of a labeled draw by every row that uses them (benchmarks/sources.py).
+not the source classifier's. A seed draws the labeled images and seeds every run of its cells.
+The source side is made once under runs/cache/ and shared: the synthetic shards by every seed, the
+pp run of a seed by that seed's budgets, the pseudo shards of a labeled draw by every row that
+uses them (and the ablations and the P-SSL study share them too).
 
 Rows, each at pttrain's defaults, so every deep route gets its schedule by the same rule (its
 --epochs, raised to at least --min-steps optimizer steps):
@@ -19,18 +20,21 @@ Rows, each at pttrain's defaults, so every deep route gets its schedule by the s
   oracle          pssl --init PP --unlabeled digits' real unlabeled/ images (FixMatch)
   source arch     finetune --init builtin:glyphs-1k: the source classifier's own architecture and
                   weights, for reference (the case the method does not assume)
+  control         pp+fixmatch at unlabeled weight 0: the pseudo samples ignored
 
     python -m benchmarks.reproduce run [--budgets 2,5,10] [--seeds 0,1,2] [--rows ...] [--max-minutes 55]
     python -m benchmarks.reproduce report     # table, bar chart and reading into docs/results.md
-    python -m benchmarks.reproduce --quick    # one budget, one seed, the main rows, short runs: a table in minutes
+    python -m benchmarks.reproduce quick      # one budget, one seed, the main rows, short runs: a table in minutes
 
-`run` skips every cell whose result exists and stops starting new cells after --max-minutes, so the
-table is built across sittings; `report` needs only the results files.
+`run` skips every cell whose result exists and stops starting new cells after --max-minutes, so
+the table is built over several runs of it. Every cell's top-1 is kept in
+benchmarks/results/reproduce.json (tracked), which `report` reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -38,13 +42,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import sources, targets
-from benchmarks.common import ROOT, pyplot, read_json, read_jsonl, run_tool, spread, table, train_until_finished, write_section
+from benchmarks import targets
+from benchmarks.common import (
+    ROOT, RUNS, Kept, ToolRun, cli, flag, ints, paired, pyplot, read_json, read_jsonl, run_tool, spread, table,
+    train_until_finished, words, write_section,
+)
 
-WORK = ROOT / "runs" / "reproduce"
-QUICK_WORK = ROOT / "runs" / "reproduce-quick"
+WORK = RUNS / "reproduce"
+QUICK_WORK = RUNS / "reproduce-quick"
+CACHE = RUNS / "cache"
 PLOT = ROOT / "docs" / "reproduce.png"
 SOURCE = "builtin:glyphs-1k"
+# Beside each folder of the cache: the seconds its making took, which each further use saves.
+MADE = "made.json"
 
 
 @dataclass(frozen=True)
@@ -64,13 +74,13 @@ class Settings:
 
 def ssl_flags(threshold: float = 0.95, weight: float = 1, bn_stats: str = "labeled", batch_size: int = 16,
               ratio: int = 7) -> tuple:
-    """pttrain pssl's flags, each named (its FixMatch defaults unless given), so that a result never
-    silently stands for a default that has since changed."""
+    """pttrain pssl's flags, each named (FixMatch's published settings unless given), so that a
+    result never silently stands for a default that has since changed."""
     return ("--threshold", threshold, "--unlabeled-weight", weight, "--bn-stats", bn_stats, "--batch-size", batch_size,
             "--ratio", ratio)
 
 
-# The SSL rows' own flags, as the table was made (UDA's published threshold is 0.8).
+# The SSL rows' own flags in the main table (UDA's published threshold is 0.8).
 SSL_FLAGS = {"pssl": ssl_flags(), "pp+fixmatch": ssl_flags(), "oracle": ssl_flags(), "pp+uda": ssl_flags(threshold=0.8),
              "control": ssl_flags(weight=0)}
 
@@ -83,8 +93,9 @@ def current_pssl(weight: float = 1, guard: str | None = None) -> tuple:
     guard = guard or (DEFAULT_GUARD if weight else "none")
     return (*ssl_flags(weight=weight, batch_size=64, ratio=1), "--guard", guard)
 
-# PCS as the table was made: the soft label over all classes, ptgen pseudo's default until the
-# ablations chose --top-k 1; named, so that the table keeps its meaning.
+
+# The main table's PCS: the soft label over all classes, as the paper has it, named so that the
+# table keeps its meaning whatever ptgen pseudo's default.
 FULL = Settings(pseudo_extra=("--top-k", "all", "--temperature", 1))
 QUICK = Settings(pp_per_class=3, pp_epochs=3, per_target=5, extra=("--min-steps", 100),
                  pseudo_extra=("--top-k", 1, "--temperature", 1),
@@ -97,6 +108,23 @@ LABELS = {"logreg": "logistic regression, pixels", "svm": "RBF SVM, pixels", "sc
           "pp": "PP -> finetune", "pssl": "P-SSL from scratch", "pp+fixmatch": "**PP + P-SSL (FixMatch)**",
           "pp+uda": "PP + P-SSL (UDA)", "oracle": "oracle: PP + SSL on real unlabeled",
           "source arch": "reference: source classifier finetuned", "control": "P-SSL at weight 0 (control)"}
+
+
+def _tag(extra: tuple) -> str:
+    """A cache folder's name part for the flags EXTRA."""
+    tag = "".join(str(e).lstrip("-") for e in extra)
+    return "-" + tag if tag else ""
+
+
+def _made(folder: Path, run: ToolRun | None) -> Path:
+    if run is not None:
+        (folder / MADE).write_text(json.dumps({"seconds": run.seconds}))
+    return folder
+
+
+def made_seconds(folder: Path) -> float | None:
+    """How long making a cache folder took (its last run, where it was resumed); None if unmade."""
+    return read_json(folder / MADE)["seconds"] if (folder / MADE).exists() else None
 
 
 class Cell:
@@ -113,24 +141,37 @@ class Cell:
     def result(self, row: str) -> Path:
         return self.folder(row) / "test.json"
 
-    def pp_run(self) -> Path:
-        s = self.settings
-        return sources.pp(sources.synth(s.pp_per_class, 0, None, *s.synth_extra), s.pp_epochs, self.seed, *s.extra)
+    # The cache's folder names hold every setting their content depends on, so that whoever asks
+    # for the same thing gets the same folder.
+    def synth_path(self) -> Path:
+        return CACHE / f"synth-{self.settings.pp_per_class}pc-allcls-s0{_tag(self.settings.synth_extra)}"
 
     def pp_path(self) -> Path:
         s = self.settings
-        return sources.pp_path(sources.synth_path(s.pp_per_class, 0, None, *s.synth_extra), s.pp_epochs, self.seed,
-                               *s.extra)
-
-    def pseudo(self) -> Path:
-        return sources.pseudo(self.tree, *self._pseudo_key())
+        return CACHE / f"pp-{self.synth_path().name}-e{s.pp_epochs}-s{self.seed}{_tag(s.extra)}"
 
     def pseudo_path(self) -> Path:
-        return sources.pseudo_path(*self._pseudo_key())
-
-    def _pseudo_key(self) -> tuple:
         s = self.settings
-        return f"{s.target}-b{self.budget}-s{self.seed}", s.per_target, self.seed, *s.pseudo_extra
+        return CACHE / f"pseudo-{s.target}-b{self.budget}-s{self.seed}-{s.per_target}pt-s{self.seed}{_tag(s.pseudo_extra)}"
+
+    def synth(self) -> Path:
+        out, s = self.synth_path(), self.settings
+        if made_seconds(out) is None:
+            _made(out, run_tool("generate", "synth", "--out", out, "--per-class", s.pp_per_class, "--seed", 0,
+                                *s.synth_extra, "--quiet"))
+        return out
+
+    def pp_run(self) -> Path:
+        s = self.settings
+        return _made(self.pp_path(), train_until_finished("pp", self.pp_path(), "--shards", self.synth(), "--epochs",
+                                                          s.pp_epochs, "--seed", self.seed, *s.extra))
+
+    def pseudo(self) -> Path:
+        out, s = self.pseudo_path(), self.settings
+        if made_seconds(out) is None:
+            _made(out, run_tool("generate", "pseudo", "--target", self.exported(), "--out", out, "--per-target",
+                                s.per_target, "--seed", self.seed, *s.pseudo_extra, "--quiet"))
+        return out
 
     def command(self, row: str) -> list:
         data = ["--data", targets.training_part(self.tree)]
@@ -167,47 +208,57 @@ class Cell:
         run_tool("train", "eval", "--run", out, "--data", self.tree, "--json", self.result(row))
 
 
+@functools.cache
+def kept() -> Kept:
+    return Kept("reproduce")
+
+
+def top1(work: Path, row: str, budget: int, seed: int) -> float | None:
+    return kept().top1(Cell(work, FULL, budget, seed).result(row))
+
+
 def run_cells(work: Path, settings: Settings, budgets: list[int], seeds: list[int], rows: list[str],
-              max_minutes: float | None) -> bool:
-    """Every missing result, budget by budget; False when --max-minutes stopped it early."""
+              max_minutes: float | None) -> None:
+    """Every missing result, budget by budget, until --max-minutes."""
     start = time.monotonic()
     for budget in budgets:
         for seed in seeds:
             cell = Cell(work, settings, budget, seed)
             for row in rows:
-                if cell.result(row).exists():
+                if cell.result(row).exists() or (work == WORK and top1(work, row, budget, seed) is not None):
                     continue
                 if max_minutes is not None and time.monotonic() - start > 60 * max_minutes:
                     print(f"reproduce: --max-minutes {max_minutes} reached; rerun the same command to go on",
                           file=sys.stderr)
-                    return False
+                    return
                 cell.run(row)
-    return True
 
 
 def mask_rate(run_dir: Path) -> float | None:
     """The share of unlabeled images over FixMatch's threshold, averaged over the second half of a
-    P-SSL run (None for other routes): how much of its unlabeled data the method actually trains on."""
+    P-SSL run (None for other routes, and where runs/ lacks the run): how much of its unlabeled
+    data the method actually trains on."""
     path = run_dir / "metrics.jsonl"
     rows = [r for r in read_jsonl(path) if "mask" in r] if path.exists() else []
     late = rows[len(rows) // 2:]
     return statistics.mean(r["mask"] for r in late) if late else None
 
 
-def top1(work: Path, row: str, budget: int, seed: int) -> float | None:
-    path = Cell(work, FULL, budget, seed).result(row)
-    return read_json(path)["top1"] if path.exists() else None
+def by_seed(work: Path, row: str, budget: int, seeds: list[int]) -> dict[int, float | None]:
+    return {s: top1(work, row, budget, s) for s in seeds}
 
 
 def scores(work: Path, row: str, budget: int, seeds: list[int]) -> list[float]:
     """Test top-1 of ROW at BUDGET for the seeds that have a result."""
-    return [v for s in seeds if (v := top1(work, row, budget, s)) is not None]
+    return [v for v in by_seed(work, row, budget, seeds).values() if v is not None]
 
 
 def grid(work: Path) -> tuple[list[int], list[int], list[str]]:
-    """Budgets, seeds and rows present in WORK's results."""
-    found = [p.parent.name for p in work.glob("*/test.json")]
-    parsed = [name.rsplit("-b", 1) for name in found]
+    """Budgets, seeds and rows that have a result, in runs/ or kept."""
+    for path in work.glob("*/test.json"):
+        kept().top1(path)
+    prefix = work.relative_to(RUNS).as_posix() + "/"
+    parsed = [key[len(prefix):-len("/test.json")].rsplit("-b", 1) for key in kept().scores if key.startswith(prefix)]
     budgets = sorted({int(rest.split("-s")[0]) for _, rest in parsed})
     seeds = sorted({int(rest.split("-s")[1]) for _, rest in parsed})
     present = {Cell(work, FULL, 0, 0).folder(r).name.rsplit("-b", 1)[0]: r for r in PIXEL_ROWS + DEEP_ROWS}
@@ -250,15 +301,6 @@ def bar_chart(work: Path, budgets: list[int], seeds: list[int], rows: list[str],
     fig.savefig(path, dpi=110)
 
 
-def paired(work: Path, a: str, b: str, budget: int, seeds: list[int]) -> tuple[float, float, int]:
-    """Mean and sd over seeds of A - B where both have a result."""
-    pairs = [(top1(work, a, budget, s), top1(work, b, budget, s)) for s in seeds]
-    diffs = [x - y for x, y in pairs if x is not None and y is not None]
-    if not diffs:
-        return float("nan"), float("nan"), 0
-    return statistics.mean(diffs), statistics.stdev(diffs) if len(diffs) > 1 else 0.0, len(diffs)
-
-
 def reading(work: Path, budgets: list[int], seeds: list[int], rows: list[str]) -> str:
     """The method against each rival, budget by budget: the paired difference against its seed spread."""
     method = "pp+fixmatch"
@@ -270,12 +312,16 @@ def reading(work: Path, budgets: list[int], seeds: list[int], rows: list[str]) -
         for rival in ("logreg", "svm", "scratch", "kd", "pp", "pssl"):
             if rival not in rows:
                 continue
-            mean, sd, n = paired(work, method, rival, b, seeds)
-            if n > 1:
-                verdict = "beyond" if abs(mean) > sd else "within"
-                parts.append(f"{mean:+.3f} over {LABELS[rival].strip('*')} (sd {sd:.3f}, n={n}, {verdict} the spread)")
-            elif n:
-                parts.append(f"{mean:+.3f} over {LABELS[rival].strip('*')} (one seed: no spread yet)")
+            diffs = list(paired(by_seed(work, method, b, seeds), by_seed(work, rival, b, seeds)).values())
+            if not diffs:
+                continue
+            mean, name = statistics.mean(diffs), LABELS[rival].strip("*")
+            if len(diffs) > 1:
+                sd = statistics.stdev(diffs)
+                parts.append(f"{mean:+.3f} over {name} (sd {sd:.3f}, n={len(diffs)}, "
+                             f"{'beyond' if abs(mean) > sd else 'within'} the spread)")
+            else:
+                parts.append(f"{mean:+.3f} over {name} (one seed: no spread yet)")
         if not parts:
             continue
         gap = ""
@@ -301,23 +347,20 @@ def stage_times(work: Path, budgets: list[int], seeds: list[int], rows: list[str
         return sum(Cell(work, FULL, b, seed).result(r).exists() for r in users for b in budget_list)
 
     lines = []
-    synth = sources.synth_path(FULL.pp_per_class)
-    pps = {s: p for s in seeds if sources.made(p := Cell(work, FULL, 0, s).pp_path())}
-    pseudos = {(b, s): p for b in budgets for s in seeds if sources.made(p := Cell(work, FULL, b, s).pseudo_path())}
-    if sources.made(synth):
-        t = sources.seconds(synth)
+    pps = {s: t for s in seeds if (t := made_seconds(Cell(work, FULL, 0, s).pp_path())) is not None}
+    pseudos = {(b, s): t for b in budgets for s in seeds
+               if (t := made_seconds(Cell(work, FULL, b, s).pseudo_path())) is not None}
+    if (t := made_seconds(Cell(work, FULL, 0, 0).synth_path())) is not None:
         lines.append(f"- `ptgen synth`, {1000 * FULL.pp_per_class:,} images: {t:.0f} s, made once for the {len(pps)} pp "
                      f"runs here (and every other study using the cache): {t * max(0, len(pps) - 1):.0f} s saved.")
     if pps:
-        times = {s: sources.seconds(p) for s, p in pps.items()}
-        saved = sum(t * max(0, uses(("pp", "pp+fixmatch", "pp+uda", "oracle"), s, budgets) - 1) for s, t in times.items())
-        lines.append(f"- `pttrain pp`, {FULL.pp_epochs} epochs: {statistics.mean(times.values()):.0f} s a seed, made once "
+        saved = sum(t * max(0, uses(("pp", "pp+fixmatch", "pp+uda", "oracle"), s, budgets) - 1) for s, t in pps.items())
+        lines.append(f"- `pttrain pp`, {FULL.pp_epochs} epochs: {statistics.mean(pps.values()):.0f} s a seed, made once "
                      f"for every row and budget that starts from it: {saved:.0f} s of pre-training saved.")
     if pseudos:
-        times = {key: sources.seconds(p) for key, p in pseudos.items()}
-        saved = sum(t * max(0, uses(("pssl", "pp+fixmatch", "pp+uda"), s, [b]) - 1) for (b, s), t in times.items())
-        lines.append(f"- `ptgen pseudo`, {FULL.per_target} a labeled image: {min(times.values()):.0f}-"
-                     f"{max(times.values()):.0f} s a labeled draw, made once for its P-SSL rows: {saved:.0f} s saved.")
+        saved = sum(t * max(0, uses(("pssl", "pp+fixmatch", "pp+uda"), s, [b]) - 1) for (b, s), t in pseudos.items())
+        lines.append(f"- `ptgen pseudo`, {FULL.per_target} a labeled image: {min(pseudos.values()):.0f}-"
+                     f"{max(pseudos.values()):.0f} s a labeled draw, made once for its P-SSL rows: {saved:.0f} s saved.")
     for row in rows:
         walls = [read_json(w)["seconds"] for b in budgets for s in seeds
                  if (w := Cell(work, FULL, b, s).folder(row) / "wall.json").exists()]
@@ -326,14 +369,21 @@ def stage_times(work: Path, budgets: list[int], seeds: list[int], rows: list[str
     return "\n".join(lines)
 
 
-def report(work: Path = WORK) -> str:
-    budgets, seeds, rows = grid(work)
+def run(args: argparse.Namespace) -> None:
+    unknown = [r for r in args.rows if r not in PIXEL_ROWS + DEEP_ROWS]
+    if unknown:
+        raise SystemExit(f"reproduce: --rows: unknown row {unknown[0]!r}")
+    run_cells(WORK, FULL, args.budgets, args.seeds, args.rows, args.max_minutes)
+
+
+def report(_: argparse.Namespace) -> None:
+    budgets, seeds, rows = grid(WORK)
     if not rows:
-        raise SystemExit(f"no results under {work}: run `python -m benchmarks.reproduce run` first")
-    bar_chart(work, budgets, seeds, rows, PLOT)
+        raise SystemExit(f"no results under {WORK} or in {kept().path}: run `python -m benchmarks.reproduce run` first")
+    bar_chart(WORK, budgets, seeds, rows, PLOT)
     md = ("### Does the method work? The main comparison on digits\n\n"
-          "Command: `python -m benchmarks.reproduce run --budgets 2,5,10 --seeds 0,1,2` (across sittings: it skips "
-          "finished cells), then `python -m benchmarks.reproduce report`. Source: the built-in world; target: "
+          "Command: `python -m benchmarks.reproduce run --budgets 2,5,10 --seeds 0,1,2` (it skips finished "
+          "cells), then `python -m benchmarks.reproduce report`. Source: the built-in world; target: "
           "`pttrain data digits --labels-per-class K --seed S`, resnet18; every deep route at pttrain's defaults "
           f"(its epochs raised to at least `--min-steps` steps); PP: {FULL.pp_epochs} epochs on "
           f"{FULL.pp_per_class} synthetic images a class; pseudo: {FULL.per_target} a labeled image, "
@@ -342,22 +392,23 @@ def report(work: Path = WORK) -> str:
           f"`pttrain pssl {' '.join(map(str, SSL_FLAGS['pp+fixmatch']))}` (UDA: `--threshold "
           f"{SSL_FLAGS['pp+uda'][1]}`). Test top-1 on the "
           "899 fixed test digits, mean ± sd over seeds (n = seeds with a result).\n\n"
-          + main_table(work, budgets, seeds, rows)
+          + main_table(WORK, budgets, seeds, rows)
           + f"\n\n![main comparison]({PLOT.relative_to(ROOT / 'docs')})\n\n"
-          "Paired differences (same labeled draw and seed):\n\n" + reading(work, budgets, seeds, rows)
-          + "\n\nWall time on this machine (2 cores), as recorded by the sitting that made each artifact; the "
-          "sittings ran up to three single-threaded studies at once, so read these as upper bounds (the "
-          "uncontended rates are in the throughput sections above):\n\n" + stage_times(work, budgets, seeds, rows))
+          "Paired differences (same labeled draw and seed):\n\n" + reading(WORK, budgets, seeds, rows)
+          + "\n\nWall time on this machine (2 cores), as recorded by the run that made each artifact; up to "
+          "three single-threaded studies ran at once, so read these as upper bounds (the "
+          "uncontended rates are in the throughput sections above):\n\n" + stage_times(WORK, budgets, seeds, rows))
     write_section("reproduce", md)
-    return md
+    print(md)
 
 
-def quick() -> None:
+def quick(_: argparse.Namespace) -> None:
     """One budget, one seed, the main rows, short schedules: a first table for a newcomer."""
     start = time.monotonic()
     run_cells(QUICK_WORK, QUICK, [5], [0], list(QUICK_ROWS), None)
-    rows = [[LABELS[r].strip("*"), f"{read_json(Cell(QUICK_WORK, QUICK, 5, 0).result(r))['top1']:.3f}"] for r in QUICK_ROWS]
-    print(f"\nreproduce --quick: digits, 5 labels/class, seed 0, runs of {QUICK.extra[1]} steps, PP on "
+    cell = Cell(QUICK_WORK, QUICK, 5, 0)
+    rows = [[LABELS[r].strip("*"), f"{read_json(cell.result(r))['top1']:.3f}"] for r in QUICK_ROWS]
+    print(f"\nreproduce quick: digits, 5 labels/class, seed 0, runs of {QUICK.extra[1]} steps, PP on "
           f"{QUICK.pp_per_class} images a class for {QUICK.pp_epochs} epochs ({(time.monotonic() - start) / 60:.1f} min; "
           f"the full study: `python -m benchmarks.reproduce run`)")
     for row, flags in QUICK.row_flags:
@@ -367,29 +418,14 @@ def quick() -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="A small table in minutes (runs/reproduce-quick).")
-    sub = ap.add_subparsers(dest="cmd")
-    r = sub.add_parser("run")
-    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
-    r.add_argument("--budgets", type=ints, default=[2, 5, 10], help="Labeled images a class.")
-    r.add_argument("--seeds", type=ints, default=[0, 1, 2])
-    r.add_argument("--rows", type=lambda s: s.split(","), default=list(PIXEL_ROWS + DEEP_ROWS),
-                   help=f"Comma-separated, of: {', '.join(PIXEL_ROWS + DEEP_ROWS)}.")
-    r.add_argument("--max-minutes", type=float, help="Start no new cell after this long (a sitting).")
-    sub.add_parser("report")
-    args = ap.parse_args()
-    if args.quick:
-        quick()
-    elif args.cmd == "run":
-        unknown = [r for r in args.rows if r not in PIXEL_ROWS + DEEP_ROWS]
-        if unknown:
-            ap.error(f"--rows: unknown row {unknown[0]!r}")
-        run_cells(WORK, FULL, args.budgets, args.seeds, args.rows, args.max_minutes)
-    elif args.cmd == "report":
-        print(report())
-    else:
-        ap.error("give --quick, run or report")
+    cli(__doc__,
+        run=(run, [flag("--budgets", type=ints, default=[2, 5, 10], help="Labeled images a class."),
+                   flag("--seeds", type=ints, default=[0, 1, 2]),
+                   flag("--rows", type=words, default=list(PIXEL_ROWS + DEEP_ROWS),
+                        help=f"Comma-separated, of: {', '.join(PIXEL_ROWS + DEEP_ROWS)}."),
+                   flag("--max-minutes", type=float, help="Start no new cell after this long.")]),
+        report=(report, []),
+        quick=(quick, []))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import math
 import multiprocessing
 import os
 import platform
-import resource
 import shutil
 import sys
 import tempfile
@@ -49,17 +48,19 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import ROOT, measurement_main, table, write_section
-from generate.generator import Generator
+from benchmarks.common import ROOT, cli, flag, ints, out_flag, save_result, table, words, write_section
 from generate.runner import encode_images, generate_shards, pack_samples
 from generate.synth import SynthJob, SynthSettings
-from generate.writer import _SAVE_ARGS, DEFAULT_QUALITY, LOSSY, encode_image
+from generate.writer import DEFAULT_QUALITY, LOSSY, encode_image
 from ptcommon.shards import IMAGE_FORMATS, open_image
+
+if TYPE_CHECKING:
+    import torch
 
 SIZE = 256
 DEFAULT_OUT = ROOT / "runs" / "writer_ceiling.json"
@@ -67,7 +68,7 @@ DEFAULT_OUT = ROOT / "runs" / "writer_ceiling.json"
 MEMORY = Path("/dev/shm")
 GPU_MD = ROOT / "docs" / "gpu.md"
 # GPU image rates as docs/gpu.md computes them: FLOPs per image (counted by
-# `python -m benchmarks.gpu_synth [--generator sd15|biggan] --flops-only`; the diffusion models at
+# `python -m benchmarks.synth_throughput flops [--generator sd15|biggan]`; the diffusion models at
 # 25 steps with guidance) at 0.35 of an H100's 989 TFLOP/s dense bf16.
 H100_BF16, MFU = 989e12, 0.35
 # (FLOPs per image, pixels a side)
@@ -89,18 +90,23 @@ def photo_crops() -> np.ndarray:
     return np.ascontiguousarray(np.stack(crops), dtype=np.uint8)
 
 
+# The shards' encoder settings, for the GIL check's contrast: `gil_check` refuses to run where
+# they give other bytes than `encode_image`, since the two sinks would then do different work.
+BUFFER_SAVE_ARGS = {"png": {"format": "PNG", "compress_level": 6},
+                    "jpg": {"format": "JPEG", "quality": DEFAULT_QUALITY},
+                    "webp": {"format": "WEBP", "quality": DEFAULT_QUALITY, "method": 4}}
+
+
 def encode_into_buffer(pixels: np.ndarray, fmt: str) -> bytes:
     """`encode_image`'s bytes, encoded into a BytesIO as a script usually would (the GIL check's contrast)."""
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, **_SAVE_ARGS[fmt])
+    Image.fromarray(pixels).save(buf, **BUFFER_SAVE_ARGS[fmt])
     return buf.getvalue()
 
 
 def cpu_seconds() -> float:
-    """CPU time of all this process's threads, and of the child processes it has waited for (the
-    encoder processes of `benchmarks/writer_variants.py`, once their pool is shut down)."""
-    return sum(usage.ru_utime + usage.ru_stime
-               for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+    """CPU time of all this process's threads."""
+    return time.process_time()
 
 
 @dataclass
@@ -200,6 +206,9 @@ def gil_check(crops: np.ndarray, seconds: float, rounds: int) -> dict:
     (`encode_image`) and into a BytesIO: where Pillow holds the GIL, two threads give no more than
     one. And the same for SHA-256 of each crop's pixels, which runs wholly without the GIL: what
     two threads on this machine's cores give where nothing in them waits for the GIL."""
+    for fmt in IMAGE_FORMATS:
+        if encode_into_buffer(crops[0], fmt) != encode_image(crops[0], fmt):
+            raise SystemExit(f"writer_ceiling: BUFFER_SAVE_ARGS[{fmt!r}] differs from generate.writer's settings")
     out: dict = {fmt: {sink: scaling(encode, fmt, crops, seconds, rounds)
                        for sink, encode in (("file", encode_image), ("bytesio", encode_into_buffer))}
                  for fmt in IMAGE_FORMATS}
@@ -231,36 +240,22 @@ def decode_rate(encoded: list[bytes], fmt: str, seconds: float) -> float:
     return decoded / elapsed
 
 
-class StoredImages(Generator):
-    """A benchmark-only stand-in generator: the stored crops in turn, at no sampling cost."""
+class StoredImages:
+    """A stand-in generator: the stored crops in turn, at no sampling cost. It has what `ptgen
+    synth`'s job and runner ask of a generator, not the whole `generate.generator.Generator`
+    interface, whose rest serves models loaded from folders."""
 
-    name = "stored"
+    image_size, channels = SIZE, 3
 
     def __init__(self, crops: np.ndarray):
         self.crops = crops
-        self._names = [f"crop {i}" for i in range(len(crops))]
-
-    @classmethod
-    def claims(cls, folder: Path) -> bool:
-        return False
-
-    @classmethod
-    def describe(cls, folder: Path) -> dict:
-        raise TypeError("the stored-images stand-in is never read from a folder")
-
-    num_classes = property(lambda self: len(self.crops))
-    class_names = property(lambda self: self._names)
-    image_size = property(lambda self: SIZE)
-    channels = property(lambda self: 3)
-    supports_guidance = property(lambda self: False)
-
-    def parameter_count(self) -> int:
-        return 0
+        self.num_classes = len(crops)
+        self.class_names = [f"crop {i}" for i in range(len(crops))]
 
     def fingerprint(self) -> dict:
-        return {"backend": self.name, "crops": len(self.crops)}
+        return {"backend": "stored", "crops": len(self.crops)}
 
-    def sample(self, condition, seeds: Sequence[int], steps: int, guidance: float) -> np.ndarray:
+    def sample(self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float) -> np.ndarray:
         """The crops themselves, nothing copied (the memory the bare rate encodes from): the
         pipeline asks for its classes in rounds, each batch one round from the first class."""
         if not np.array_equal(condition.numpy(), np.arange(len(condition))):
@@ -379,24 +374,12 @@ def run(args: argparse.Namespace) -> None:
                 row = measure_format(crops, fmt, quality, workers, seconds, rounds, Path(tmp),
                                      Path(in_memory) if in_memory else None)
                 name = fmt if quality is None else f"{fmt} q{quality}"
-                print(f"{name}: encode {row['bare_per_core']:.1f} img/s, {row['bytes_per_image'] / 1e3:.1f} kB, "
-                      f"decode {row['decode_per_core']:.1f} img/s", flush=True)
-                if "serial" in row:
-                    print(f"  one thread, whole per-sample work: {row['serial']['images_per_s']:.1f} img/s = "
-                          f"{row['serial']['of_bare']:.2f} of bare", flush=True)
-                for w, p in row["pipeline"].items():
-                    print(f"  {w} workers: {p['images_per_s']:.1f} img/s = {p['of_bare_x_workers']:.2f} of bare x "
-                          f"workers (rounds {round_range(p['rounds'])}), {p['of_bare_threads']:.2f} of the bare encode "
-                          f"in {w} threads (rounds {round_range(p['threads_rounds'])}); CPU {p['cpu_s'] * 1e3:.2f} ms "
-                          f"an image against {row['bare_cpu_s'] * 1e3:.2f} bare", flush=True)
-                    if "memory" in p:
-                        print(f"    into memory: {p['memory']['images_per_s']:.1f} img/s = "
-                              f"{p['memory']['of_bare_x_workers']:.2f} of bare x workers", flush=True)
+                ratios = ", ".join(f"at {w}: {p['of_bare_x_workers']:.2f}" for w, p in row["pipeline"].items())
+                print(f"{name}: encode {row['bare_per_core']:.1f} img/s"
+                      + (f"; the writer {ratios} of bare x workers" if ratios else ""), flush=True)
                 result["formats"][name] = row
     result["loadavg_15min"] = os.getloadavg()[2]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    save_result(args.out, result)
     if args.report:
         report(args)
 
@@ -526,22 +509,21 @@ is taken to cost 4 times a 256 px one to encode (its pixels; computed, not measu
 """, GPU_MD)
 
 
-def run_args(r: argparse.ArgumentParser) -> None:
-    r.add_argument("--tiny", action="store_true", help="a few images per measurement: proves the script, measures nothing")
-    r.add_argument("--seconds", type=float, default=15.0,
-                   help="about how long each measurement runs, over all its rounds")
-    r.add_argument("--rounds", type=int, default=5,
-                   help="slices each format's bare and writer measurements are interleaved in")
-    r.add_argument("--formats", type=lambda s: s.split(","), default=list(IMAGE_FORMATS))
-    r.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[1, 2])
-    r.add_argument("--qualities", type=lambda s: [int(q) for q in s.split(",")], default=[90, DEFAULT_QUALITY],
-                   help="JPEG and WebP qualities to measure (the writer at the default only)")
-    r.add_argument("--cores", type=int, default=0,
-                   help="run on the first CORES of the cores this process may use (default: all of them)")
-
-
 def main() -> None:
-    measurement_main(__doc__, DEFAULT_OUT, run, report, run_args)
+    cli(__doc__,
+        run=(run, [out_flag(DEFAULT_OUT), flag("--report", action="store_true", help="then write the tables"),
+                   flag("--tiny", action="store_true", help="a few images per measurement: proves the script"),
+                   flag("--seconds", type=float, default=15.0,
+                        help="about how long each measurement runs, over all its rounds"),
+                   flag("--rounds", type=int, default=5,
+                        help="slices each format's bare and writer measurements are interleaved in"),
+                   flag("--formats", type=words, default=list(IMAGE_FORMATS)),
+                   flag("--workers", type=ints, default=[1, 2]),
+                   flag("--qualities", type=ints, default=[90, DEFAULT_QUALITY],
+                        help="JPEG and WebP qualities to measure (the writer at the default only)"),
+                   flag("--cores", type=int, default=0,
+                        help="run on the first CORES of the cores this process may use (default: all of them)")]),
+        report=(report, [out_flag(DEFAULT_OUT)]))
 
 
 if __name__ == "__main__":
