@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-import functools
-import json
-import re
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import click
 
 from ptcommon import builtin
-from ptcommon.cli import Group, InputError
-from ptcommon.outputs import check_output_file, free_bytes, human_bytes, human_seconds
-from ptcommon.shards import IMAGE_FORMATS, sample_bytes_bound, ReadPolicy, read_options, refuse_unexpected
-from ptcommon.storage import Location
+from ptcommon.cli import Group, packed
+from ptcommon.outputs import human_bytes
+from ptcommon.shards import IMAGE_FORMATS, ReadPolicy, read_options
 
-from .distributed import rank_and_world
-from .generator import Generator
-from .models import DTYPES, choose_dtype, list_builtins, load_generator, takes_option
+from .jobs import CONFIRM_BYTES, CONFIRM_SECONDS, Generation
+from .models import DTYPES
 
 DEFAULT_PER_CLASS = 10
 DEFAULT_PER_TARGET = 10
 DEFAULT_TOP_K = 1
 DEFAULT_BATCH = 128
 DEFAULT_SHARD_SIZE = 1000
-# Above these a job is more likely a slip of the keyboard than a plan: it waits for --yes.
-CONFIRM_BYTES = 10**12
-CONFIRM_SECONDS = 7 * 86400
 
 
 @click.group(cls=Group, name="ptgen", context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,41 +33,6 @@ def main() -> None:
     ptgen card     a shard folder's Hugging Face dataset card (README.md)
     ptgen models   the built-in models
     """
-
-
-def parse_class_ids(text: str) -> list[int]:
-    """'3,7,10-12' -> [3, 7, 10, 11, 12]."""
-    ids: list[int] = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise InputError(f"--class-ids {text}: '{part}' is not a class id or a range such as 10-19")
-        lo, hi = int(m[1]), int(m[2] or m[1])
-        if hi < lo:
-            raise InputError(f"--class-ids {text}: range '{part}' runs backwards")
-        ids.extend(range(lo, hi + 1))
-    if not ids:
-        raise InputError(f"--class-ids {text!r}: no class id given")
-    return ids
-
-
-def choose_classes(classes: int | None, class_ids: str | None, num_classes: int) -> list[int]:
-    if classes is not None and class_ids is not None:
-        raise InputError("--classes and --class-ids exclude each other: give one")
-    if class_ids is not None:
-        ids = parse_class_ids(class_ids)
-        bad = [i for i in ids if i >= num_classes]
-        if bad:
-            raise InputError(f"--class-ids {class_ids}: {bad[0]} is out of range; the model's ids are 0..{num_classes - 1}")
-        repeated = sorted({i for i in ids if ids.count(i) > 1})
-        if repeated:
-            raise InputError(f"--class-ids {class_ids}: {repeated[0]} is repeated; list each class once")
-        return ids
-    if classes is None:
-        return list(range(num_classes))
-    if classes > num_classes:
-        raise InputError(f"--classes {classes}: the model has {num_classes} classes; give at most {num_classes}")
-    return list(range(classes))
 
 
 class TopK(click.ParamType):
@@ -120,11 +75,10 @@ def generation_options(default_out: str):
         click.option("--shard-size", type=click.IntRange(min=1), default=DEFAULT_SHARD_SIZE, show_default=True,
                      help="Images per shard."),
         click.option("--image-format", type=click.Choice(["auto", *IMAGE_FORMATS]), default="auto", show_default=True,
-                     help="auto, by docs/results.md's measurements at 256 px: JPEG at quality 95 for RGB images (a "
-                          "quarter of PNG's bytes, 40 times its encode rate a core, 5 times its decode rate; WebP "
-                          "is 20% smaller still but 22 times slower to encode), PNG for grayscale and for images as "
-                          "small as the built-in model's, which take one tar block in any format. Part of the "
-                          "config hash."),
+                     help="auto: JPEG at quality 95 for RGB images (far fewer bytes than PNG and far faster to "
+                          "encode and decode; WebP is smaller still but much slower to encode: docs/results.md, "
+                          "\"The writer's ceiling at 256 px\"), PNG for grayscale and for images as small as the "
+                          "built-in model's, which take one tar block in any format. Part of the config hash."),
         click.option("--quality", type=click.IntRange(1, 100), help="JPEG and WebP quality, 1 to 100; part of the "
                      "config hash. [default: 95]"),
         click.option("--encode-workers", type=click.IntRange(min=1),
@@ -136,8 +90,8 @@ def generation_options(default_out: str):
         click.option("--dtype", type=click.Choice(["auto", *DTYPES]), default="auto", show_default=True,
                      help="auto: on CUDA bf16 where the GPU has it, else fp16 for DiT and Stable Diffusion (as "
                           "their pipelines are published) and fp32 for the rest; fp32 on CPU. bf16 also runs on "
-                          "CPUs with AVX-512 BF16 or AMX (the built-in model: same class consistency and FD as fp32 "
-                          "at 1.5x its rate on 2 cores, docs/results.md); fp16 is for CUDA only. On CUDA fp32 "
+                          "CPUs with AVX-512 BF16 or AMX, faster there at the built-in model's quality (docs/results.md, "
+                          "\"bf16 on CPU for the built-in generator\"); fp16 is for CUDA only. On CUDA fp32 "
                           "matmuls use TF32. The dtype used is part of the config hash."),
         click.option("--decode-batch", type=click.IntRange(min=1),
                      help="Latent models (DiT, Stable Diffusion): images a VAE decode takes at most, to bound its "
@@ -157,184 +111,7 @@ def generation_options(default_out: str):
         click.option("--quiet", is_flag=True, help="No progress bar."),
     ]
 
-    def decorate(command):
-        @functools.wraps(command)
-        def wrapper(**kw):
-            return command(gen=GenerationRequest(**{f.name: kw.pop(f.name) for f in fields(GenerationRequest) if f.init}),
-                           **kw)
-
-        for option in reversed(options):
-            wrapper = option(wrapper)
-        return wrapper
-
-    return decorate
-
-
-def check_compile(device: str) -> None:
-    """Refuse --compile where torch.compile cannot run, before loading anything."""
-    import os
-    import shutil
-
-    import torch
-
-    if not torch._dynamo.is_dynamo_supported():
-        raise InputError("--compile: torch.compile does not support this Python or platform; drop --compile")
-    compiler = os.environ.get("CXX", "g++")
-    if device != "cuda" and shutil.which(compiler) is None:
-        raise InputError(f"--compile: compiling for the CPU needs a C++ compiler ({compiler} not found on PATH); "
-                         "install one or drop --compile")
-
-
-@dataclass
-class GenerationRequest:
-    """The flags synth and pseudo share, as one object: `open` checks them before anything is
-    written, `write` runs the job into --out."""
-
-    out: str
-    model: str
-    steps: int | None
-    guidance: float | None
-    image_size: int | None
-    class_names: Path | None
-    prompt: str | None
-    seed: int
-    batch_size: int
-    shard_size: int
-    image_format: str
-    quality: int | None
-    encode_workers: int | None
-    device: str
-    dtype: str
-    decode_batch: int | None
-    compile_: bool
-    rank: int | None
-    world: int | None
-    overwrite: bool
-    yes: bool
-    quiet: bool
-    dtype_reason: str = field(default="as given", init=False)  # how `open` chose --dtype, for the start line
-    location: Location = field(init=False)  # --out, checked by `open`
-    staging: Path | None = field(default=None, init=False)  # for a URL --out: where this rank's shard is written first
-    # What `open` capped, said beside the start line, once nothing is left to refuse: a refusal
-    # stays the only line.
-    notices: list[str] = field(default_factory=list, init=False)
-
-    @property
-    def local_dir(self) -> Path:
-        """The local folder this rank writes in: --out itself, or for a URL the staging folder."""
-        return self.staging if self.location.remote else self.location.path
-
-    def open(self) -> tuple[Generator, dict]:
-        """The generator, and the JobSettings fields with the model's own defaults filled in."""
-        self.rank, self.world = rank_and_world(self.rank, self.world)
-        if self.image_format == "png" and self.quality is not None:
-            raise InputError(self._quality_refusal("png"))
-        self.encode_workers = self._encoders()
-        self.location = Location(self.out, "--out")
-        self.location.check_writable()
-        if self.location.remote:
-            import atexit
-            import shutil
-            import tempfile
-
-            self.staging = Path(tempfile.mkdtemp(prefix="ptgen-stage-"))
-            atexit.register(shutil.rmtree, self.staging, ignore_errors=True)
-        if self.compile_:
-            check_compile(self.device)
-        # Only where the model takes --decode-batch: elsewhere loading refuses the value as given.
-        if self.decode_batch is not None and self.decode_batch > self.batch_size and takes_option(
-                self.model, "decode_batch"):
-            self.notices.append(f"--decode-batch {self.decode_batch} is larger than --batch-size {self.batch_size}; "
-                                f"decoding {self.batch_size} at a time")
-            self.decode_batch = self.batch_size
-        self.dtype, self.dtype_reason = choose_dtype(self.model, self.device, self.dtype)
-        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt,
-                   "decode_batch": self.decode_batch}
-        generator = load_generator(self.model, device=self.device, dtype=self.dtype, options=options)
-        if self.compile_:
-            generator.compile()
-        if self.image_format == "auto":
-            from .writer import auto_format
-
-            self.image_format = auto_format(generator.image_size, generator.channels)
-            if self.image_format == "png" and self.quality is not None:
-                raise InputError(self._quality_refusal("png (what --image-format auto chose for this model)"))
-        steps = self.steps if self.steps is not None else generator.defaults.steps
-        guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
-        if guidance > 1 and not generator.supports_guidance:
-            raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
-        return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
-                           "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
-                           "dtype": self.dtype, "compiled": self.compile_, "batch_size": self.batch_size}
-
-    def _quality_refusal(self, what: str) -> str:
-        return (f"--quality {self.quality}: {what} is lossless and has no quality; give --quality with "
-                "--image-format jpg or webp, or drop it")
-
-    def _encoders(self) -> int:
-        """--encode-workers, or its default; capped at this rank's share of the cores, since more
-        threads only contend."""
-        from .runner import default_encode_workers, rank_cores
-
-        cores = rank_cores()
-        if self.encode_workers is None:
-            return default_encode_workers()
-        if self.encode_workers > cores:
-            self.notices.append(f"--encode-workers {self.encode_workers}: this process may keep {cores} cores busy "
-                                f"(its share of the node's); encoding with {cores}")
-            return cores
-        return self.encode_workers
-
-    def _space_note(self, job, bound: int) -> str:
-        """What the job takes on local disk: all of it, or for a URL one shard at a time."""
-        if not self.location.remote:
-            return f"up to {human_bytes(bound)} on disk, {human_bytes(free_bytes(self.local_dir))} free"
-        shard = min(job.plan.count, job.plan.shard_size) * sample_bytes_bound(job.generator.image_size,
-                                                                            job.generator.channels)
-        return (f"up to {human_bytes(bound)} uploaded; each shard staged in {self.staging} first, up to "
-                f"{human_bytes(shard)} a rank, {human_bytes(free_bytes(self.staging))} free there")
-
-    def write(self, job, what: str, on_ready: Callable[[], None] | None = None) -> None:
-        """Run `job` into --out; `on_ready` runs once --out is checked and prepared, before sampling."""
-        from .runner import generate_shards
-
-        rank, world, out = self.rank, self.world, self.out
-        bound = job.plan.count * sample_bytes_bound(job.generator.image_size, job.generator.channels)
-        if bound > CONFIRM_BYTES and not self.yes:
-            raise InputError(f"this job writes {job.plan.count:,} images, up to {human_bytes(bound)} in {out}, more "
-                             f"than {human_bytes(CONFIRM_BYTES)}; check --classes/--per-class, or pass --yes to start it")
-
-        def announce(job) -> None:
-            if on_ready is not None:
-                on_ready()
-            if rank == 0:
-                for notice in self.notices:
-                    click.echo(f"ptgen: {notice}", err=True)
-                s = job.settings
-                click.echo(f"ptgen: {job.plan.count:,} {what} of {s.model} -> {out} ({s.steps} steps, guidance "
-                           f"{s.guidance}, {s.dtype} ({self.dtype_reason}), {job.generator.image_size}px {s.image_format}, "
-                           f"{job.plan.num_shards:,} shards, world {world}, "
-                           f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
-                           f"{self._space_note(job, bound)})", err=True)
-
-        def estimate(rate: float, left: int) -> None:
-            seconds = left / rate
-            if seconds > CONFIRM_SECONDS and not self.yes:
-                raise InputError(f"at the first batch's {rate:.1f} img/s, rank {rank}'s {left:,} remaining images "
-                                 f"take {human_seconds(seconds)}, more than {CONFIRM_SECONDS // 86400} days; check "
-                                 "--classes/--per-class, or pass --yes to run it")
-            if rank == 0:
-                click.echo(f"ptgen: first batch at {rate:.1f} img/s; the rest takes about {human_seconds(seconds)}",
-                           err=True)
-
-        stats = generate_shards(job, self.location, rank=rank, world=world, overwrite=self.overwrite,
-                                encode_workers=self.encode_workers, progress=not self.quiet and rank == 0,
-                                on_ready=announce, on_first_batch=estimate, staging=self.staging)
-        state = "folder complete" if stats.complete else "other ranks' shards still missing"
-        fitted = f" at batch {stats.batch_size} (what fitted in memory)" if stats.batch_size < self.batch_size else ""
-        click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
-                   f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
-                   f"{stats.images_per_s:.1f} img/s{fitted}; {state}")
+    return packed(Generation, "gen", options)
 
 
 @main.command()
@@ -344,7 +121,7 @@ class GenerationRequest:
               help="Images per class. The default finishes in minutes for 1000 classes of the built-in model "
                    "on a laptop CPU; pre-training wants more (see docs/results.md).")
 @generation_options(default_out="shards")
-def synth(classes: int | None, class_ids: str | None, per_class: int, gen: GenerationRequest) -> None:
+def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Generation) -> None:
     """Write class-conditional samples with their labels as WebDataset shards.
 
     Sample i has class ids[i mod n] and noise seeded by (--seed, i); shard k holds samples
@@ -352,12 +129,9 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
     over ranks (--rank/--world, or torchrun) and however often it is interrupted and rerun: a
     rerun skips finished shards. See docs/shards.md for the format.
     """
-    from .synth import SynthJob, SynthSettings
+    from .jobs import run_synth
 
-    generator, common = gen.open()
-    ids = choose_classes(classes, class_ids, generator.num_classes)
-    settings = SynthSettings(**common, class_ids=tuple(ids), per_class=per_class)
-    gen.write(SynthJob(settings, generator), f"images ({len(ids)} classes x {per_class})")
+    run_synth(gen, classes, class_ids, per_class)
 
 
 @main.command()
@@ -379,15 +153,15 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
                    "with --top-k above 1: the most probable class is the same at every T.")
 @click.option("--top-k", type=TopK(), default=str(DEFAULT_TOP_K), show_default=True,
               help="Keep the k most probable source classes, renormalised, or `all` (the paper's soft label). The "
-                   "default, the most probable class alone, transferred best by a small margin: +0.007 over all on "
-                   "digits on each of 3 seeds, level on a target the classifier recognises (docs/results.md, "
+                   "default, the most probable class alone, transferred at least as well as the full soft label "
+                   "(docs/results.md, "
                    "\"Ablations\").")
 @click.option("--condition", type=click.Choice(["soft", "random"]), default="soft", show_default=True,
               help="soft: condition on the soft label p (pseudo conditional sampling). random: each sample a uniformly "
                    "random source class, ignoring the target: the ablation baseline (docs/results.md).")
 @generation_options(default_out="shards/pseudo")
 def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_target: int, temperature: float,
-           top_k: int | None, condition: str, gen: GenerationRequest) -> None:
+           top_k: int | None, condition: str, gen: Generation) -> None:
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
@@ -397,36 +171,9 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
     ptgen synth's, without .cls; each .json holds target_key, the classifier's confidence on that
     target (target_confidence, which pttrain pssl's --guard reads) and the top source classes.
     """
-    from ptcommon.classifiers import check_classifier, classifier_digest
+    from .jobs import PseudoRequest, run_pseudo
 
-    from .pseudo import PseudoJob, PseudoSettings, target_images, targets_digest
-    from .soft_labels import (check_soft_labels, confidence_note, load_source, preprocessing, shared_soft_labels,
-                              soft_labels)
-
-    if top_k == 1 and temperature != 1 and condition == "soft":
-        raise InputError(f"--temperature {temperature:g} does nothing at --top-k 1 (the default): the most probable "
-                         "class is the same at every T; add --top-k 5 or --top-k all to soften the condition")
-    paths, keys = target_images(target)
-    check_classifier(classifier, "--classifier", classifier_weights)
-    generator, common = gen.open()
-    digest = classifier_digest(classifier, classifier_weights)
-    key = {"classifier_sha256": digest, "preprocessing": preprocessing(classifier),
-           "targets_sha256": targets_digest(keys), "temperature": temperature, "top_k": top_k,
-           "generator_classes": generator.num_classes}
-    check_soft_labels(gen.location, gen.local_dir, key, gen.overwrite)
-    source = load_source(classifier, generator, classifier_weights)  # checks its classes before anything is written
-    settings = PseudoSettings(**common, classifier=classifier, per_target=per_target, temperature=temperature,
-                              top_k=top_k, condition=condition, preprocessing=key["preprocessing"])
-    job = PseudoJob(settings, generator, keys, None, digest)
-
-    def label_targets() -> None:  # once --out is checked and prepared, so that a refusal writes nothing
-        job.probs, job.confidence = shared_soft_labels(gen.location, gen.local_dir, key, lambda: soft_labels(
-            paths, source, generator, temperature, top_k))
-        if condition == "soft" and gen.rank == 0:  # random ignores the classifier: how sure it is says nothing then
-            note, unsure = confidence_note(job.confidence)
-            click.echo(("warning: " if unsure else "") + note, err=unsure)
-
-    gen.write(job, f"pseudo samples ({len(paths)} targets x {per_target})", on_ready=label_targets)
+    run_pseudo(gen, PseudoRequest(target, classifier, classifier_weights, per_target, temperature, top_k, condition))
 
 
 @main.command()
@@ -446,38 +193,10 @@ def inspect(folder: Path, grid: Path | None, rows: int, cols: int, target: Path 
     Members that the shard format does not define (docs/shards.md, "Reading shards you did not
     make") are listed, never decoded.
     """
-    from .report import contact_sheet, summarize
+    from .report import inspect_folder
 
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    if grid is not None:
-        check_output_file(grid, "--grid")
-    summary = summarize(folder)
-    if as_json:
-        click.echo(json.dumps(summary, indent=1))
-    else:
-        cfg = summary["config"]
-        counts = list(summary["per_class"].values())
-        click.echo(f"{summary['folder']}: {summary['images']} of {summary['images_planned']} images, "
-                   f"{summary['shards'] - summary['shards_missing']}/{summary['shards']} shards, "
-                   f"{summary['bytes'] / 1e6:.1f} MB, {'complete' if summary['complete'] else 'INCOMPLETE'}")
-        click.echo(f"model {cfg.get('model')}  steps {cfg.get('steps')}  guidance {cfg.get('guidance')}  "
-                   f"seed {cfg.get('seed')}  {cfg.get('image_size')}px  {cfg.get('image_format')}  "
-                   f"config {cfg.get('config_hash')}  ptgen {cfg.get('version')}")
-        if counts:
-            click.echo(f"{len(counts)} classes, {min(counts)}..{max(counts)} images each")
-            for name, n in list(summary["per_class"].items())[:10]:
-                click.echo(f"  {n:6d}  {name}")
-            if len(counts) > 10:
-                click.echo(f"  ... {len(counts) - 10} more (--json lists all)")
-    if policy.strict:
-        refuse_unexpected(summary["unexpected_members"], str(folder))
-    if not as_json:
-        for ext, names in summary["unexpected_members"].items():
-            click.echo(f"not part of the shard format (never decoded): .{ext} members in {len(names)} shards "
-                       f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
-    if grid is not None:
-        click.echo(f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy, target)}")
+    for line in inspect_folder(folder, grid, rows, cols, target, as_json, policy):
+        click.echo(line)
 
 
 @main.command()
@@ -514,27 +233,7 @@ def models(folder: Path | None, as_json: bool) -> None:
     The backend is read from the folder's own description (diffusers' model_index.json, or its
     subfolders), without loading weights.
     """
-    from .backends import BACKENDS
-    from .models import describe_folder
+    from .models import describe_models
 
-    if folder is not None:
-        if not folder.is_dir():
-            raise InputError(f"{folder}: no such folder")
-        info = describe_folder(folder, "FOLDER")
-        click.echo(json.dumps(info, indent=1) if as_json else
-                   f"{folder}: backend {info['backend']}, {info['num_classes']} classes, {info['image_size']}px, "
-                   f"{info['channels']} channels")
-        return
-    infos = list_builtins()
-    if as_json:
-        click.echo(json.dumps(infos, indent=1))
-        return
-    for info in infos:
-        if info["installed"]:
-            click.echo(f"{info['name']}  {info['backend']}  {info['num_classes']} classes  {info['image_size']}px  "
-                       f"{info['path']}")
-        else:
-            click.echo(f"{info['name']}  (not installed in this build; expected at {info['path']})")
-    click.echo("backends (chosen from a --model folder's own files):")
-    for backend in BACKENDS:
-        click.echo(f"  {backend.name:6s} {backend.layout}")
+    for line in describe_models(folder, as_json):
+        click.echo(line)

@@ -81,10 +81,6 @@ class Generator(abc.ABC):
         setattr(self, self.network, torch.compile(getattr(self, self.network)))
 
     @abc.abstractmethod
-    def parameter_count(self) -> int:
-        """Learned parameters that one sampling step runs through (for FLOP estimates in benchmarks)."""
-
-    @abc.abstractmethod
     def fingerprint(self) -> dict:
         """What identifies the weights and sampler, independent of where the files lie.
 
@@ -196,8 +192,3 @@ def decode_latents(vae: AutoencoderKL, latents: torch.Tensor, batch: int | None 
     return torch.cat([vae.decode(part).sample for part in latents.split(batch or len(latents))])
 
 
-def latent_model_parameters(network: torch.nn.Module, vae: AutoencoderKL) -> int:
-    """Parameters of a latent diffusion model's per-step `network` and of the VAE's decoding half."""
-    # Decoding runs post_quant_conv (absent in some VAEs) before the decoder proper.
-    modules = [network, vae.post_quant_conv, vae.decoder]
-    return sum(p.numel() for module in modules if module is not None for p in module.parameters())

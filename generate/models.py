@@ -10,6 +10,8 @@ import torch
 
 from ptcommon import builtin
 from ptcommon.cli import InputError
+from ptcommon.device import choose_device
+
 from .generator import Generator
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -133,23 +135,33 @@ def _takes(backend: type[Generator], option: str) -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """cpu, or the GPU of this process's node-local rank, so that the processes a launcher starts
-    on one node (torchrun --nproc_per_node 8, or SLURM tasks) take one GPU each."""
-    from ptcommon.launcher import detect
-
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is visible; use --device cpu or auto")
-    if device == "cuda":
+    """--device as a torch device string: cpu, or this process's GPU (ptcommon.device)."""
+    chosen = choose_device(device)
+    if chosen.type == "cuda":
         # fp32 matmuls and convolutions on tensor cores (TF32): several times faster, and the
-        # samples' bytes were never equal across devices anyway.
+        # samples' bytes are not equal across devices in any case.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        launch, count = detect(), torch.cuda.device_count()
-        index = launch.gpu_index(count)  # the same rule as training's
-        if index is None:
-            raise InputError(f"--device cuda: {launch.local_world} processes run on this node but it shows {count} "
-                             f"GPUs; start at most {count} processes per node")
-        return f"cuda:{index}"
-    return device
+    return str(chosen)
+
+def describe_models(folder: Path | None, as_json: bool) -> list[str]:
+    """`ptgen models`' lines: the built-in models and the backends, or what FOLDER holds."""
+    import json
+
+    from .backends import BACKENDS
+
+    if folder is not None:
+        if not folder.is_dir():
+            raise InputError(f"{folder}: no such folder")
+        info = describe_folder(folder, "FOLDER")
+        return [json.dumps(info, indent=1) if as_json else
+                f"{folder}: backend {info['backend']}, {info['num_classes']} classes, {info['image_size']}px, "
+                f"{info['channels']} channels"]
+    infos = list_builtins()
+    if as_json:
+        return [json.dumps(infos, indent=1)]
+    lines = [f"{i['name']}  {i['backend']}  {i['num_classes']} classes  {i['image_size']}px  {i['path']}"
+             if i["installed"] else f"{i['name']}  (not installed in this build; expected at {i['path']})"
+             for i in infos]
+    return lines + ["backends (chosen from a --model folder's own files):",
+                    *(f"  {backend.name:6s} {backend.layout}" for backend in BACKENDS)]

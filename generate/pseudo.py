@@ -9,7 +9,7 @@ seed: the ablation that shows what conditioning on the target adds (same count, 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,11 +20,10 @@ from ptcommon.hf_data import HFImage, is_hf, open_hf
 from ptcommon.inputs import image_files, load_image
 from ptcommon.shards import FORMAT, PSEUDO_FIELDS, TARGET_CONFIDENCE, sample_key
 
-from . import __version__
 from .generator import Generator
 from .plan import WorkPlan, sample_seed
 from .runner import JobSettings
-from .store import config_hash
+from .store import dataset_header
 from .writer import SampleRecord
 
 PREFIX = "pseudo"
@@ -116,19 +115,12 @@ class PseudoJob:
             "classifier_sha256": self.classifier_digest,
             "targets_sha256": targets_digest(self.keys),
             "per_target": s.per_target, "temperature": s.temperature, "top_k": s.top_k, **s.hashed(),
-            # What each sample's .json holds: a folder begun before a field existed must not be finished with it.
+            # What each sample's .json holds: a folder is finished with the fields it began with.
             "record_fields": list(PSEUDO_FIELDS),
             **({"condition": s.condition} if s.condition != "soft" else {}),
-            # Only away from the plain resize, so that the datasets made before keep their hash.
+            # Only away from the plain resize: at the default a dataset's hash is as it is without the field.
             **({"preprocessing": s.preprocessing} if s.preprocessing != "resize" else {}),
         }
 
     def header(self) -> dict:
-        hashed = self.hashed_config()
-        fingerprint = hashed.pop("model_fingerprint")
-        return {
-            **asdict(self.settings), **hashed, "num_targets": len(self.keys), "image_size": self.generator.image_size,
-            "channels": self.generator.channels, "count": self.plan.count, "num_shards": self.plan.num_shards,
-            "prefix": PREFIX, "labeled": False, "config_hash": config_hash(self.hashed_config()),
-            "version": __version__, "model_fingerprint": fingerprint,
-        }
+        return dataset_header(self, {"num_targets": len(self.keys)}, labeled=False)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import pyarrow.parquet as pq
 from PIL import Image
 
 from ptcommon.cli import InputError
+from ptcommon.outputs import check_output_file
 from ptcommon.shards import (LABEL_MEMBER, MANIFEST_FILE, ReadPolicy, members, part_name, read_header, read_samples,
-                             split_member, unexpected_members)
+                             refuse_unexpected, split_member, unexpected_members)
 
 from .plan import WorkPlan
 from .store import ShardFolder
@@ -139,3 +142,39 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: 
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def inspect_folder(folder: Path, grid: Path | None, rows: int, cols: int, target: Path | None, as_json: bool,
+                   policy: ReadPolicy) -> Iterator[str]:
+    """`ptgen inspect`'s lines: the summary (as JSON, or for a reader), members outside the format, and
+    the contact sheet written to GRID."""
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    if grid is not None:
+        check_output_file(grid, "--grid")
+    summary = summarize(folder)
+    if as_json:
+        yield json.dumps(summary, indent=1)
+    else:
+        cfg = summary["config"]
+        counts = list(summary["per_class"].values())
+        yield (f"{summary['folder']}: {summary['images']} of {summary['images_planned']} images, "
+               f"{summary['shards'] - summary['shards_missing']}/{summary['shards']} shards, "
+               f"{summary['bytes'] / 1e6:.1f} MB, {'complete' if summary['complete'] else 'INCOMPLETE'}")
+        yield (f"model {cfg.get('model')}  steps {cfg.get('steps')}  guidance {cfg.get('guidance')}  "
+               f"seed {cfg.get('seed')}  {cfg.get('image_size')}px  {cfg.get('image_format')}  "
+               f"config {cfg.get('config_hash')}  ptgen {cfg.get('version')}")
+        if counts:
+            yield f"{len(counts)} classes, {min(counts)}..{max(counts)} images each"
+            for name, n in list(summary["per_class"].items())[:10]:
+                yield f"  {n:6d}  {name}"
+            if len(counts) > 10:
+                yield f"  ... {len(counts) - 10} more (--json lists all)"
+    if policy.strict:
+        refuse_unexpected(summary["unexpected_members"], str(folder))
+    if not as_json:
+        for ext, names in summary["unexpected_members"].items():
+            yield (f"not part of the shard format (never decoded): .{ext} members in {len(names)} shards "
+                   f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+    if grid is not None:
+        yield f"contact sheet: {contact_sheet(folder, grid, rows, cols, policy, target)}"

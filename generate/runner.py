@@ -9,9 +9,9 @@ lengthening each encoder's turn (docs/results.md, "The writer against its altern
 both places).
 
 Threads suffice because Pillow runs its codecs without the GIL when it encodes into a file, which
-`writer.encode_image` gives it (into a BytesIO, JPEG holds the GIL: `benchmarks/writer_ceiling.py`
-checks both on the installed Pillow); encoder processes, each with a GIL of its own, measured no
-faster (`benchmarks/writer_variants.py`)."""
+`writer.encode_image` gives it (into a BytesIO, JPEG holds the GIL); encoder processes, each with a
+GIL of its own, measured no faster (docs/results.md, "The writer's ceiling at 256 px" and "The
+writer against its alternatives")."""
 
 from __future__ import annotations
 
@@ -90,8 +90,8 @@ class JobSettings:
 
     def hashed(self) -> dict:
         """The settings that decide the shards' bytes (not the model SPEC, not the batch size)."""
-        # `compiled` only when on, and `quality` only when not the default, so that every dataset
-        # made before those flags existed keeps its hash.
+        # `compiled` only when on, and `quality` only when not the default: a flag at its default
+        # leaves a dataset's hash as it is without the flag.
         quality = self.quality if self.quality not in (None, DEFAULT_QUALITY) else None
         return {"steps": self.steps, "guidance": self.guidance, "seed": self.seed, "shard_size": self.shard_size,
                 "image_format": self.image_format, "dtype": self.dtype, **({"compiled": True} if self.compiled else {}),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,8 +22,9 @@ import pyarrow.parquet as pq
 
 from ptcommon.cli import InputError
 from ptcommon.storage import Location, as_location
-from ptcommon.shards import (DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, SOFT_LABELS_FILE, part_name, shard_glob,
-                             temp_name)
+from ptcommon.shards import (DATASET_FILE, INFO_FILE, MANIFEST_FILE, PARTS_DIR, SOFT_LABELS_FILE, part_name, read_header,
+                             shard_glob, temp_name)
+from . import __version__
 from .plan import WorkPlan
 
 # Header fields that never decide a shard's bytes.
@@ -34,6 +36,20 @@ _OVERWRITE_WAIT_S = 600
 def config_hash(config: dict) -> str:
     canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def dataset_header(job, described: dict, labeled: bool) -> dict:
+    """A job's dataset.json: its settings and hashed config, what JOB's kind adds (DESCRIBED), and the
+    fields every shard folder has."""
+    hashed = job.hashed_config()
+    fingerprint = hashed.pop("model_fingerprint")
+    return {
+        **asdict(job.settings), **hashed, **described,
+        "image_size": job.generator.image_size, "channels": job.generator.channels, "count": job.plan.count,
+        "num_shards": job.plan.num_shards, "prefix": job.plan.prefix, "labeled": labeled,
+        "config_hash": config_hash(job.hashed_config()), "version": __version__,
+        "model_fingerprint": fingerprint,  # last: long, and rarely what a reader looks for
+    }
 
 
 def _describe_difference(ours: dict, theirs: dict) -> str:
@@ -58,12 +74,10 @@ class ShardFolder:
         self._landed: set[str] | None = None  # a URL's shards listed once at start: a rerun skips them
 
     def read_header(self) -> dict | None:
+        """The folder's dataset.json, validated; None for a folder without one."""
         if not self.root.exists(DATASET_FILE):
             return None
-        try:
-            return json.loads(self.root.read_bytes(DATASET_FILE))
-        except json.JSONDecodeError:
-            raise InputError(f"--out {self.root}: {DATASET_FILE} is not valid JSON; remove it or use --overwrite") from None
+        return read_header(self.root, "--out", remedy="remove it or use --overwrite")
 
     def check_compatible(self, header: dict, hashed: dict) -> None:
         """Stop before mixing datasets: the folder must be empty of shards or hold this very config."""

@@ -3,17 +3,16 @@ chosen source classes (docs/method.md, PP step 1)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ptcommon.shards import FORMAT, sample_key
 
-from . import __version__
 from .generator import Generator
 from .plan import WorkPlan, sample_seed
 from .runner import JobSettings
-from .store import config_hash
+from .store import dataset_header
 from .writer import SampleRecord
 
 PREFIX = "synth"
@@ -66,23 +65,7 @@ class SynthJob:
         }
 
     def header(self) -> dict:
-        hashed = self.hashed_config()
-        g = self.generator
-        fingerprint = hashed.pop("model_fingerprint")
-        return {
-            **asdict(self.settings),
-            **hashed,
-            "class_ids": list(self.settings.class_ids),
-            "num_classes": len(self.settings.class_ids),
-            "class_names": [g.class_names[c] for c in self.settings.class_ids],
-            "model_num_classes": g.num_classes,
-            "image_size": g.image_size,
-            "channels": g.channels,
-            "count": self.plan.count,
-            "num_shards": self.plan.num_shards,
-            "prefix": PREFIX,
-            "labeled": True,
-            "config_hash": config_hash(self.hashed_config()),
-            "version": __version__,
-            "model_fingerprint": fingerprint,  # last: long, and rarely what a reader looks for
-        }
+        g, ids = self.generator, list(self.settings.class_ids)
+        return dataset_header(self, {"class_ids": ids, "num_classes": len(ids),
+                                     "class_names": [g.class_names[c] for c in ids],
+                                     "model_num_classes": g.num_classes}, labeled=True)

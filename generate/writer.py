@@ -42,8 +42,8 @@ def auto_format(image_size: int, channels: int) -> str:
 
 # Each thread encodes into a scratch file of its own, never a BytesIO: given a file descriptor,
 # Pillow runs the codec with the GIL released, and into a Python buffer with it held, which for
-# JPEG (a third of a millisecond an image at 256 px) kept a second encoder thread from adding
-# anything (benchmarks/writer_ceiling.py measures both). Same bytes either way. The thread also
+# JPEG kept a second encoder thread from adding anything (docs/results.md, "The writer's ceiling at
+# 256 px", measures both). Same bytes either way. The thread also
 # keeps one Pillow image per mode and size and copies each sample's pixels into it: a new image a
 # sample (what Image.fromarray makes) is an allocation and more work under the GIL, at JPEG's
 # rate a visible share of the writer's time (docs/results.md, "The writer's ceiling").

@@ -6,8 +6,11 @@ dump, for anything that is their input's fault.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 import sys
+from typing import Callable
 
 import click
 
@@ -50,3 +53,21 @@ class Group(click.Group):
         if not standalone_mode:
             return code
         sys.exit(code)
+
+
+def packed(cls: type, name: str, options: list[Callable]) -> Callable:
+    """A decorator that adds OPTIONS to a click command and hands the command their values as one
+    CLS (a dataclass), in its argument NAME: each option's value fills the field of its name, so a
+    command's signature stays short and a new option is a field and a line."""
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(**kw):
+            return command(**{name: cls(**{n: kw.pop(n) for n in names if n in kw})}, **kw)
+
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate

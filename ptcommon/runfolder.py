@@ -40,7 +40,7 @@ class ModelConfig:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def as_dict(self) -> dict:
-        """The fields, less the resize fields where unset (run folders from before them read alike)."""
+        """The fields, less the resize fields where unset (a config without them reads alike)."""
         return {k: v for k, v in asdict(self).items() if v is not None or k not in ("interpolation", "crop_pct")}
 
 

@@ -102,26 +102,30 @@ def is_shard_folder(root: Location | Path | str) -> bool:
     return as_location(root).exists(DATASET_FILE)
 
 
-def read_header(root: Location | Path | str, flag: str = "") -> dict:
-    """`dataset.json` of a shard folder; a missing or damaged one is a one-line error naming `flag` and the folder."""
+def read_header(root: Location | Path | str, flag: str = "", remedy: str = "") -> dict:
+    """`dataset.json` of a shard folder, validated: a missing or damaged one is a one-line error naming
+    `flag` and the folder, ending with REMEDY where the caller knows one."""
     root = as_location(root, flag)
     where = f"{flag} {root}" if flag else str(root)
+
+    def refuse(problem: str) -> InputError:
+        return InputError(f"{where}: {problem}" + (f"; {remedy}" if remedy else ""))
+
     if not root.exists(DATASET_FILE):
-        raise InputError(f"{where}: no {DATASET_FILE}; expected a folder written by ptgen synth or ptgen pseudo")
+        raise refuse(f"no {DATASET_FILE}; expected a folder written by ptgen synth or ptgen pseudo")
     try:
         header = json.loads(root.read_bytes(DATASET_FILE))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{where}: {DATASET_FILE} is not valid JSON") from None
+        raise refuse(f"{DATASET_FILE} is not valid JSON") from None
     missing = [k for k in ("prefix", "count", "shard_size") if not isinstance(header, dict) or k not in header]
     if missing:
-        raise InputError(f"{where}: {DATASET_FILE} lacks {', '.join(missing)}; is it from ptgen synth or ptgen pseudo?")
+        raise refuse(f"{DATASET_FILE} lacks {', '.join(missing)}; is it from ptgen synth or ptgen pseudo?")
     # The prefix becomes file names: a path or a `pipe:` URL there would read outside the folder or run a command.
     if not isinstance(header["prefix"], str) or not re.fullmatch(r"[A-Za-z0-9_]+", header["prefix"]):
-        raise InputError(f"{where}: {DATASET_FILE} has prefix {str(header['prefix'])[:40]!r}; expected letters, "
-                         "digits and _ only")
+        raise refuse(f"{DATASET_FILE} has prefix {str(header['prefix'])[:40]!r}; expected letters, digits and _ only")
     bad = [k for k in ("count", "shard_size") if not isinstance(header[k], int) or header[k] < 1]
     if bad:
-        raise InputError(f"{where}: {DATASET_FILE} has {bad[0]} {str(header[bad[0]])[:20]!r}; expected a positive integer")
+        raise refuse(f"{DATASET_FILE} has {bad[0]} {str(header[bad[0]])[:20]!r}; expected a positive integer")
     return header
 
 

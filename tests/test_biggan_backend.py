@@ -79,7 +79,6 @@ def test_metadata(gen):
     assert gen.class_names == [f"class_{i}" for i in range(10)]
     assert not gen.supports_guidance
     assert (gen.defaults.steps, gen.defaults.guidance) == (1, 1.0)
-    assert gen.parameter_count() == sum(p.numel() for p in gen.model.parameters())
     fingerprint = gen.fingerprint()
     assert fingerprint["truncation"] == 0.4 and len(fingerprint["weights_sha256"]) == 64
     assert fingerprint["config"]["z_dim"] == 8

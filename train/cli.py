@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
 from ptcommon import builtin
-from ptcommon.cli import Group, InputError
-from ptcommon.outputs import check_output_dir, check_output_file
+from ptcommon.cli import Group, InputError, packed
+from ptcommon.outputs import check_output_dir
 from ptcommon.shards import UNSURE_CONFIDENCE, ForeignKeys, ReadPolicy, foreign_options, read_options
 
+from .commands import TargetRequest
 from .data import digits as digits_data
-from .runs import RUNS_DIR
 from .guard import DEFAULT_GUARD, GUARDS
+from .jobs import ModelStart, RunRequest, Teacher
+from .runs import RUNS_DIR
+from .ssl import SSLOptions
 from .trainer import OPT_ALIASES, TrainSettings
 
 DEFAULT_ARCH = "resnet18"
@@ -54,84 +57,6 @@ def main() -> None:
     """
 
 
-@dataclass
-class RunRequest:
-    """The flags every training command shares, before the run starts."""
-
-    out: Path | None
-    settings: TrainSettings
-    workers: int | None
-    accum_steps: int | None
-    amp: str
-    compile: bool
-    tensorboard: bool
-    img_size: int | None
-    in_chans: int | None
-    device: str
-    resume: bool
-    quiet: bool
-    augment: str
-
-    def prepare(self, target, init: str, arch: str, init_weights: Path | None = None):
-        """The model for TARGET (commands.prepare_model) and the augmentation policy, which --augment
-        auto picks from the data's channels and the model's input size."""
-        from .commands import choose_augment, model_input, prepare_model
-
-        size, _ = model_input(target, init, arch, self.img_size, self.in_chans)
-        augment = choose_augment(self.augment, target, size)
-        model, config = prepare_model(target, init, arch, self.img_size, seed=self.settings.seed, augment=augment,
-                                      in_chans=self.in_chans, init_weights=init_weights)
-        return model, config, augment
-
-    def start(self, command: str, augment: str, validation: str = ""):
-        """Join torchrun's group if any, choose the run folder (rank 0 announces it, the augmentation
-        policy AUGMENT, the effective learning rate and VALIDATION, what the run validates on). Called
-        once every input has been checked, so that a refusal leaves no run folder behind."""
-        from .commands import RunContext
-        from .distributed import setup
-        from .data.loading import choose_workers
-        from .runs import CHECKPOINT_FILE, METRICS_FILE, claim_run_dir, wait_for_folder
-        from .trainer import choose_accum_steps, effective_lr
-
-        dist = setup(self.device)
-        lock = None
-        decision: tuple = (None, False, 1, None)
-        if dist.main:  # one rank decides, so the ranks agree even on a default folder named by the clock
-            try:
-                run_dir, resume, lock = claim_run_dir(self.out, command, self.resume)
-                try:
-                    accum = choose_accum_steps(self.accum_steps, self.settings.batch_size, dist.world,
-                                               run_dir / CHECKPOINT_FILE if resume else None)
-                except InputError:
-                    lock.release()
-                    raise
-                decision = (run_dir, resume, accum, None)
-            except InputError as err:
-                decision = (None, False, 1, str(err))
-        run_dir, resume, accum, refusal = dist.share(decision)
-        if refusal is not None:
-            raise InputError(refusal)
-        if dist.main:
-            if self.resume and not resume:
-                (run_dir / METRICS_FILE).unlink()
-                click.echo(f"pttrain {command}: {run_dir} was stopped before its first checkpoint; starting it again",
-                           err=True)
-        global_batch = self.settings.batch_size * dist.world * accum
-        lr, lr_rule = effective_lr(self.settings, global_batch)
-        if dist.main:
-            click.echo(f"pttrain {command}: run folder {run_dir}, augment {augment} (--augment {self.augment}), "
-                       f"--opt {self.settings.opt} at lr {lr:.4g} ({lr_rule}) for a global batch of {global_batch}; "
-                       f"{validation or 'no validation curve'}", err=True)
-        dist.barrier()
-        if not dist.main:
-            wait_for_folder(run_dir)
-        settings = replace(self.settings, accum_steps=accum, lr=lr)
-        workers = choose_workers(self.workers, dist.cores)
-        return RunContext(command, run_dir, settings, dist, workers, resume, not self.quiet,
-                          augment, self.augment, lock=lock, amp=self.amp, compile=self.compile,
-                          tensorboard=self.tensorboard, lr_rule=lr_rule)
-
-
 def training_options(epochs: int, batch_size: int, lr: float):
     """The flags every training command shares; the command receives them as one RunRequest, `run`."""
 
@@ -158,8 +83,8 @@ def training_options(epochs: int, batch_size: int, lr: float):
             click.option("--weight-decay", type=click.FloatRange(min=0), default=0.05, show_default=True),
             click.option("--wd-norm-bias/--no-wd-norm-bias", default=True, show_default=True,
                          help="Weight decay on norm layers' weights and on biases too. --no-wd-norm-bias leaves "
-                         "them undecayed (timm's parameter groups), as ImageNet recipes do; the default keeps the "
-                         "setting the small-target studies ran with."),
+                         "them undecayed (timm's parameter groups), as ImageNet recipes do; the default decays every "
+                         "parameter alike."),
             click.option("--clip-grad", type=click.FloatRange(min=0, min_open=True),
                          help="Clip the gradients' global norm to this before each optimizer step. [default: no clipping]"),
             click.option("--warmup-epochs", type=click.FloatRange(min=0), default=1.0, show_default=True),
@@ -206,28 +131,31 @@ def training_options(epochs: int, batch_size: int, lr: float):
 
         @functools.wraps(command)
         def wrapper(**kw):
-            names = ("epochs", "min_steps", "batch_size", "weight_decay", "warmup_epochs", "ema_decay",
-                     "checkpoint_every", "seed", "opt", "lr_base", "wd_norm_bias", "clip_grad")
             given = kw.pop("lr")
             if given is not None and kw["lr_base"] is not None:
                 raise InputError(f"--lr {given:g} and --lr-base {kw['lr_base']:g}: give one (--lr as it is, --lr-base "
                                  "per 256 images of global batch)")
             check_opt(kw["opt"])
-            mixing = {n: kw.pop(n) for n in ("smoothing", "mixup", "cutmix") if n in kw}
-            settings = TrainSettings(lr=lr if given is None else given, **mixing, **{n: kw.pop(n) for n in names})
+            run_fields = {f.name for f in fields(RunRequest)}
+            # --accum-steps is the run's request; TrainSettings' accum_steps is what `start` settles on.
+            settings = TrainSettings(lr=lr if given is None else given, **{
+                f.name: kw.pop(f.name) for f in fields(TrainSettings) if f.name in kw and f.name not in run_fields})
             check_output_dir(kw["out"] or RUNS_DIR, "--out")
             if kw["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
                 raise InputError("--tensorboard: the tensorboard package is not installed; pip install "
                                  "'ptgen[tensorboard]', or drop --tensorboard")
-            kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in
-                                                         ("out", "workers", "accum_steps", "amp", "compile", "tensorboard",
-                                                          "img_size", "in_chans", "device", "resume", "quiet",
-                                                          "augment")})
+            kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in run_fields - {"settings"}})
             return command(**kw)
 
         return wrapper
 
     return decorate
+
+
+def done(command: str, run_dir: Path | None) -> None:
+    """The last line of a finished run, on the rank that wrote it."""
+    if run_dir is not None:
+        click.echo(f"{command} done: {run_dir}")
 
 
 def check_opt(name: str) -> None:
@@ -259,24 +187,16 @@ def supervised_options(command):
     return command
 
 
-def target_options(command):
-    """How the target commands read --data: a validation split, and a Hugging Face dataset's columns."""
-    for option in reversed([
-        click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                     help="Hold out this fraction of each class of the training images (drawn by --seed) for the "
-                     "validation curve. [default: DATA's val part where it has one, else no curve]"),
-        click.option("--image-column", help="A Hugging Face dataset's image column. [default: its first Image feature]"),
-        click.option("--label-column", help="A Hugging Face dataset's label column. [default: its first ClassLabel "
-                     "feature]"),
-    ]):
-        command = option(command)
-    return command
-
-
-def target_request(run: RunRequest, val_split: float | None, image_column: str | None, label_column: str | None):
-    from .commands import TargetRequest
-
-    return TargetRequest(val_split, image_column, label_column, seed=run.settings.seed)
+TARGET_OPTIONS = [
+    click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+                 help="Hold out this fraction of each class of the training images (drawn by --seed) for the "
+                 "validation curve. [default: DATA's val part where it has one, else no curve]"),
+    click.option("--image-column", help="A Hugging Face dataset's image column. [default: its first Image feature]"),
+    click.option("--label-column", help="A Hugging Face dataset's label column. [default: its first ClassLabel "
+                 "feature]"),
+]
+# How the target commands read --data: a validation split, and a Hugging Face dataset's columns.
+target_options = packed(TargetRequest, "target", TARGET_OPTIONS)
 
 
 INIT_HELP = ("A run folder (pp) to start from, builtin:NAME, timm:NAME (timm's pretrained weights of NAME, e.g. "
@@ -286,6 +206,12 @@ init_weights_option = click.option(
     help="For --init timm:NAME: a local state dict (.safetensors, or a .pth read with weights_only; a timm "
          "checkpoint's state_dict is taken), e.g. from timm's own train.py or without network access. Its classifier "
          "is replaced by the target's. [default: timm's pretrained weights from the hub]")
+def start_options(init: click.Option, arch_help: str):
+    """--init (as INIT declares it), --init-weights and --arch, handed to the command as one ModelStart."""
+    return packed(ModelStart, "start", [init, init_weights_option, click.option(
+        "--arch", default=DEFAULT_ARCH, show_default=True, help=arch_help)])
+
+
 DATA_HELP = ("ImageFolder tree with train/ (and val/, test/), a Hugging Face dataset (hf:NAME, a save_to_disk folder, "
              "or hf:FOLDER of parquet / imagefolder files; splits train, validation, test)")
 
@@ -314,36 +240,22 @@ def pp(shards: str, arch: str, val_shards: int | None, skip_corrupt: bool, polic
     Class count and names come from the shards' dataset.json. Every rank takes the same number
     of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
     """
-    from .commands import TargetInfo, open_shards, pp_validation, run_pp
-    from ptcommon.runfolder import check_arch
-    from .trainer import Supervised, check_mixing
+    from .jobs import pp as run_pp
 
-    check_arch(arch)
-    data = open_shards(shards, "--shards", labeled=True, policy=policy, skip_corrupt=skip_corrupt, keys=keys)
-    train, val, validation = pp_validation(data, val_shards)
-    target = TargetInfo.of_shards(data)
-    check_mixing(run.settings, len(target.classes), f"--shards {shards}")
-    model, config, augment = run.prepare(target, "none", arch)
-    ctx = run.start("pp", augment, validation)
-    run_pp(train, val, model, config, Supervised.of(ctx.settings, config.num_classes), ctx, whole=data)
-    if ctx.dist.main:
-        click.echo(f"pp done: {ctx.run_dir}")
+    done("pp", run_pp(shards, arch, val_shards, skip_corrupt, policy, keys, run))
 
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", required=True, help=DATA_HELP + ", or labeled shards: a ptgen folder at a path or URL, or a "
               "brace list of shards from another tool.")
-@click.option("--init", required=True, help=INIT_HELP)
-@init_weights_option
-@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
+@start_options(click.option("--init", required=True, help=INIT_HELP), "Architecture for --init none.")
 @target_options
 @skip_corrupt_option
 @read_options
 @supervised_options
 @foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_split: float | None,
-             image_column: str | None, label_column: str | None, skip_corrupt: bool, policy: ReadPolicy,
+def finetune(data: str, start: ModelStart, target: TargetRequest, skip_corrupt: bool, policy: ReadPolicy,
              keys: ForeignKeys, run: RunRequest) -> None:
     """Fine-tune on the target task: the --init backbone with a fresh head for the target classes.
 
@@ -352,19 +264,43 @@ def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_spl
     --val-split) is logged after every epoch, and on the test part once, at the end (train.json's
     test_top1). From labeled shards, the classes (and their source ids) are the shards'.
     """
-    from .commands import open_labeled, run_finetune
-    from ptcommon.timm_specs import check_spec
-    from .trainer import Supervised, check_mixing
+    from .jobs import finetune as run_finetune
 
-    check_spec(init, "--init", init_weights)
-    labeled = open_labeled(data, "--data", policy, skip_corrupt,
-                           request=target_request(run, val_split, image_column, label_column), keys=keys)
-    check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
-    model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
-    ctx = run.start("finetune", augment, labeled.validation)
-    run_finetune(labeled, init, model, config, Supervised.of(ctx.settings, config.num_classes), ctx)
-    if ctx.dist.main:
-        click.echo(f"finetune done: {ctx.run_dir}")
+    done("finetune", run_finetune(data, start, target, skip_corrupt, policy, keys, run))
+
+
+SSL_OPTIONS = [
+    click.option("--algo", type=click.Choice(["fixmatch", "uda"]), default="fixmatch", show_default=True),
+    click.option("--threshold", type=click.FloatRange(0, 1), help="Confidence a weak-view prediction needs to count. "
+                  "The published values; 0.8, 0.95 and 0.99 scored alike on digits (docs/results.md, \"Ablations\"). "
+                  "[default: FixMatch 0.95, UDA 0.8]"),
+    click.option("--unlabeled-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                  help="Weight of the unlabeled loss (lambda_u). 0 is the control: the run ends with finetune's model."),
+    click.option("--ratio", type=click.IntRange(min=1), default=DEFAULT_RATIO, show_default=True,
+                  help="Unlabeled images per labeled image in a batch (mu). A step costs about 1 + 2 x ratio "
+                       "finetune steps (weak and strong views)."),
+    click.option("--guard", type=click.Choice(GUARDS),
+                  help="How much the pseudo samples count, from the source classifier's confidence on the target images "
+                       "that conditioned them (ptgen pseudo records it in each sample): none, all alike; weight, each by "
+                       "its target's confidence; drop, leave out samples of targets under --guard-threshold; gate, all "
+                       "of them where the targets' mean confidence reaches --guard-threshold, none otherwise. Where the "
+                       "guard keeps no sample the run is finetune's. [default: " + DEFAULT_GUARD + " for pseudo shards: "
+                       "of the three, the one that never fell below PP -> finetune on digits and kept the gain on "
+                       "lookalikes-sharp (docs/results.md, \"P-SSL that never costs\"); a folder of real images takes "
+                       "none]"),
+    click.option("--guard-threshold", type=click.FloatRange(0, 1),
+                  help="--guard drop and gate: the confidence a target (drop) or the targets on average (gate) need. "
+                       f"[default: {UNSURE_CONFIDENCE}, ptgen pseudo's warning level]"),
+    click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]),
+                  help="labeled: the unlabeled images pass on their own and batch norm's running statistics (used at "
+                       "evaluation) come from the labeled target images alone; it lifted P-SSL on pseudo samples on every "
+                       "seed measured (docs/results.md, \"Ablations\"), and with it the labeled branch is exactly "
+                       "finetune's. mixed: labeled and unlabeled images pass through the model together (FixMatch's "
+                       "way), so the running statistics are mostly the unlabeled ones'. [default: labeled; mixed under "
+                       "torchrun, which takes one pass a backward, and at --batch-size 1]"),
+    click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
+                  help="UDA's sharpening temperature of the weak-view targets."),
+]
 
 
 @main.command(epilog=PREPROCESS_HELP)
@@ -372,48 +308,15 @@ def finetune(data: str, init: str, init_weights: Path | None, arch: str, val_spl
 @click.option("--unlabeled", required=True,
               help="Pseudo shards from ptgen pseudo (a path or URL), shards from another tool (a brace list, e.g. "
                    "img2dataset's), or a folder of real unlabeled images (the oracle).")
-@click.option("--init", required=True, help=INIT_HELP)
-@init_weights_option
-@click.option("--algo", type=click.Choice(["fixmatch", "uda"]), default="fixmatch", show_default=True)
-@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="Architecture for --init none.")
-@click.option("--threshold", type=click.FloatRange(0, 1), help="Confidence a weak-view prediction needs to count. "
-              "The published values; 0.8, 0.95 and 0.99 scored alike on digits (docs/results.md, \"Ablations\"). "
-              "[default: FixMatch 0.95, UDA 0.8]")
-@click.option("--unlabeled-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Weight of the unlabeled loss (lambda_u). 0 is the control: the run ends with finetune's model.")
-@click.option("--ratio", type=click.IntRange(min=1), default=DEFAULT_RATIO, show_default=True,
-              help="Unlabeled images per labeled image in a batch (mu). A step costs about 1 + 2 x ratio "
-                   "finetune steps (weak and strong views).")
-@click.option("--guard", type=click.Choice(GUARDS),
-              help="How much the pseudo samples count, from the source classifier's confidence on the target images "
-                   "that conditioned them (ptgen pseudo records it in each sample): none, all alike; weight, each by "
-                   "its target's confidence; drop, leave out samples of targets under --guard-threshold; gate, all "
-                   "of them where the targets' mean confidence reaches --guard-threshold, none otherwise. Where the "
-                   "guard keeps no sample the run is finetune's. [default: " + DEFAULT_GUARD + " for pseudo shards: "
-                   "of the three, the one that never fell below PP -> finetune on digits and kept the gain on "
-                   "lookalikes-sharp (docs/results.md, \"P-SSL that never costs\"); a folder of real images takes "
-                   "none]")
-@click.option("--guard-threshold", type=click.FloatRange(0, 1),
-              help="--guard drop and gate: the confidence a target (drop) or the targets on average (gate) need. "
-                   f"[default: {UNSURE_CONFIDENCE}, ptgen pseudo's warning level]")
-@click.option("--bn-stats", type=click.Choice(["mixed", "labeled"]),
-              help="labeled: the unlabeled images pass on their own and batch norm's running statistics (used at "
-                   "evaluation) come from the labeled target images alone; it lifted P-SSL on pseudo samples on every "
-                   "seed measured (docs/results.md, \"Ablations\"), and with it the labeled branch is exactly "
-                   "finetune's. mixed: labeled and unlabeled images pass through the model together (FixMatch's "
-                   "way), so the running statistics are mostly the unlabeled ones'. [default: labeled; mixed under "
-                   "torchrun, which takes one pass a backward, and at --batch-size 1]")
-@click.option("--uda-temperature", type=click.FloatRange(min=0, min_open=True), default=0.4, show_default=True,
-              help="UDA's sharpening temperature of the weak-view targets.")
+@start_options(click.option("--init", required=True, help=INIT_HELP), "Architecture for --init none.")
+@packed(SSLOptions, "ssl", SSL_OPTIONS)
 @target_options
 @read_options
 @supervised_options
 @foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo: str, arch: str, threshold,
-         unlabeled_weight: float, ratio: int, guard: str | None, guard_threshold: float | None, uda_temperature: float,
-         bn_stats: str, val_split: float | None, image_column: str | None, label_column: str | None,
-         policy: ReadPolicy, keys: ForeignKeys, run: RunRequest) -> None:
+def pssl(data: Path, unlabeled: str, start: ModelStart, ssl: SSLOptions, target: TargetRequest, policy: ReadPolicy,
+         keys: ForeignKeys, run: RunRequest) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -427,69 +330,32 @@ def pssl(data: Path, unlabeled: str, init: str, init_weights: Path | None, algo:
     --cutmix and evaluation), so that --unlabeled-weight 0 gives finetune's model; the unlabeled
     batches come on top of it.
     """
-    from ptcommon.launcher import detect
+    from .jobs import pssl as run_pssl
 
-    from .commands import guard_record, is_real_images, open_labeled, open_unlabeled, run_pssl
-    from ptcommon.timm_specs import check_spec
-    from .ssl import ALGORITHMS, bn_stats_for
-    from .trainer import Supervised, check_mixing
-
-    check_spec(init, "--init", init_weights)
-    labeled = open_labeled(data, "--data", policy, shards_allowed=False,
-                           request=target_request(run, val_split, image_column, label_column))
-    source = open_unlabeled(unlabeled, policy, keys)
-    chosen = choose_guard(guard, guard_threshold, real_images=is_real_images(source), unlabeled=unlabeled)
-    guarded = guard_record(source, chosen)
-    check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
-    model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
-    bn_stats = bn_stats_for(bn_stats, detect().world > 1, run.settings.batch_size)
-    kwargs = {"weight": unlabeled_weight, "bn_stats": bn_stats, "labeled": Supervised.of(run.settings, config.num_classes)}
-    if threshold is not None:
-        kwargs["threshold"] = threshold
-    if algo == "uda":
-        kwargs["temperature"] = uda_temperature
-    algorithm = ALGORITHMS[algo](**kwargs)
-    ctx = run.start("pssl", augment, labeled.validation)
-    run_pssl(labeled, source, init, model, config, algorithm, ratio, chosen, guarded, ctx)
-    if ctx.dist.main:
-        click.echo(f"pssl done: {ctx.run_dir}")
+    done("pssl", run_pssl(data, unlabeled, start, ssl, target, policy, keys, run))
 
 
-def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: str):
-    """--guard and --guard-threshold, checked before anything is read or written."""
-    from .guard import Guard
-
-    if real_images:
-        if kind not in (None, "none"):
-            raise InputError(f"--guard {kind}: --unlabeled {unlabeled} is a folder of real images, which no target "
-                             "conditioned, so there is no confidence to guard by; drop --guard")
-        return Guard("none")
-    kind = kind or DEFAULT_GUARD
-    if threshold is not None and kind not in ("drop", "gate"):
-        raise InputError(f"--guard-threshold {threshold:g} only serves --guard drop or gate (this run's guard is "
-                         f"{kind}); leave the threshold out or choose one of those")
-    return Guard(kind, UNSURE_CONFIDENCE if threshold is None else threshold)
+TEACHER_OPTIONS = [
+    click.option("--teacher", default=builtin.DEFAULT_SPEC, show_default=True,
+                  help="The source classifier: builtin:NAME, a run folder, or timm:NAME (e.g. an ImageNet-1k model)."),
+    click.option("--teacher-weights", type=click.Path(path_type=Path),
+                  help="For timm:NAME without network access: a local state dict (.safetensors, or .pth read with "
+                       "weights_only). [default: timm's pretrained weights from the hub]"),
+    click.option("--alpha", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                  help="Weight of the distillation term."),
+    click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+                  help="Softening temperature T of teacher and auxiliary head (the loss is scaled by T^2)."),
+]
 
 
 @main.command(epilog=PREPROCESS_HELP)
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP + ".")
-@click.option("--init", default="none", show_default=True, help="The student's start: " + INIT_HELP)
-@init_weights_option
-@click.option("--teacher", default=builtin.DEFAULT_SPEC, show_default=True,
-              help="The source classifier: builtin:NAME, a run folder, or timm:NAME (e.g. an ImageNet-1k model).")
-@click.option("--teacher-weights", type=click.Path(path_type=Path),
-              help="For timm:NAME without network access: a local state dict (.safetensors, or .pth read with "
-                   "weights_only). [default: timm's pretrained weights from the hub]")
-@click.option("--arch", default=DEFAULT_ARCH, show_default=True, help="The student's architecture.")
-@click.option("--alpha", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Weight of the distillation term.")
-@click.option("--kd-temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
-              help="Softening temperature T of teacher and auxiliary head (the loss is scaled by T^2).")
+@start_options(click.option("--init", default="none", show_default=True, help="The student's start: " + INIT_HELP),
+               "The student's architecture.")
+@packed(Teacher, "teacher", TEACHER_OPTIONS)
 @target_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
-def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_weights: Path | None, arch: str,
-       alpha: float, kd_temperature: float, val_split: float | None, image_column: str | None,
-       label_column: str | None, run: RunRequest) -> None:
+def kd(data: Path, start: ModelStart, teacher: Teacher, target: TargetRequest, run: RunRequest) -> None:
     """Knowledge distillation baseline: the source classifier as teacher on the target's training images.
 
     The student (ARCH from random weights, or --init) has the target head and an auxiliary head over the
@@ -498,20 +364,9 @@ def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_w
     policy's jitter, or crop, flip and colour jitter), each through its own resizing and
     normalisation. The run ships the student without the auxiliary head.
     """
-    from ptcommon.classifiers import load_classifier
+    from .jobs import kd as run_kd
 
-    from .commands import open_labeled, run_kd
-    from ptcommon.timm_specs import check_spec
-
-    check_spec(init, "--init", init_weights)
-    labeled = open_labeled(data, "--data", ReadPolicy(), shards_allowed=False,
-                           request=target_request(run, val_split, image_column, label_column))
-    source = load_classifier(teacher, "--teacher", teacher_weights)
-    model, config, augment = run.prepare(labeled.target, init, arch, init_weights)
-    ctx = run.start("kd", augment, labeled.validation)
-    run_kd(labeled, init, teacher, source, model, config, alpha, kd_temperature, ctx)
-    if ctx.dist.main:
-        click.echo(f"kd done: {ctx.run_dir}")
+    done("kd", run_kd(data, start, teacher, target, run))
 
 
 @main.command("eval")
@@ -533,26 +388,11 @@ def kd(data: Path, init: str, init_weights: Path | None, teacher: str, teacher_w
 def evaluate_cmd(run_spec: str, data: str, image_column: str | None, label_column: str | None, json_path, confusion,
                  workers: int, device: str, skip_corrupt: bool, policy: ReadPolicy, keys: ForeignKeys) -> None:
     """Top-1, top-5 and per-class accuracy of a run; the last line is `top1=... top5=... n=...`."""
-    from .commands import TargetRequest, run_eval, write_eval
+    from .jobs import Evaluation, evaluate
 
-    if confusion is None:
-        confusion = Path("confusion.png") if builtin.is_builtin(run_spec) else Path(run_spec) / "confusion.png"
-    for flag, path in (("--json", json_path), ("--confusion", confusion)):
-        if path is not None:
-            check_output_file(path, flag)
-    import torch
-
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
-    result, names = run_eval(run_spec, data, workers, policy, skip_corrupt,
-                             torch.device("cuda" if use_cuda else "cpu"), TargetRequest(None, image_column, label_column),
-                             keys)
-    write_eval(result, names, json_path, confusion)
-    worst = sorted(range(len(names)), key=lambda i: result.per_class[i])[:5]
-    click.echo("lowest per-class top-1: " + ", ".join(f"{names[i]} {result.per_class[i]:.2f}" for i in worst))
-    click.echo(f"confusion matrix: {confusion}")
-    click.echo(f"top1={result.top1:.4f} top5={result.top5:.4f} n={result.n}")
+    for line in evaluate(Evaluation(run_spec, data, TargetRequest(None, image_column, label_column), json_path,
+                                    confusion, workers, device, skip_corrupt, policy, keys)):
+        click.echo(line)
 
 
 @main.group()

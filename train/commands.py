@@ -294,7 +294,7 @@ def _preprocess(config: ModelConfig, policy: str = "glyph") -> Preprocess:
 
 
 def run_augment(spec: str, flag: str = "--run") -> str:
-    """The policy a run folder trained with (its train.json); glyph for runs from before the choice."""
+    """The policy a run folder trained with (its train.json); glyph where it names none."""
     record = resolve_run(spec, flag) / "train.json"
     return json.loads(record.read_text()).get("augment", "glyph") if record.exists() else "glyph"
 

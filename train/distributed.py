@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ptcommon.cli import InputError
+from ptcommon.device import choose_device
 from ptcommon.launcher import detect, rendezvous
 
 
@@ -48,22 +48,8 @@ def setup(device: str = "auto") -> Dist:
     """Join the launcher's process group (gloo on CPU, nccl on GPUs): torchrun's, or an srun step's
     with its rendezvous derived from SLURM's node list and job id."""
     launch = detect()
-    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if use_cuda and not torch.cuda.is_available():
-        raise InputError("--device cuda: no GPU is visible to this process; pass --device cpu")
-    if use_cuda:
-        visible = torch.cuda.device_count()
-        index = launch.gpu_index(visible)
-        # One process per GPU: NCCL refuses two ranks on one device. Every rank checks the node's
-        # process count, not its own index, so all of them stop here before any writes a run folder.
-        if index is None:
-            how = ("srun with --ntasks-per-node" if launch.launcher == "slurm" else "torchrun with --nproc_per_node")
-            raise InputError(f"{launch.launcher} started {launch.local_world} processes on this node, which has "
-                             f"{visible} visible GPU(s); launch {how} {visible}, or pass --device cpu to run on CPU")
-        torch.cuda.set_device(index)
-        dev = torch.device("cuda", index)
-    else:
-        dev = torch.device("cpu")
+    dev = choose_device(device, launch)
+    use_cuda = dev.type == "cuda"
     if launch.world > 1 and not dist.is_initialized():
         if launch.launcher == "slurm":
             os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = rendezvous()

@@ -82,3 +82,17 @@ def target_confidences(root, flag: str = "--unlabeled") -> list[float]:
         raise InputError(f"{flag} {root}: its pseudo samples do not record {TARGET_CONFIDENCE} (made by an older "
                          f"ptgen), which --guard needs; {rerun}, or pass --guard none")
     return [float(c) for c in pq.read_table(manifest, columns=[TARGET_CONFIDENCE]).column(0).to_pylist()]
+
+
+def choose_guard(kind: str | None, threshold: float | None, *, real_images: bool, unlabeled: str):
+    """--guard and --guard-threshold, checked before anything is read or written."""
+    if real_images:
+        if kind not in (None, "none"):
+            raise InputError(f"--guard {kind}: --unlabeled {unlabeled} is a folder of real images, which no target "
+                             "conditioned, so there is no confidence to guard by; drop --guard")
+        return Guard("none")
+    kind = kind or DEFAULT_GUARD
+    if threshold is not None and kind not in ("drop", "gate"):
+        raise InputError(f"--guard-threshold {threshold:g} only serves --guard drop or gate (this run's guard is "
+                         f"{kind}); leave the threshold out or choose one of those")
+    return Guard(kind, UNSURE_CONFIDENCE if threshold is None else threshold)

@@ -116,3 +116,28 @@ class UDA(FixMatch):
 
 
 ALGORITHMS = {"fixmatch": FixMatch, "uda": UDA}
+
+
+@dataclass(frozen=True)
+class SSLOptions:
+    """pssl's choice of algorithm and how the unlabeled samples count."""
+
+    algo: str = "fixmatch"
+    threshold: float | None = None  # None: the algorithm's published value
+    unlabeled_weight: float = 1.0
+    ratio: int = 1  # unlabeled images per labeled image in a batch
+    guard: str | None = None  # None: the guard's default for the unlabeled data (train/guard.py)
+    guard_threshold: float | None = None
+    uda_temperature: float = 0.4
+    bn_stats: str | None = None  # None: bn_stats_for's choice
+
+    def algorithm(self, labeled: Supervised, distributed: bool, batch_size: int) -> Algorithm:
+        """The algorithm these options name, with finetune's loss LABELED as its labeled branch."""
+        kwargs = {"weight": self.unlabeled_weight, "bn_stats": bn_stats_for(self.bn_stats, distributed, batch_size),
+                  "labeled": labeled}
+        if self.threshold is not None:
+            kwargs["threshold"] = self.threshold
+        if self.algo == "uda":
+            kwargs["temperature"] = self.uda_temperature
+        return ALGORITHMS[self.algo](**kwargs)
+

@@ -95,7 +95,7 @@ def effective_lr(settings: TrainSettings, global_batch: int) -> tuple[float, str
 def create_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
     """--opt through timm's create_optimizer_v2; with --no-wd-norm-bias, timm's parameter groups keep
     weight decay off norm weights and biases. The defaults build torch's AdamW over every parameter
-    at one weight decay, as this loop always has."""
+    at one weight decay."""
     from timm.optim import create_optimizer_v2
 
     return create_optimizer_v2(model, OPT_ALIASES.get(settings.opt, settings.opt), lr=settings.lr,
@@ -315,8 +315,8 @@ class Trainer:
 
     def _check_same_run(self, state: dict) -> None:
         """A resumed run goes on as it started: other settings, another algorithm or other data would
-        leave a model that no single command describes (checkpoints from before these fields pass).
-        The global batch may be split otherwise (start_settings chose --accum-steps to keep it)."""
+        leave a model that no single command describes (a checkpoint that lacks a field is not checked
+        on it). The global batch may be split otherwise (RunRequest.start chose --accum-steps to keep it)."""
         where = f"--resume: {self.run_dir} was started with"
         started, now = state.get("settings", {}), asdict(self.s)
         free = HARMLESS_TO_CHANGE | (GLOBAL_BATCH_PARTS if "global_batch" in state else set())

@@ -208,9 +208,6 @@ class BigGANGenerator(Generator):
     def defaults(self) -> SamplingDefaults:
         return SamplingDefaults(steps=1, guidance=1.0)
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.model.parameters())
-
     def fingerprint(self) -> dict:
         return self._fingerprint
 

@@ -31,8 +31,7 @@ from torch import nn
 from ptcommon.cli import InputError
 
 from ..conditioning import mix
-from ..generator import (Generator, SamplingDefaults, check_condition, decode_latents, denoise,
-                         latent_model_parameters, to_uint8)
+from ..generator import Generator, SamplingDefaults, check_condition, decode_latents, denoise, to_uint8
 from .folder import (SCHEDULER_CONFIG, folder_sampler, load_component, pipeline_class, public_config, read_json,
                      read_meta, vae_scale_factor, weights_digest)
 
@@ -215,9 +214,6 @@ class DiTGenerator(Generator):
     @property
     def defaults(self) -> SamplingDefaults:
         return self._defaults
-
-    def parameter_count(self) -> int:
-        return latent_model_parameters(self.transformer, self.vae)
 
     def fingerprint(self) -> dict:
         return self._fingerprint

@@ -40,8 +40,7 @@ from ptcommon.cli import InputError
 from ptcommon.inputs import read_class_names
 
 from ..conditioning import mix
-from ..generator import (Generator, SamplingDefaults, decode_latents, denoise, latent_model_parameters,
-                         to_uint8)
+from ..generator import Generator, SamplingDefaults, decode_latents, denoise, to_uint8
 from .folder import (SCHEDULER_CONFIG, folder_sampler, load_component, pipeline_class, public_config, read_json,
                      read_meta, vae_scale_factor, weights_digest)
 
@@ -276,9 +275,6 @@ class TextToImageGenerator(Generator):
     @property
     def defaults(self) -> SamplingDefaults:
         return self._defaults
-
-    def parameter_count(self) -> int:
-        return latent_model_parameters(self.unet, self.vae)
 
     def fingerprint(self) -> dict:
         return self._fingerprint

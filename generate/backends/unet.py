@@ -126,9 +126,6 @@ class UNetGenerator(Generator):
     def defaults(self) -> SamplingDefaults:
         return self._defaults
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.unet.parameters()) + self._table.numel()
-
     def fingerprint(self) -> dict:
         return self._fingerprint
 

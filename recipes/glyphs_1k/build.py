@@ -30,8 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLASSIFIER_DIR = builtin.folder("glyphs-1k", "classifier")
 GENERATOR_DIR = builtin.folder("glyphs-1k", "generator")
 SHEET = ROOT / "docs" / "glyphs-1k-samples.png"
-# Chosen by benchmarks/sampling_defaults.py and sampling_transfer.py (docs/results.md, "The
-# built-in generator: what ships, and why"): 5
+# Chosen by measurement (docs/results.md, "The built-in generator: what ships, and why"): 5
 # DPM-Solver++ steps at guidance 2 match 10 and 20 in consistency, fidelity and transfer at
 # twice the speed of 10, and unlike 3 steps they hold up across guidance 1.5-3.
 SHIPPED_DEFAULTS = {"steps": 5, "guidance": 2.0}

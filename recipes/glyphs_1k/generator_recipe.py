@@ -1,7 +1,7 @@
 """The candidate recipes for the built-in generator, and the class codes they condition on.
 
-Each candidate is a `GeneratorRecipe`; `train_generator` trains any of them and
-`benchmarks/generator_study.py` compares them under one wall-clock budget.
+Each candidate is a `GeneratorRecipe`; `train_generator` trains any of them. docs/results.md,
+"Generator design study", compares them under one wall-clock budget.
 """
 
 from __future__ import annotations

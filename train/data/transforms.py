@@ -22,11 +22,10 @@ center crop. The strong view adds timm's RandAugment (`rand_augment_transform`,
 erasing (always, 2-33% of the image, filled with zeros after normalisation) at the end.
 
 `--augment auto` picks by the data's channels and the model's input size (`AUTO_POLICY`), as
-measured in docs/results.md: glyph for both, since glyph won clearly on grayscale digits
-(benchmarks/augment_policy.py), did not lose on RGB photo patches of 32 px, and on RGB photo crops
-at 64, 128 and 224 px was never behind beyond the seed spread and ahead at 128 and 224 on every
-seed, from scratch and after pre-training (benchmarks/photo_policy.py); natural is there for
-`--augment natural`.
+measured in docs/results.md ("Augmentation policy by kind of data", "Augmentation policy for RGB
+photos, by input size"): glyph for both, since it won on grayscale digits and was never behind
+natural beyond the seed spread on RGB photo crops, from scratch and after pre-training; natural is
+there for `--augment natural`.
 """
 
 from __future__ import annotations
