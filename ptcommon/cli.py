@@ -57,14 +57,21 @@ class Group(click.Group):
 
 def packed(cls: type, name: str, options: list[Callable]) -> Callable:
     """A decorator that adds OPTIONS to a click command and hands the command their values as one
-    CLS (a dataclass), in its argument NAME: each option's value fills the field of its name, so a
-    command's signature stays short and a new option is a field and a line."""
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    CLS (a dataclass), in its argument NAME: each option's value fills the field of its name (fields
+    without an option keep their defaults), so a command's signature stays short and a new option
+    is a field and a line."""
+    def probe() -> None: ...
+
+    for option in options:
+        probe = option(probe)
+    names = [param.name for param in probe.__click_params__]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert set(names) <= fields, f"{cls.__name__} lacks fields for {sorted(set(names) - fields)}"
 
     def decorate(command: Callable) -> Callable:
         @functools.wraps(command)
         def wrapper(**kw):
-            return command(**{name: cls(**{n: kw.pop(n) for n in names if n in kw})}, **kw)
+            return command(**{name: cls(**{n: kw.pop(n) for n in names})}, **kw)
 
         for option in reversed(options):
             wrapper = option(wrapper)
