@@ -31,9 +31,11 @@ settings) is the main comparison's cell. Every cell is skipped when its result e
     python -m benchmarks.ablations run [--groups pcs,kd,...] [--seeds 0,1,2] [--budget 5] [--max-minutes 55]
     python -m benchmarks.ablations report                       # the whole study: one section, one plot
     python -m benchmarks.ablations report --groups pp_format    # a group in a section of its own
+    ... report [--doc FILE|-]                                   # into another file, or to stdout
 
-Every cell's top-1 is also kept in benchmarks/results/ablations.json (tracked), so that a group's
-seeds add up across machines; `run` skips what is kept there too.
+Every cell's top-1, and each pp run's schedule, is also kept in benchmarks/results/ablations.json
+(tracked), so that a group's seeds add up across machines and `report --groups pp_format` rebuilds
+from that file alone; `run` skips what is kept there too.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ from dataclasses import dataclass
 
 from benchmarks import reproduce, targets
 from benchmarks.common import (
-    ROOT, RUNS, Kept, cli, describe_paired, flag, ints, paired, pyplot, read_json, spread, table, words, write_section,
+    ROOT, RUNS, Kept, cli, describe_paired, doc_flag, flag, ints, paired, pyplot, read_json, spread, table, words,
+    write_section,
 )
 from benchmarks.reproduce import FULL, Cell, Settings, mask_rate, ssl_flags
 
@@ -176,15 +179,25 @@ def paired_lines(variants: list[Variant], args: argparse.Namespace,
     return f"Paired against {base.label}, seed by seed: " + "; ".join(out) + "." if out else ""
 
 
+def pp_schedule(variant: Variant, budget: int, seeds: list[int]) -> dict | None:
+    """How the first of SEEDS with a record trained the variant's pp run ({"steps", "epochs_run"}): from
+    its train.json under runs/ (and kept, like the scores), else from the kept file."""
+    for seed in seeds:
+        record = variant.cell(budget, seed).pp_path() / "train.json"
+        key = record.relative_to(RUNS).as_posix()
+        if record.exists():
+            r = read_json(record)
+            kept().update({key: {"steps": r["steps"], "epochs_run": r["epochs_run"]}})
+        if key in kept().scores:
+            return kept().scores[key]
+    return None
+
+
 def pp_schedules(variants: list[Variant], args: argparse.Namespace) -> str:
     """How long each variant's pp run trained: pp's --min-steps floor lifts short runs to the same
     number of steps as every other route, so a variant's epochs alone can mislead."""
-    out = []
-    for v in variants:
-        record = next((p for s in args.seeds if (p := v.cell(args.budget, s).pp_path() / "train.json").exists()), None)
-        if record is not None:
-            r = read_json(record)
-            out.append(f"{v.label}: {r['steps']} steps ({r['epochs_run']} epochs)")
+    out = [f"{v.label}: {r['steps']} steps ({r['epochs_run']} epochs)" for v in variants
+           if (r := pp_schedule(v, args.budget, args.seeds)) is not None]
     return "The pp runs, as they trained: " + "; ".join(out) + "." if out else ""
 
 
@@ -197,10 +210,13 @@ def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], 
         values = [t for s in args.seeds if (t := top1(v, args.budget, s)) is not None]
         masks = [m for s in args.seeds if (m := mask_rate(v.cell(args.budget, s).folder(v.row))) is not None]
         rows.append([v.label, reproduce.LABELS[v.row].strip("*"), spread(values) if values else "—", len(values),
-                     f"{statistics.mean(masks):.2f}" if masks else ""])
+                     f"{statistics.mean(masks):.2f}" if masks else "—"])
         means.append(statistics.mean(values) if values else float("nan"))
         sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-    parts = [f"{title}:", table(["variant", "route", "test top-1", "seeds", "FixMatch mask rate"], rows)]
+    header = ["variant", "route", "test top-1", "seeds", "FixMatch mask rate"]
+    if all(row[-1] == "—" for row in rows):  # no P-SSL run in the group
+        header, rows = header[:-1], [row[:-1] for row in rows]
+    parts = [f"{title}:", table(header, rows)]
     if group in ("pp_size", "pp_epochs", "pp_format"):
         parts.append(pp_schedules(variants, args))
     if group == "pp_format":
@@ -220,12 +236,11 @@ def report(args: argparse.Namespace) -> None:
     if args.groups:  # each its own section, beside the whole study's (which needs every group's runs)
         for group in args.groups:
             part = group_part(group, args)[0]
-            write_section(f"ablations_{group}", f"### Ablation at {args.budget} labels a class: {GROUPS[group][0]}\n\n"
-                          f"Command: `python -m benchmarks.ablations run --groups {group} --budget {args.budget} --seeds "
-                          f"{','.join(map(str, args.seeds))}`, then `report --groups {group}` (benchmarks/ablations.py "
-                          "says what the group varies); test top-1 on digits (a coverage group: on its own target), "
-                          "mean ± sd over seeds.\n\n" + part)
-            print(part)
+            target = GROUPS[group][1][0].change.get("target", "digits")
+            write_section(f"ablations_{group}", f"Command: `python -m benchmarks.ablations run --groups {group} --budget "
+                          f"{args.budget} --seeds {','.join(map(str, args.seeds))}`, then `python -m benchmarks.ablations "
+                          f"report --groups {group}` (benchmarks/ablations.py says what the group varies); test top-1 "
+                          f"on {target} at {args.budget} labels a class, mean ± sd over seeds.\n\n" + part, args.doc)
         return
     plt = pyplot()
     present = [g for g in GROUPS if any(top1(v, args.budget, s) is not None for v in GROUPS[g][1] for s in args.seeds)]
@@ -251,15 +266,14 @@ def report(args: argparse.Namespace) -> None:
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
     digits = targets.source_recognition(Cell(reproduce.WORK, FULL, args.budget, args.seeds[0]).exported())
-    md = (f"### Ablations at {args.budget} labels a class\n\n"
-          f"Command: `python -m benchmarks.ablations run --budget {args.budget} --seeds "
-          f"{','.join(map(str, args.seeds))}`, then `report` (benchmarks/ablations.py says what each group varies). "
-          "One setting at a time; mean ± sd of the test top-1 over seeds (digits, except the coverage groups, on their own target); for P-SSL runs, the mean share of "
-          "pseudo samples above FixMatch's threshold over the second half of training. The source classifier's mean "
-          f"top-1 probability on seed {args.seeds[0]}'s labeled digits: {digits['mean_top_prob']:.2f}.\n\n"
+    md = (f"Command: `python -m benchmarks.ablations run --budget {args.budget} --seeds "
+          f"{','.join(map(str, args.seeds))}`, then `python -m benchmarks.ablations report` (benchmarks/ablations.py "
+          "says what each group varies). One setting at a time; mean ± sd of the test top-1 over seeds (digits, except "
+          "the coverage groups, on their own target); for P-SSL runs, the mean share of pseudo samples above "
+          "FixMatch's threshold over the second half of training. The source classifier's mean top-1 probability on "
+          f"seed {args.seeds[0]}'s labeled digits: {digits['mean_top_prob']:.2f}.\n\n"
           + "\n\n".join(parts) + f"\n\n![ablations]({PLOT.relative_to(ROOT / 'docs')})")
-    write_section("ablations", md)
-    print(md)
+    write_section("ablations", md, args.doc)
 
 
 def main() -> None:
@@ -268,8 +282,9 @@ def main() -> None:
     cli(__doc__,
         run=(run, [*common, flag("--groups", type=words, default=list(GROUPS), help=f"Of: {', '.join(GROUPS)}."),
                    flag("--max-minutes", type=float, help="Start no new cell after this long.")]),
-        report=(report, [*common, flag("--groups", type=words, help="Each group given gets a section of its own "
-                                       "(default: the whole study, one section and its plot).")]))
+        report=(report, [*common, doc_flag(),
+                         flag("--groups", type=words, help="Each group given gets a section of its own "
+                              "(default: the whole study, one section and its plot).")]))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ from types import ModuleType
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = ROOT / "runs"  # git-ignored: what the studies train and measure
+# git-ignored: what the studies train and measure. BENCHMARKS_RUNS names another folder (an empty one
+# makes a report rebuild from the kept results files alone, as tests/test_results_doc.py does).
+RUNS = Path(os.environ.get("BENCHMARKS_RUNS") or ROOT / "runs")
 KEPT = ROOT / "benchmarks" / "results"  # tracked: the scores the studies report from
 RESULTS = ROOT / "docs" / "results.md"
 
@@ -69,6 +71,16 @@ def cli(doc: str, **commands: tuple[Callable[[argparse.Namespace], object], list
 def out_flag(default: Path) -> Flag:
     """--out of a measurement that keeps its figures in a results file, for `run` and `report` alike."""
     return flag("--out", type=Path, default=default, help=f"the results file [default: {default.relative_to(ROOT)}]")
+
+
+def doc_target(text: str) -> Path | str:
+    return "-" if text == "-" else Path(text)
+
+
+def doc_flag() -> Flag:
+    """--doc of a command that writes sections of docs/results.md: another Markdown file, or - for stdout."""
+    return flag("--doc", type=doc_target, default=RESULTS, metavar="FILE|-",
+                help="the Markdown file whose sections this replaces; - prints them instead [default: docs/results.md]")
 
 
 def save_result(path: Path, result: dict) -> None:
@@ -188,16 +200,22 @@ def pyplot() -> ModuleType:
     return plt
 
 
-def write_section(name: str, markdown: str, path: Path | None = None) -> None:
-    """Replace the section NAME of docs/results.md (or of PATH) with MARKDOWN: each benchmark owns
-    the sections between its markers, so a rerun replaces only its own."""
-    path = path or RESULTS
+def write_section(name: str, markdown: str, path: Path | str | None = None) -> None:
+    """Replace the section NAME of docs/results.md (or of PATH; "-" prints it) with MARKDOWN: each
+    benchmark owns the block between its markers, so a rerun replaces only its own. A block holds
+    what the command produces (its command line, conditions and tables); the heading, the question
+    and the reading around it are the document's. A section not yet in the file is added at its end."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.strip()}\n{end}"
+    if path == "-":
+        print(block)
+        return
+    path = Path(path or RESULTS)
     text = path.read_text() if path.exists() else "# Measured results\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + f"\n\n{block}\n"
     path.write_text(text)
+    print(f"wrote the section {name} of {path}")
 
 
 def table(header: list[str], rows: list[list]) -> str:

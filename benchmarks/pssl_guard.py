@@ -31,7 +31,7 @@ Parts (run in the order given, each a list of cells x rows):
   ratio    lookalikes-sharp at 5: none-r2
 
     python -m benchmarks.pssl_guard run [--parts gate,main,budgets,oracle,ratio] [--seeds 0,1,2] [--jobs 3]
-    python -m benchmarks.pssl_guard report
+    python -m benchmarks.pssl_guard report [--doc FILE|-]
 
 `run` skips every cell whose result exists (in runs/, or kept in benchmarks/results/pssl_guard.json,
 which `report` updates from runs/ and which is committed, so that seeds add up across machines), so it
@@ -50,7 +50,8 @@ import statistics
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.common import (
-    RUNS, Kept, cli, describe_paired, eval_top1, flag, ints, paired, read_json, spread, table, words, write_section,
+    RUNS, Kept, cli, describe_paired, doc_flag, eval_top1, flag, ints, paired, read_json, spread, table, words,
+    write_section,
 )
 from benchmarks.reproduce import Cell, Settings, ssl_flags
 
@@ -86,7 +87,7 @@ LABELS = {"logreg": "logistic regression, pixels", "pp": "PP -> finetune", "cont
 TARGETS = ("digits", "lookalikes", "lookalikes-sharp")
 GUARDED = ("weight", "drop", "gate")
 PARTS = {
-    # The default guard (gate) with its references, on the two targets of the goal.
+    # The default guard (gate) with its references, on digits and lookalikes-sharp at 5 labels a class.
     "gate": [("digits", 5, ["logreg", "pp", "control", "default"]),
              ("lookalikes-sharp", 5, ["logreg", "pp", "control", "default"])],
     # lookalikes-sharp has no `none` row: --guard drop keeps 98-100% of its pseudo samples there (the
@@ -234,7 +235,7 @@ def report(args: argparse.Namespace) -> None:
                     continue
                 pp_spread = [v for s in seeds if (v := top1(target, budget, s, "pp")) is not None]
                 sd = statistics.stdev(pp_spread) if len(pp_spread) > 1 else float("nan")
-                vs_control = paired_with(target, budget, seeds, row, "control") if row != "control" else ""
+                vs_control = paired_with(target, budget, seeds, row, "control") if row != "control" else "—"
                 pairs.append([f"{target}, {budget}/class", LABELS[row], paired_with(target, budget, seeds, row, "pp"),
                               f"{sd:.3f}", vs_control])
                 records = [r for s in seeds if (r := train_record(target, budget, s, row))]
@@ -267,8 +268,8 @@ def report(args: argparse.Namespace) -> None:
              "passes 64 pseudo samples twice (weak and strong view), about 3 times finetune's image passes (5 times at "
              "ratio 2). The control and a guard that keeps no sample skip the pseudo samples and cost what finetune "
              "costs. (Wall times are not given: the study shared the machine with other work.)"]
-    write_section("pssl_guard", "### P-SSL that never costs: the control and the guards\n\n" + "\n".join(text))
-    print("The README's table (P-SSL at pttrain's defaults):\n")
+    write_section("pssl_guard", "\n".join(text), args.doc)
+    print("\nThe README's table (P-SSL at pttrain's defaults):\n")
     print(readme_table(seeds))
 
 
@@ -276,7 +277,7 @@ def main() -> None:
     cli(__doc__,
         run=(run, [flag("--parts", type=words, default=list(PARTS)), flag("--seeds", type=ints, default=SEEDS),
                    flag("--jobs", type=int, default=3)]),
-        report=(report, []))
+        report=(report, [doc_flag()]))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from benchmarks import targets
 from benchmarks.common import (
-    ROOT, RUNS, Kept, ToolRun, cli, flag, ints, paired, pyplot, read_json, read_jsonl, run_tool, spread, table,
+    ROOT, RUNS, Kept, ToolRun, cli, doc_flag, flag, ints, paired, pyplot, read_json, read_jsonl, run_tool, spread, table,
     train_until_finished, words, write_section,
 )
 
@@ -376,13 +376,12 @@ def run(args: argparse.Namespace) -> None:
     run_cells(WORK, FULL, args.budgets, args.seeds, args.rows, args.max_minutes)
 
 
-def report(_: argparse.Namespace) -> None:
+def report(args: argparse.Namespace) -> None:
     budgets, seeds, rows = grid(WORK)
     if not rows:
         raise SystemExit(f"no results under {WORK} or in {kept().path}: run `python -m benchmarks.reproduce run` first")
     bar_chart(WORK, budgets, seeds, rows, PLOT)
-    md = ("### Does the method work? The main comparison on digits\n\n"
-          "Command: `python -m benchmarks.reproduce run --budgets 2,5,10 --seeds 0,1,2` (it skips finished "
+    md = ("Command: `python -m benchmarks.reproduce run --budgets 2,5,10 --seeds 0,1,2` (it skips finished "
           "cells), then `python -m benchmarks.reproduce report`. Source: the built-in world; target: "
           "`pttrain data digits --labels-per-class K --seed S`, resnet18; every deep route at pttrain's defaults "
           f"(its epochs raised to at least `--min-steps` steps); PP: {FULL.pp_epochs} epochs on "
@@ -398,8 +397,7 @@ def report(_: argparse.Namespace) -> None:
           + "\n\nWall time on this machine (2 cores), as recorded by the run that made each artifact; up to "
           "three single-threaded studies ran at once, so read these as upper bounds (the "
           "uncontended rates are in the throughput sections above):\n\n" + stage_times(WORK, budgets, seeds, rows))
-    write_section("reproduce", md)
-    print(md)
+    write_section("reproduce", md, args.doc)
 
 
 def quick(_: argparse.Namespace) -> None:
@@ -424,7 +422,7 @@ def main() -> None:
                    flag("--rows", type=words, default=list(PIXEL_ROWS + DEEP_ROWS),
                         help=f"Comma-separated, of: {', '.join(PIXEL_ROWS + DEEP_ROWS)}."),
                    flag("--max-minutes", type=float, help="Start no new cell after this long.")]),
-        report=(report, []),
+        report=(report, [doc_flag()]),
         quick=(quick, []))
 
 

@@ -5,7 +5,7 @@ A SPEC is `hf:NAME` (a hub dataset, when the hub is reachable, or a local folder
 `save_to_disk` (with or without `hf:`). Splits map onto the target's parts: train, val (a split
 named validation, val, valid or dev) and test. The image and label columns default to the first
 Image and the first ClassLabel feature; the class names are the ClassLabel's (a label column of
-plain values takes them sorted, as text). Needs the `hf` extra (`pip install 'ptgen[hf]'`).
+plain values takes them sorted, as text). Needs the `hf` extra (`pip install -e '.[hf]'`).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _load(spec: str, flag: str):
         import datasets
     except ImportError:
         raise InputError(f"{flag} {spec}: reading Hugging Face datasets needs the datasets package; "
-                         "pip install 'ptgen[hf]'") from None
+                         "pip install -e '.[hf]'") from None
     name = spec[len(HF_PREFIX):] if spec.startswith(HF_PREFIX) else spec
     try:
         if any((Path(name) / m).is_file() for m in SAVED_MARKERS):

@@ -71,7 +71,7 @@ def test_without_the_package_a_folder_is_refused_in_one_line(biggan, monkeypatch
     assert backend_for(biggan) is BigGANGenerator  # claiming reads config.json alone
     with pytest.raises(InputError) as err:
         BigGANGenerator(biggan)
-    assert "needs the biggan extra: pip install 'ptgen[biggan]'" in _one_line(err)
+    assert "needs the biggan extra: pip install -e '.[biggan]'" in _one_line(err)
 
 
 def test_metadata(gen):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from generate import cli as ptgen_cli
+from generate import jobs as generation_jobs
 from generate.cli import main as ptgen
 from train.cli import main as pttrain
 
@@ -174,7 +174,7 @@ def test_a_runaway_size_waits_for_yes_and_writes_nothing(cli, tmp_path):
 
 
 def test_a_runaway_duration_stops_after_the_first_batch(tiny_model, cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(ptgen_cli, "CONFIRM_SECONDS", 1)
+    monkeypatch.setattr(generation_jobs, "CONFIRM_SECONDS", 1)
     out = tmp_path / "long"
     result = cli(ptgen, ["synth", "--model", tiny_model, "--per-class", 10**5, "--batch-size", 8, "--out", out])
     line = error_line(result)

@@ -144,7 +144,7 @@ def refused(result, pattern):
 @pytest.mark.parametrize("spec, pattern", [
     ("pipe:cat /etc/passwd", r"the scheme pipe: is not accepted"),
     ("ftp://127.0.0.1/shards", r"the scheme ftp: is not accepted"),
-    ("gs://bucket/shards", r"needs its fsspec back-end, which is not installed; pip install 'ptgen\[gcs\]'"),
+    ("gs://bucket/shards", r"needs its fsspec back-end, which is not installed; pip install -e '\.\[gcs\]'"),
     ("s3://bucket/none-{000000..000002}.tar", r"matches no object \(3 names"),
     ("s3://no-such-bucket/shards", r"--shards s3://no-such-bucket/shards: no dataset.json"),
 ])

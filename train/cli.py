@@ -105,7 +105,7 @@ def training_options(epochs: int, batch_size: int, lr: float):
                          show_default=True, help="Mixed precision. auto: bf16 on a GPU that has it, fp16 with a "
                          "gradient scaler on one without, off (fp32, bit-for-bit repeatable) on CPU."),
             click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard event files, "
-                         "in RUN/tensorboard/ (pip install 'ptgen[tensorboard]')."),
+                         "in RUN/tensorboard/ (pip install -e '.[tensorboard]')."),
             click.option("--compile", is_flag=True, help="torch.compile the model: faster steps on a GPU after a "
                          "warm-up of a minute or so."),
             click.option("--img-size", type=click.IntRange(min=8),
@@ -143,7 +143,7 @@ def training_options(epochs: int, batch_size: int, lr: float):
             check_output_dir(kw["out"] or RUNS_DIR, "--out")
             if kw["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
                 raise InputError("--tensorboard: the tensorboard package is not installed; pip install "
-                                 "'ptgen[tensorboard]', or drop --tensorboard")
+                                 "-e '.[tensorboard]', or drop --tensorboard")
             kw["run"] = RunRequest(settings=settings, **{n: kw.pop(n) for n in run_fields - {"settings"}})
             return command(**kw)
 

@@ -55,7 +55,7 @@ SAFETENSORS_NAME = "model.safetensors"
 DEFAULT_TRUNCATION = 0.4
 # Keys every BigGANConfig file has and a pttrain run folder's config.json (arch, num_classes, ...) lacks.
 _CONFIG_KEYS = ("z_dim", "num_classes", "output_dim", "class_embed_dim")
-_EXTRA = "pip install 'ptgen[biggan]' (pytorch-pretrained-biggan)"
+_EXTRA = "pip install -e '.[biggan]' (pytorch-pretrained-biggan)"
 
 
 def stats_truncation(truncation: float, n_stats: int) -> float:
