@@ -1,7 +1,7 @@
 """One-line errors for both CLIs.
 
 Users see `ptgen: error: --per-class 0: ...` and a non-zero exit, never a traceback or a usage
-dump, for anything that is their input's fault.
+dump, for anything that is their input's fault; a Ctrl-C ends a command with `interrupted` and exit 130.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import signal
 import sys
+import threading
 from typing import Callable
 
 import click
@@ -30,11 +32,70 @@ def one_line(message: str) -> str:
     return re.sub(r"^[\w.]+(Error|Exception): ", "", last)
 
 
+def _stop_at_first_interrupt() -> Callable[[bool], None]:
+    """While a command runs, its first SIGINT raises KeyboardInterrupt and later ones are ignored;
+    returns `restore(exiting)`, which puts Python's handling back unless the command was interrupted
+    and the process is EXITING.
+
+    A Ctrl-C reaches a launched rank twice: from the terminal, to the whole process group, and again
+    from torchrun or srun, which forward it. The second would land while the first is handled, in the
+    code that stops what the command started (the shard writer's thread, DataLoader workers, the
+    process group, some of it at interpreter exit), and cut it short: a thread still running torch
+    code when the interpreter finalizes aborts the process ("terminate called without an active
+    exception"). SIGTERM and SIGKILL still end a stop that hangs.
+
+    Where Python runs code that can only report an exception (a fork hook, __del__, a weakref or GC
+    callback), a KeyboardInterrupt raised there is printed and dropped, and the command would run on
+    with every later Ctrl-C ignored: a Ctrl-C that arrives while a DataLoader forks its workers is
+    handled in the fork hooks. A dropped one is raised again, in the code that runs next."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        return lambda exiting: None  # SIGINT ignored (a background job) or handled by the caller: left alone
+    raised = False
+    report = sys.unraisablehook
+
+    def on_sigint(signum, frame):
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise KeyboardInterrupt
+
+    def on_unraisable(unraisable):
+        nonlocal raised
+        if raised and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            raised = False
+            # A moment later and from another thread, so that it lands after the hook, not in this one; to
+            # the main thread, whose blocking call it ends as the first one did.
+            again = threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+            again.daemon = True
+            again.start()
+        else:
+            report(unraisable)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = on_unraisable
+
+    def restore(exiting: bool) -> None:
+        if raised and exiting:
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = report
+
+    return restore
+
+
 class Group(click.Group):
-    """A click group whose errors print as one line."""
+    """A click group whose errors print as one line, and which a Ctrl-C stops with exit 130."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
         name = prog_name or self.name or "error"
+        restore = _stop_at_first_interrupt()
+        try:
+            return self._main(name, args, prog_name, complete_var, standalone_mode, **extra)
+        finally:
+            restore(exiting=standalone_mode)
+
+    def _main(self, name, args, prog_name, complete_var, standalone_mode, **extra):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.exceptions.NoArgsIsHelpError as err:

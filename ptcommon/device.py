@@ -11,9 +11,8 @@ from .launcher import Launch, detect
 
 def choose_device(flag: str, launch: Launch | None = None) -> torch.device:
     """The CPU, or this process's GPU: its node-local rank among the visible GPUs (the one GPU srun
-    bound to it), made the current CUDA device. One process per GPU: NCCL refuses two ranks on one
-    device, and every rank checks the node's process count, not its own index, so all of them stop
-    before any writes."""
+    bound to it). One process per GPU: NCCL refuses two ranks on one device, and every rank checks
+    the node's process count, not its own index, so all of them stop before any writes."""
     launch = launch or detect()
     use_cuda = torch.cuda.is_available() if flag == "auto" else flag == "cuda"
     if use_cuda and not torch.cuda.is_available():
@@ -26,5 +25,4 @@ def choose_device(flag: str, launch: Launch | None = None) -> torch.device:
         how = "srun with --ntasks-per-node" if launch.launcher == "slurm" else "torchrun with --nproc_per_node"
         raise InputError(f"{launch.launcher} started {launch.local_world} processes on this node, which has "
                          f"{visible} visible GPU(s); launch {how} {visible}, or pass --device cpu to run on CPU")
-    torch.cuda.set_device(index)
     return torch.device("cuda", index)
