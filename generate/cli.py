@@ -56,7 +56,8 @@ def generation_options(default_out: str):
                           "locally and uploaded once complete); a rerun into it resumes, a different config there "
                           "is refused."),
         click.option("--model", default=builtin.DEFAULT_SPEC, show_default=True,
-                     help="builtin:NAME, a diffusers folder (`ptgen models` lists the kinds) or a hub id."),
+                     help="builtin:NAME, a diffusers folder (`ptgen models` lists the kinds), a hub id, or "
+                          "noise:CLASSESxSIZE[x1] (seeded noise, no network: a dry run of a job's storage at full size)."),
         click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]"),
         click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less "
                      "turns it off. [default: the model's own]"),
@@ -211,7 +212,7 @@ def card(folder: Path, out: Path | None, overwrite: bool) -> None:
     Its front matter makes `datasets.load_dataset(FOLDER)` and the hub's viewer show the image as
     an Image and `cls` as a ClassLabel with the generator's class names; its body names the
     generator, its fingerprint, the sampling settings and config hash, the count, the format and
-    the license of the generator's own card. Publishing stays yours: `huggingface-cli upload`
+    the license of the generator's own card. Publishing stays yours: `hf upload`
     (docs/shards.md).
 
     A card ptgen wrote earlier is replaced; any other file there is left alone and the command

@@ -1,4 +1,4 @@
-"""Resolving a generator SPEC: `builtin:NAME`, a diffusers model folder, or a hub id."""
+"""Resolving a generator SPEC: `builtin:NAME`, a diffusers model folder, a hub id, or `noise:...`."""
 
 from __future__ import annotations
 
@@ -53,8 +53,19 @@ def _model_folder(spec: str) -> Path:
         return _download(spec)
     raise InputError(
         f"--model {spec}: no such folder; expected {builtin.DEFAULT_SPEC}, a diffusers model folder "
-        "or a hub id such as facebook/DiT-XL-2-256"
+        "or a hub id such as facebook/DiT-XL-2-256 (noise:CLASSESxSIZE for a dry run without a model)"
     )
+
+
+def _backend(spec: str) -> tuple[type[Generator], Path | str]:
+    """The backend a SPEC names and what it loads: a model folder, or for `noise:...` the SPEC itself."""
+    from .backends import backend_for
+    from .backends.noise import NoiseGenerator, is_noise
+
+    if is_noise(spec):
+        return NoiseGenerator, spec
+    folder = _model_folder(spec)
+    return backend_for(folder), folder
 
 
 def _download(repo_id: str) -> Path:
@@ -77,7 +88,7 @@ def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32", options:
     same names. A backend whose constructor lacks one refuses it in one line, except image_size,
     which every generator has and so accepts at its native value.
     """
-    from .backends import BACKENDS, backend_for
+    from .backends import BACKENDS
 
     given = {name: value for name, value in (options or {}).items() if value is not None}
     device = resolve_device(device)
@@ -85,8 +96,7 @@ def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32", options:
         # CPUs run fp16 by emulation, slower than fp32, and its range overflows in attention.
         raise InputError("--dtype fp16: half precision is for CUDA; on CPU use --dtype bf16 (fast where the "
                          "processor has AVX-512 BF16 or AMX) or fp32")
-    folder = _model_folder(spec)
-    backend = backend_for(folder)
+    backend, folder = _backend(spec)
     for name, value in list(given.items()):
         if _takes(backend, name):
             continue
@@ -115,9 +125,7 @@ def choose_dtype(spec: str, device: str, dtype: str) -> tuple[str, str]:
         return "fp32", "auto: fp32 on CPU"
     if torch.cuda.is_bf16_supported(including_emulation=False):
         return "bf16", "auto: bf16, which this GPU supports"
-    from .backends import backend_for
-
-    backend = backend_for(_model_folder(spec))
+    backend, _ = _backend(spec)
     if backend.name in _FP16_BACKENDS:
         return "fp16", f"auto: this GPU lacks bf16, and {backend.name} pipelines are published in fp16"
     return "fp32", f"auto: this GPU lacks bf16, and {backend.name} models run in fp32"
@@ -125,9 +133,7 @@ def choose_dtype(spec: str, device: str, dtype: str) -> tuple[str, str]:
 
 def takes_option(spec: str, option: str) -> bool:
     """Whether the model SPEC names takes `option` (one of `load_generator`'s options)."""
-    from .backends import backend_for
-
-    return _takes(backend_for(_model_folder(spec)), option)
+    return _takes(_backend(spec)[0], option)
 
 
 def _takes(backend: type[Generator], option: str) -> bool:

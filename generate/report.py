@@ -12,8 +12,8 @@ from PIL import Image
 
 from ptcommon.cli import InputError
 from ptcommon.outputs import check_output_file
-from ptcommon.shards import (LABEL_MEMBER, MANIFEST_FILE, ReadPolicy, members, part_name, read_header, read_samples,
-                             refuse_unexpected, split_member, unexpected_members)
+from ptcommon.shards import (LABEL_MEMBER, MANIFEST_FILE, RERUN, ReadPolicy, members, part_name, read_header,
+                             read_samples, refuse_unexpected, split_member, unexpected_members)
 
 from .plan import WorkPlan
 from .store import ShardFolder
@@ -37,40 +37,63 @@ def _shard_contents(path: Path) -> tuple[int, list[int]]:
     return len(keys), labels
 
 
-def summarize(root: Path) -> dict:
-    """Counts per class, bytes and config. Merges the manifest parts if every shard is there but
-    no rank merged them (a killed last rank, or ranks run by hand)."""
+def summarize(root: Path, strict: bool = False) -> dict:
+    """Counts per class, bytes and config, and the shards missing or damaged (`ShardFolder.check`).
+    Merges the manifest parts if every shard is there and sound but no rank merged them (a killed
+    last rank, or ranks run by hand). The counts come from the manifest where the folder is sound,
+    one file; else from each finished shard's part, or where that is gone, from the shard itself."""
     header, folder = open_folder(root)
-    missing = folder.missing_shards()
-    done = [k for k in range(folder.plan.num_shards) if k not in set(missing)]
-    parts = [folder.parts.path / part_name(folder.plan.shard_name(k)) for k in done]
-    if not missing and not (root / MANIFEST_FILE).exists() and all(part.exists() for part in parts):
+    names = folder.plan.shard_names()
+    landed = folder.landed()
+    done = [k for k, name in enumerate(names) if name in landed]
+    missing = [names[k] for k in range(len(names)) if names[k] not in landed]
+    checks = {k: folder.check(k, landed[names[k]]) for k in done}
+    damaged = {names[k]: problem for k, (problem, _) in checks.items() if problem is not None}
+    # The tar headers are read only where the shard is not byte for byte the size ptgen recorded for
+    # what it wrote (members added since, or no record), or everywhere with STRICT: at a million images
+    # reading every header takes minutes, and members outside the format are never decoded anyway.
+    scanned = [k for k, (problem, recorded) in checks.items()
+               if problem is None and (strict or recorded != landed[names[k]])]
+    sound = not missing and not damaged
+    if sound and not (root / MANIFEST_FILE).exists():
         folder.merge(header)
     labels: Counter = Counter()
     images = 0
-    for k, part in zip(done, parts):
-        if part.exists():
-            table = pq.read_table(part, columns=["label"] if "label" in pq.read_schema(part).names else [])
-            images += table.num_rows
-            if table.num_columns:
-                labels.update(table.column("label").to_pylist())
-        else:  # a folder copied without _parts/: the shard itself says what it holds
-            count, shard_labels = _shard_contents(folder.shard_path(k))
-            images += count
-            labels.update(shard_labels)
-    names = dict(zip(header.get("class_ids", []), header.get("class_names", [])))
+    for table in _label_tables(root, folder, done, sound):
+        images += table.num_rows
+        if table.num_columns:
+            labels.update(table.column("label").to_pylist())
+    for k in done:
+        if sound or (folder.parts.path / part_name(names[k])).exists():
+            continue
+        count, shard_labels = _shard_contents(folder.shard_path(k))  # a folder copied without _parts/
+        images += count
+        labels.update(shard_labels)
+    class_names = dict(zip(header.get("class_ids", []), header.get("class_names", [])))
     return {
         "folder": str(root),
         "complete": not missing,
         "shards": folder.plan.num_shards,
         "shards_missing": len(missing),
+        "missing": missing,
+        "damaged": damaged,
         "images": images,
         "images_planned": header["count"],
-        "bytes": sum(folder.shard_path(k).stat().st_size for k in done),
-        "per_class": {f"{c} {names.get(c, '')}".strip(): n for c, n in sorted(labels.items())},
-        "unexpected_members": unexpected_members(folder.shard_path(k) for k in done),
+        "bytes": sum(landed[names[k]] for k in done),
+        "per_class": {f"{c} {class_names.get(c, '')}".strip(): n for c, n in sorted(labels.items())},
+        "unexpected_members": unexpected_members(folder.shard_path(k) for k in scanned),
+        "shards_scanned": len(scanned),
         "config": {k: v for k, v in header.items() if k not in ("class_names", "class_ids", "model_fingerprint")},
     }
+
+
+def _label_tables(root: Path, folder: ShardFolder, done: list[int], sound: bool) -> Iterator:
+    """The label column (none for unlabeled samples) of the manifest, for a sound folder: one file;
+    else of each finished shard's part that is there."""
+    paths = [root / MANIFEST_FILE] if sound else [
+        path for k in done if (path := folder.parts.path / part_name(folder.plan.shard_name(k))).exists()]
+    for path in paths:
+        yield pq.read_table(path, columns=["label"] if "label" in pq.read_schema(path).names else [])
 
 
 def _row_name(label: int | None, meta: dict) -> str:
@@ -102,9 +125,13 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: 
     import matplotlib.pyplot as plt
 
     header, folder = open_folder(root)
-    done = [folder.shard_path(k) for k in range(folder.plan.num_shards) if folder.is_complete(k)]
-    if not done:
+    landed = folder.landed()
+    names = folder.plan.shard_names()
+    if not any(name in landed for name in names):
         raise InputError(f"{root}: no finished shard yet, nothing to show")
+    # Lazily: the sheet reads the first few shards only. A damaged shard is left out, not read.
+    done = (folder.shard_path(k) for k, name in enumerate(names)
+            if name in landed and folder.problem(k, landed[name]) is None)
     grid: dict[str, list[Image.Image]] = {}
     framed: set[str] = set()  # rows whose first cell is the target image
     for sample in read_samples(done, policy):
@@ -144,6 +171,18 @@ def contact_sheet(root: Path, out: Path, rows: int = 10, cols: int = 8, policy: 
     return out
 
 
+def _problem_lines(missing: list[str], damaged: dict[str, str], shown: int = 10) -> Iterator[str]:
+    """One line for the missing shards, one for each damaged one (the first SHOWN), each saying what a rerun does."""
+    if missing:
+        listed = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        yield (f"missing: {len(missing)} shard{'s' if len(missing) > 1 else ''} ({listed}); rerun the same ptgen "
+               "command: it writes only the missing shards and keeps the finished ones")
+    for problem in list(damaged.values())[:shown]:
+        yield f"damaged: {problem}; {RERUN}"
+    if len(damaged) > shown:
+        yield f"damaged: ... {len(damaged) - shown} more shards (--json lists all)"
+
+
 def inspect_folder(folder: Path, grid: Path | None, rows: int, cols: int, target: Path | None, as_json: bool,
                    policy: ReadPolicy) -> Iterator[str]:
     """`ptgen inspect`'s lines: the summary (as JSON, or for a reader), members outside the format, and
@@ -152,7 +191,7 @@ def inspect_folder(folder: Path, grid: Path | None, rows: int, cols: int, target
         raise InputError(f"{folder}: no such folder")
     if grid is not None:
         check_output_file(grid, "--grid")
-    summary = summarize(folder)
+    summary = summarize(folder, policy.strict)
     if as_json:
         yield json.dumps(summary, indent=1)
     else:
@@ -160,7 +199,8 @@ def inspect_folder(folder: Path, grid: Path | None, rows: int, cols: int, target
         counts = list(summary["per_class"].values())
         yield (f"{summary['folder']}: {summary['images']} of {summary['images_planned']} images, "
                f"{summary['shards'] - summary['shards_missing']}/{summary['shards']} shards, "
-               f"{summary['bytes'] / 1e6:.1f} MB, {'complete' if summary['complete'] else 'INCOMPLETE'}")
+               f"{summary['bytes'] / 1e6:.1f} MB, {'complete' if summary['complete'] else 'INCOMPLETE'}"
+               f"{', DAMAGED' if summary['damaged'] else ''}")
         yield (f"model {cfg.get('model')}  steps {cfg.get('steps')}  guidance {cfg.get('guidance')}  "
                f"seed {cfg.get('seed')}  {cfg.get('image_size')}px  {cfg.get('image_format')}  "
                f"config {cfg.get('config_hash')}  ptgen {cfg.get('version')}")
@@ -170,6 +210,8 @@ def inspect_folder(folder: Path, grid: Path | None, rows: int, cols: int, target
                 yield f"  {n:6d}  {name}"
             if len(counts) > 10:
                 yield f"  ... {len(counts) - 10} more (--json lists all)"
+    if not as_json:
+        yield from _problem_lines(summary["missing"], summary["damaged"])
     if policy.strict:
         refuse_unexpected(summary["unexpected_members"], str(folder))
     if not as_json:

@@ -42,6 +42,8 @@ from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample, s
 # enough to keep every encoder busy and hide a hiccup, few enough that memory stays flat however
 # many images a job makes.
 _QUEUE_DEPTH = 4
+# How often an idle writer checks that the thread feeding it is still there.
+_PRODUCER_CHECK_S = 0.1
 
 
 def rank_cores() -> int:
@@ -131,11 +133,19 @@ def pack_samples(job: Job, image_format: str, shard_name: str, indices: range,
 
 class _Writer(threading.Thread):
     """Consumes (shard, indices, encodings) batches, each encoding a future of the encoder pool
-    that gives a run of samples' encoded images; a (shard, None, None) item commits the shard."""
+    that gives a run of samples' encoded images; a (shard, None, None) item commits the shard, and
+    None ends the thread, as does the end of the thread that made it without having sent that.
+
+    Not a daemon: a job's records run torch code here (PCS's top classes), and a thread inside torch
+    when the interpreter finalizes is ended there by pthread_exit, under a noexcept destructor, which
+    aborts the process ("terminate called without an active exception"). A KeyboardInterrupt may
+    land anywhere in the producer, even between the two lines that hand this thread its None and
+    wait for it; the interpreter's exit then waits for it instead, and it ends on its own."""
 
     def __init__(self, job: Job, folder: ShardFolder, image_format: str, quality: int | None, bar: tqdm,
                  stats: RunStats, encode_workers: int):
-        super().__init__(daemon=True, name="shard-writer")
+        super().__init__(name="shard-writer")
+        self.producer = threading.current_thread()
         self.job, self.folder, self.image_format, self.quality = job, folder, image_format, quality
         self.bar, self.stats = bar, stats
         self.inbox: queue.Queue = queue.Queue(maxsize=_QUEUE_DEPTH)
@@ -156,13 +166,21 @@ class _Writer(threading.Thread):
         """An encoder's task."""
         return encode_images(self.image_format, self.quality, indices, images)
 
+    def _next(self) -> tuple | None:
+        while True:
+            try:
+                return self.inbox.get(timeout=_PRODUCER_CHECK_S)
+            except queue.Empty:
+                if not self.producer.is_alive():  # the main thread counts as ended once the interpreter exits
+                    return None
+
     def run(self) -> None:
         try:
-            while (item := self.inbox.get()) is not None:
+            while (item := self._next()) is not None:
                 self._handle(*item)
         except BaseException as err:  # re-raised in the main thread
             self.error = err
-            while (item := self.inbox.get()) is not None:  # unblock the producer until it sees the error
+            while (item := self._next()) is not None:  # unblock the producer until it sees the error
                 for encoding in item[2] or ():
                     encoding.cancel()
         finally:  # the producer submits nothing after its None, so the pool may go now
@@ -188,7 +206,7 @@ class _Writer(threading.Thread):
 
     def _commit(self, shard: int) -> None:
         # The manifest part lands before the shard, so a finished shard always has its part.
-        self.folder.write_part(shard, self._rows)
+        self.folder.write_part(shard, self._rows, self._open.final_size)
         self._open.commit()
         self.stats.bytes += self.folder.publish(shard)
         self.stats.images += len(self._rows)

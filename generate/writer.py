@@ -177,9 +177,14 @@ class ShardWriter:
         self._file.write(samples)
         self._size += len(samples)
 
+    @property
+    def final_size(self) -> int:
+        """The shard's bytes once committed, known before: its manifest part, written first, records it."""
+        return self._size + 2 * _BLOCK + (-(self._size + 2 * _BLOCK) % _RECORD)
+
     def commit(self) -> None:
         # tarfile's end of archive: two zero blocks, then zeros to a whole record.
-        self._file.write(bytes(2 * _BLOCK + (-(self._size + 2 * _BLOCK) % _RECORD)))
+        self._file.write(bytes(self.final_size - self._size))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()

@@ -45,6 +45,14 @@ LABEL_MEMBER = "cls"
 META_MEMBER = "json"
 # Manifest columns every row has; the rest are the sample's `.json` fields.
 MANIFEST_COLUMNS = ("key", "shard", "image_bytes")
+# Parquet footer keys. A manifest part records the shard it describes and that shard's bytes once
+# committed (the part lands first), so a resume tells a shard cut short, or a part of another shard,
+# from a finished one; the merged manifest records every shard's bytes, in shard order (a JSON
+# list), so a reader finds a truncated shard from one listing, before training rather than at it.
+PART_SHARD_KEY = "ptgen_shard"
+SHARD_BYTES_KEY = "ptgen_shard_bytes"
+# What a rerun does about a missing or damaged shard: the one remedy every such message ends with.
+RERUN = "rerun the same ptgen command: it writes this shard again, byte for byte, and keeps the finished ones"
 
 # A pseudo sample's `.json` fields. `target_confidence` is the source classifier's top-1 probability
 # on the target image that conditioned the sample: ptgen pseudo writes it, pttrain pssl's guard reads it.
@@ -129,24 +137,64 @@ def read_header(root: Location | Path | str, flag: str = "", remedy: str = "") -
     return header
 
 
-def shard_paths(root: Location | Path | str, header: dict, flag: str = "") -> list[str]:
+def shard_paths(root: Location | Path | str, header: dict, flag: str = "", damaged_ok: bool = False) -> list[str]:
     """Every shard a complete folder holds, in order, as absolute paths or URLs that `open_stream`
     reads; a folder missing any is a one-line error, found from one listing of the folder. Where the
     back-end cannot list (plain HTTP), the manifest vouches for the shards, since it is written only
-    once the last one has landed; without it each shard is asked for."""
+    once the last one has landed; without it each shard is asked for.
+
+    A shard shorter than the manifest recorded (cut short by a killed copy, say) is a one-line error
+    too, found from the same listing and the manifest's footer before any training step rather than
+    when a reader reaches it; with DAMAGED_OK (--skip-corrupt) a warning, and the reader skips what
+    it cannot read."""
     root = as_location(root, flag)
     prefix, where = header["prefix"], f"{flag} {root}" if flag else str(root)
     names = [shard_name(prefix, k) for k in range(num_shards(header["count"], header["shard_size"]))]
-    listed = root.names(shard_glob(prefix))
-    if listed is None:
+    sizes = root.sizes(shard_glob(prefix))
+    if sizes is None:
         present = set(names) if root.exists(MANIFEST_FILE) else {n for n in names if root.exists(n)}
     else:
-        present = set(listed)
+        present = set(sizes)
     missing = [n for n in names if n not in present]
     if missing:
         raise InputError(f"{where}: {len(missing)} of {len(names)} shards missing ({missing[0]}, ...); finish the "
-                         "generation first (rerun the same ptgen command)")
+                         "generation first: rerun the same ptgen command, which writes only the missing shards")
+    recorded = recorded_shard_bytes(root) if sizes is not None else None
+    if recorded is not None and len(recorded) == len(names):
+        short = [(n, sizes[n], r) for n, r in zip(names, recorded) if sizes[n] < r]
+        if short:
+            name, size, was = short[0]
+            more = f" (and {len(short) - 1} more)" if len(short) > 1 else ""
+            problem = f"{where}: {name} is {size:,} bytes, {was:,} when written (truncated){more}"
+            if not damaged_ok:
+                raise InputError(f"{problem}; {RERUN}")
+            print(f"warning: {problem}; reading past what cannot be read (--skip-corrupt)", file=sys.stderr, flush=True)
     return [root.url_of(n) for n in names]
+
+
+def recorded_shard_bytes(root: Location) -> list[int] | None:
+    """Each shard's bytes as the manifest recorded them when the folder was completed (its footer alone
+    is read); None without a manifest, or one that records none (from an earlier ptgen, or a back-end
+    that cannot seek)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if root.scheme in ("http", "https") or not root.exists(MANIFEST_FILE):
+        return None
+    try:
+        if not root.remote:
+            footer = pq.read_metadata(root.path / MANIFEST_FILE)
+        else:
+            with root.fs.open(root.child(MANIFEST_FILE), "rb") as file:
+                footer = pq.read_metadata(file)
+    except (OSError, pa.ArrowException):  # a damaged manifest vouches for nothing: the listing stands alone
+        return None
+    recorded = (footer.metadata or {}).get(SHARD_BYTES_KEY.encode())
+    try:
+        values = json.loads(recorded) if recorded else None
+    except json.JSONDecodeError:
+        return None
+    return values if isinstance(values, list) and all(isinstance(v, int) for v in values) else None
 
 
 def split_member(name: str) -> tuple[str, str]:

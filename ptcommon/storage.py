@@ -32,7 +32,7 @@ CREDENTIALS = {
     "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, the profile AWS_PROFILE names in ~/.aws/credentials "
           "or ~/.aws/config, or the machine's instance role",
     "gs": "GOOGLE_APPLICATION_CREDENTIALS, gcloud's application-default login, or the machine's service account",
-    "hf": "HF_TOKEN, or the token `huggingface-cli login` stores",
+    "hf": "HF_TOKEN, or the token `hf auth login` stores",
 }
 # Read from an object store a block at a time, the next block fetched while the current one is
 # parsed: a stream's request latency hides behind its decoding, and an open shard holds two blocks.
@@ -70,7 +70,7 @@ def _filesystem(scheme: str, where: str):
         return fsspec.filesystem("https" if scheme == "http" else scheme)
     except ImportError:
         extra = SCHEMES[scheme]
-        hint = f"pip install 'ptgen[{extra}]'" if extra else "pip install huggingface_hub"
+        hint = f"pip install -e '.[{extra}]'" if extra else "pip install huggingface_hub"
         raise InputError(f"{where}: reading {scheme}:// needs its fsspec back-end, which is not installed; "
                          f"{hint}") from None
 
@@ -169,14 +169,26 @@ class Location:
         cannot list a folder (plain HTTP)."""
         if not self.remote:
             return sorted(p.name for p in self.path.glob(pattern)) if self.path.is_dir() else []
+        sizes = self.sizes(pattern)
+        return None if sizes is None else sorted(sizes)
+
+    def sizes(self, pattern: str = "*") -> dict[str, int] | None:
+        """{name: bytes} of the files directly inside matching PATTERN, from one listing (an object
+        store's carries the sizes); None where the back-end cannot list a folder (plain HTTP)."""
+        if not self.remote:
+            if not self.path.is_dir():
+                return {}
+            return {entry.name: entry.stat().st_size for entry in os.scandir(self.path)
+                    if fnmatch.fnmatch(entry.name, pattern) and entry.is_file()}
         if self.scheme in ("http", "https"):
             return None
         with self._explained():
             try:
-                found = self.fs.ls(self._root, detail=False, refresh=True)
+                found = self.fs.ls(self._root, detail=True, refresh=True)
             except FileNotFoundError:
-                return []
-        return sorted(n for n in (f.rstrip("/").rsplit("/", 1)[-1] for f in found) if fnmatch.fnmatch(n, pattern))
+                return {}
+        listed = {f["name"].rstrip("/").rsplit("/", 1)[-1]: f for f in found if f.get("type") != "directory"}
+        return {name: int(f.get("size") or 0) for name, f in sorted(listed.items()) if fnmatch.fnmatch(name, pattern)}
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write NAME whole: locally under a temporary name renamed into place; an object store

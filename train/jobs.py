@@ -12,7 +12,6 @@ from typing import Iterator
 import click
 
 from ptcommon.cli import InputError
-
 from ptcommon.shards import ForeignKeys, ReadPolicy
 from ptcommon.timm_specs import check_spec
 
@@ -21,8 +20,8 @@ from .commands import (RunContext, TargetInfo, TargetRequest, choose_augment, gu
                        run_finetune, run_kd, run_pp, run_pssl)
 from .data.loading import choose_workers
 from .distributed import setup
-from .runs import CHECKPOINT_FILE, METRICS_FILE, claim_run_dir, wait_for_folder
 from .guard import choose_guard
+from .runs import CHECKPOINT_FILE, METRICS_FILE, claim_run_dir, wait_for_folder
 from .ssl import SSLOptions
 from .trainer import Supervised, TrainSettings, check_mixing, choose_accum_steps, effective_lr
 

@@ -14,6 +14,7 @@ from ..generator import Generator
 from .biggan import BigGANGenerator
 from .dit import DiTGenerator
 from .folder import pipeline_class
+from .noise import NoiseGenerator
 from .text_to_image import TextToImageGenerator
 from .unet import UNetGenerator
 
@@ -22,6 +23,7 @@ BACKENDS: list[type[Generator]] = [
     TextToImageGenerator,  # before unet: a text-to-image folder holds a unet/ too
     UNetGenerator,
     BigGANGenerator,
+    NoiseGenerator,  # claims no folder: its SPEC, noise:..., names it (models.py)
 ]
 
 # Pipelines diffusers knows that no backend here samples yet: named in the refusal.

@@ -99,7 +99,7 @@ class ShardSet:
         self.policy = policy or ReadPolicy()
         self.corrupt = CorruptCounter(skip_corrupt)
         self.header = read_header(self.root, flag)
-        self.paths = shard_paths(self.root, self.header, flag)
+        self.paths = shard_paths(self.root, self.header, flag, damaged_ok=skip_corrupt)
         if self.policy.strict:  # up front, so a refusal comes before any run folder or training step
             refuse_unexpected(unexpected_members(self.paths), f"{flag} {root}")
         self.count = int(self.header["count"])
