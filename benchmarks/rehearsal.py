@@ -295,11 +295,12 @@ def report(args: argparse.Namespace) -> None:
     def get(size: int, step: str, key: str):
         return s.get(f"{size}/{step}", {}).get(key)
 
-    def row(label: str, step: str, key: str, fmt: str, goal: str = "", sloped: bool = True, scale: float = 1) -> list:
+    def row(label: str, step: str, key: str, fmt: str, goal: str = "—", sloped: bool = True,
+            scale: float = 1) -> list:
         values = [get(n, step, key) for n in sizes]
         cells = [("yes" if v else "NO") if isinstance(v, bool) else "—" if v is None else format(v * scale, fmt)
                  for v in values]
-        return [label, *cells, slope(get(low, step, key), get(high, step, key), low, high) if sloped else "", goal]
+        return [label, *cells, slope(get(low, step, key), get(high, step, key), low, high) if sloped else "—", goal]
 
     rss_low, rss_high = get(low, "synth", "peak_rss_mb"), get(high, "synth", "peak_rss_mb")
     rss = f"{rss_high / rss_low - 1:+.1%} from {low:,}" if rss_low and rss_high else "—"
@@ -323,7 +324,7 @@ def report(args: argparse.Namespace) -> None:
         row("... an epoch's rate, model-free, img/s", "s3", "images_per_s", ".0f", sloped=False),
     ]
     loads = [max((v.get("load", 0) for k, v in s.items() if k.startswith(f"{n}/")), default=0) for n in sizes]
-    rows.append(["highest 1-min load average around a step", *[f"{x:.1f}" for x in loads], "", ""])
+    rows.append(["highest 1-min load average around a step", *[f"{x:.1f}" for x in loads], "—", "—"])
     m, sp = s["machine"], s.get("split")
     split_line = "" if sp is None else (
         f"\n\nThe split of {sp['shards']:,} shards over {sp['ranks']} ranks x {sp['workers']} loader workers "
@@ -333,8 +334,8 @@ def report(args: argparse.Namespace) -> None:
         f"{sp['train_shards_opened']:,} shard reads, which leave {sp['train_shards_unread']:,} of the "
         f"{sp['shards']:,} shards unread and read {sp['train_shards_read_twice_or_more']:,} twice or more.")
     md = f"""Command: `python -m benchmarks.rehearsal run --sizes {','.join(map(str, sizes))} --s3-max {s['s3_max']}`,
-then `split` and `report`. `ptgen synth --model {SPEC} --per-class N/{CLASSES}` ({CLASSES:,} classes of 32 px RGB
-noise, JPEG, shards of 1,000) on local disk; {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GiB; code
+then `split` and `report`. `ptgen synth --model {SPEC} --per-class N` for N x {CLASSES:,} images ({CLASSES:,} classes
+of 32 px RGB noise, JPEG, shards of 1,000) on local disk; {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GiB; code
 {m['commit']}. Whole commands include the interpreter's start and imports. pp: pttrain's defaults (resnet18
 built, batch {BATCH}, one loader worker a core) and no training step. Slope: d log(value) / d log(images)
 from {low:,} to {high:,} images; 1 grows as the images do.

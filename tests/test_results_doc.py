@@ -24,6 +24,7 @@ REBUILT = [
     (["benchmarks.pssl_guard", "report"], ["pssl_guard"]),
     (["benchmarks.ablations", "report", "--groups", "pp_format"], ["ablations_pp_format"]),
     (["benchmarks.train_data_path", "report", "--gpu-rate", "3000"], ["train_data_path"]),
+    (["benchmarks.rehearsal", "report"], ["rehearsal"]),
 ]
 
 
