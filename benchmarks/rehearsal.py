@@ -19,8 +19,8 @@ on loopback. None of it needs a GPU.
           each step's figures kept in benchmarks/results/rehearsal.json as it ends, so a rerun resumes
           with the first step missing; the size's folder is deleted once its steps are kept
   split   how pttrain's loader spreads 1,300 shards over 64 ranks x 8 workers in an epoch, computed
-          by WebDataset's own shard functions with each rank and worker set in the environment (no
-          processes): evaluation's split, and training's draw
+          by the loader's own shard functions with each rank and worker set in the environment (no
+          processes): evaluation's split, and training's deal
   report  the table, with each step's slope from the middle size to the top one, from the kept file
 
     python -m benchmarks.rehearsal run [--sizes 10000,100000,1300000] [--root runs/rehearsal] [--s3-max 100000]
@@ -243,20 +243,20 @@ def samples_read(yielded: int, bufsize: int, initial: int) -> int:
 
 
 def split(args: argparse.Namespace) -> None:
-    """Each shard's reads in one epoch over RANKS x WORKERS loader workers, from WebDataset's own shard
-    stages run as each worker would run them (RANK, WORLD_SIZE, WORKER, NUM_WORKERS in the environment):
-    evaluation's split (each shard once, dealt to ranks, then workers), and training's draw with
-    replacement for pp's epoch of SHARDS x 1,000 images at batch 128, a worker reading as many shards
-    as its shuffle buffer takes in for its batches."""
+    """What one epoch reads over RANKS x WORKERS loader workers, computed from the loader's own shard
+    stages as each worker would run them (no processes): evaluation's split (each shard once, dealt
+    to ranks, then workers, by WebDataset's stages), and training's deal (train.data.shards
+    `dealt_shards`) for pp's epoch of SHARDS x 1,000 images at batch 128, each worker's share of a
+    round shuffled on its own (a round's images all come out before the next round's)."""
     import webdataset as wds
 
-    from train.data.shards import SHUFFLE_BUFFER
+    from train.data.shards import SHUFFLE_BUFFER, dealt_shards
 
     urls = [f"synth-{k:06d}.tar" for k in range(args.shards)]
-    shard_size, images = 1000, args.shards * 1000
-    per_worker = math.ceil(images // (BATCH * args.ranks) / args.workers)  # pp's batches a worker
-    opened = math.ceil(samples_read(per_worker * BATCH, SHUFFLE_BUFFER, SHUFFLE_BUFFER // 2) / shard_size)
-    evaluated, drawn = [0] * args.shards, [0] * args.shards
+    shard_size, images, slots = 1000, args.shards * 1000, args.ranks * args.workers
+    need = math.ceil(images // (BATCH * args.ranks) / args.workers) * BATCH  # pp's images a worker
+    evaluated = [0] * args.shards
+    this_round = next_rounds = opened = 0
     saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "WORKER", "NUM_WORKERS")}
     try:
         for rank in range(args.ranks):
@@ -265,18 +265,23 @@ def split(args: argparse.Namespace) -> None:
                                    "NUM_WORKERS": str(args.workers)})
                 for url in wds.split_by_worker(wds.split_by_node(iter(urls))):
                     evaluated[int(url[6:12])] += 1
-                draws = iter(wds.ResampledShards(urls, seed=0, deterministic=True))
-                for _ in range(opened):
-                    drawn[int(next(draws)["url"][6:12])] += 1
+                left = need
+                for round_, group in dealt_shards(args.shards, 0, rank * args.workers + worker, slots):
+                    taken = min(left, len(group) * shard_size)
+                    this_round, next_rounds = this_round + taken * (round_ == 0), next_rounds + taken * (round_ > 0)
+                    read = len(group) * shard_size if taken == len(group) * shard_size else samples_read(
+                        taken, SHUFFLE_BUFFER, SHUFFLE_BUFFER // 2)
+                    opened, left = opened + math.ceil(min(read, len(group) * shard_size) / shard_size), left - taken
+                    if not left:
+                        break
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     kept = Kept("rehearsal")
     kept.update({"split": {"shards": args.shards, "ranks": args.ranks, "workers": args.workers,
-                           "eval_exactly_once": all(n == 1 for n in evaluated),
-                           "train_images": per_worker * BATCH * args.ranks * args.workers,
-                           "train_shards_opened": sum(drawn), "train_shards_unread": drawn.count(0),
-                           "train_shards_read_twice_or_more": sum(n >= 2 for n in drawn)}})
+                           "eval_exactly_once": all(n == 1 for n in evaluated), "train_images": need * slots,
+                           "train_from_this_round": this_round, "train_from_next_round": next_rounds,
+                           "train_shards_opened": opened}})
     print(kept.scores["split"])
 
 
@@ -329,10 +334,12 @@ def report(args: argparse.Namespace) -> None:
     split_line = "" if sp is None else (
         f"\n\nThe split of {sp['shards']:,} shards over {sp['ranks']} ranks x {sp['workers']} loader workers "
         f"(`python -m benchmarks.rehearsal split`): evaluation reads each image exactly once: "
-        f"{'yes' if sp['eval_exactly_once'] else 'NO'}. Training draws shards with replacement, so that every rank "
-        f"takes the same number of steps: an epoch trains on {sp['train_images']:,} images from "
-        f"{sp['train_shards_opened']:,} shard reads, which leave {sp['train_shards_unread']:,} of the "
-        f"{sp['shards']:,} shards unread and read {sp['train_shards_read_twice_or_more']:,} twice or more.")
+        f"{'yes' if sp['eval_exactly_once'] else 'NO'}. Training deals each round's shards once over all "
+        f"workers, so that every rank takes the same number of steps; its epoch of {sp['train_images']:,} images "
+        f"takes {sp['train_from_this_round']:,} from the epoch's round, each once "
+        f"({sp['train_from_this_round'] / (1000 * sp['shards']):.1%} of the folder), and "
+        f"{sp['train_from_next_round']:,} from the next, where workers with fewer shards go on, in "
+        f"{sp['train_shards_opened']:,} shard reads.")
     md = f"""Command: `python -m benchmarks.rehearsal run --sizes {','.join(map(str, sizes))} --s3-max {s['s3_max']}`,
 then `split` and `report`. `ptgen synth --model {SPEC} --per-class N` for N x {CLASSES:,} images ({CLASSES:,} classes
 of 32 px RGB noise, JPEG, shards of 1,000) on local disk; {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GiB; code

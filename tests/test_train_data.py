@@ -1,12 +1,14 @@
 """Training-stage data: ptgen shards through WebDataset, ImageFolder trees, preprocessing."""
 
+import itertools
+
 import pytest
 import torch
 from PIL import Image
 
 from ptcommon.cli import InputError
 from train.data.folder import UnlabeledImages, labeled_split
-from train.data.shards import CorruptCounter, ShardSet
+from train.data.shards import CorruptCounter, ShardSet, dealt_shards
 from train.data.transforms import Preprocess
 
 GRAY16 = Preprocess(image_size=16, in_chans=1, mean=(0.5,), std=(0.5,))
@@ -33,6 +35,34 @@ def test_train_pipeline_has_a_fixed_epoch_length(shards):
     epoch = list(data.pipeline(GRAY16.transform(True), 4, train=True, seed=0, with_labels=True,
                                corrupt=CorruptCounter(False), batches_per_worker=6))
     assert len(epoch) == 6 and all(b[0].shape == (4, 1, 16, 16) for b in epoch)
+
+
+@pytest.mark.parametrize("count, slots", [(10, 1), (10, 3), (13, 4), (3, 8)])
+def test_training_deals_every_shard_once_a_round_over_all_workers(count, slots):
+    """However the shards divide over the workers, each round of the deal holds every shard once,
+    and a worker's shards come grouped by round, in order."""
+    reads: dict[int, list[int]] = {}
+    for slot in range(slots):
+        groups = dealt_shards(count, 7, slot, slots)
+        for round_, group in itertools.islice(groups, 6):
+            reads.setdefault(round_, []).extend(group)
+    full = [r for r in reads if r < min(max(reads), 4)]  # rounds every slot has passed
+    assert full and all(sorted(reads[r]) == list(range(count)) for r in full)
+    assert reads[0] != reads[1]  # another permutation each round
+    assert next(dealt_shards(count, 7, 0, slots)) == next(dealt_shards(count, 7, 0, slots))
+
+
+def test_an_epoch_that_matches_the_folder_trains_on_every_image_once(shards):
+    """One worker and an epoch of the folder's size: the round's images, each once, whatever shards
+    of uneven sizes (21 samples in shards of 5 and one of 1) and the shuffle buffer."""
+    data = ShardSet(shards)
+
+    def images(train: bool) -> list[bytes]:
+        pipeline = data.pipeline(lambda image: image, 21, train=train, seed=3, with_labels=True,
+                                 corrupt=CorruptCounter(False), batches_per_worker=1 if train else None)
+        return sorted(image.tobytes() for batch in pipeline for image in batch[0])
+
+    assert images(train=True) == images(train=False)
 
 
 def test_corrupted_shard_is_named_or_skipped(shards, tmp_path):

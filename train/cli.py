@@ -238,7 +238,8 @@ def pp(shards: str, arch: str, val_shards: int | None, skip_corrupt: bool, polic
     """Pseudo pre-training: train ARCH on the shards' source labels.
 
     Class count and names come from the shards' dataset.json. Every rank takes the same number
-    of steps per epoch (count / (batch x ranks)), drawing shards with replacement.
+    of steps per epoch (count / (batch x ranks)); each epoch deals the shards anew over every
+    rank's loader workers, each shard once before any again.
     """
     from .jobs import pp as run_pp
 

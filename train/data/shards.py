@@ -11,8 +11,9 @@ import functools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
+import numpy as np
 import torch
 import webdataset as wds
 
@@ -38,7 +39,7 @@ class CorruptCounter:
     skip: bool
     count: int = 0
     where: set = field(default_factory=set)
-    # Training resamples shards forever, so a folder damaged throughout would spin without a step;
+    # Training deals shards forever, so a folder damaged throughout would spin without a step;
     # two counts in a row tell it apart from bad luck. Skips since the last sample that decoded,
     # against `limit`; shard reads that failed since the last sample read out of any tar, against
     # `reads_limit`: a folder whose every shard fails to open stops after a few reads of each, however
@@ -91,6 +92,9 @@ class ShardSet:
 
     layout: Layout = PTGEN  # the members each sample is read from
     made_by_ptgen = True  # pseudo samples carry their target's confidence; a foreign set's images carry none
+    # What `index_of` maps to head indices: a sample's .cls source id (None), or this field of its .json
+    # (pseudo samples' class name, when they train as labeled extra data).
+    label_field: str | None = None
 
     def __init__(self, root: str | Path, flag: str = "--shards", labeled: bool | None = None,
                  policy: ReadPolicy | None = None, skip_corrupt: bool = False):
@@ -128,22 +132,21 @@ class ShardSet:
         """Batches of (images, labels) or (images,), unlabeled ones with each sample's weight last when
         `weight_of` (a sample's `.json` -> weight) is given; samples of weight 0 are left out.
 
-        Training draws shards with replacement and shuffles their samples, both seeded per (seed,
-        rank, worker), and cuts the endless stream into epochs of `batches_per_worker` batches:
-        every rank takes the same number of steps however unevenly shards divide, so no rank waits
-        at an epoch's end.
+        Training deals the shards to the loader workers of every rank (`dealt_shards`), shuffles
+        each worker's share, and cuts the endless stream into epochs of `batches_per_worker`
+        batches: every rank takes the same number of steps however unevenly shards divide, so no
+        rank waits at an epoch's end.
         Evaluation reads every shard once, split over ranks and workers.
         """
-        urls = list(map(str, self.paths))
-        stages = [wds.ResampledShards(urls, seed=seed, deterministic=True)] if train else [
-            wds.SimpleShardList(urls), wds.split_by_node, wds.split_by_worker]
-        stages.append(wds.pipelinefilter(tar_samples)(self.policy, corrupt.shard_failed, self.layout))
+        read = wds.pipelinefilter(tar_samples)(self.policy, corrupt.shard_failed, self.layout)
         if train:
-            # Limits no folder with a readable sample reaches but by a chance under exp(-16): every
-            # shard read 16 times over (drawn with replacement) and every sample 4 times over.
+            # Limits no folder with a readable sample reaches: every shard read 16 times over and
+            # every sample 4 times over without one that decodes.
             corrupt.reads_limit = 16 * len(self.paths) + 64
             corrupt.limit = 4 * (len(self.paths) + self.count) + 64
-            stages += [wds.map(corrupt.read), _seeded_shuffle(seed)]
+            stages = [self._dealt_samples(seed, read, corrupt)]
+        else:
+            stages = [wds.SimpleShardList(list(map(str, self.paths))), wds.split_by_node, wds.split_by_worker, read]
         stages.append(wds.map(functools.partial(decode, layout=self.layout), handler=corrupt))
         if weight_of is not None:
             stages.append(wds.select(lambda sample: weight_of(sample.meta) > 0))
@@ -156,6 +159,20 @@ class ShardSet:
             pipeline = pipeline.with_epoch(batches_per_worker)
         return pipeline
 
+    def _dealt_samples(self, seed: int, read, corrupt: CorruptCounter):
+        """The pipeline's source in training: this worker's share of each round (`dealt_shards`),
+        read and shuffled a round at a time with a buffer seeded per (seed, rank, worker, round)."""
+        urls = list(map(str, self.paths))
+
+        def samples() -> Iterator[dict]:
+            rank, world, worker, workers = wds.utils.pytorch_worker_info()
+            for round_, group in dealt_shards(len(urls), seed, rank * workers + worker, world * workers):
+                shuffle = wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER // 2,
+                                      seed=derive_seed(seed, rank, worker, round_))
+                yield from shuffle(map(corrupt.read, read(iter({"url": urls[k]} for k in group))))
+
+        return samples
+
     def _fields(self, transform, with_labels: bool, weight_of: Callable[[dict], float] | None = None):
         """(image,) or (image, head index) of a decoded sample (unlabeled: and its weight, with
         `weight_of`); a sample missing its label names its shard."""
@@ -165,22 +182,38 @@ class ShardSet:
                 views = transform(sample.image)  # one tensor, or several views of one image (weak, strong)
                 views = views if isinstance(views, tuple) else (views,)
                 return views if weight_of is None else (*views, torch.tensor(weight_of(sample.meta)))
-            if sample.label is None:
+            label = sample.label if self.label_field is None else sample.meta.get(self.label_field)
+            if label is None:
                 raise ValueError(f"sample {sample.key} lacks its label", sample.shard)
-            if sample.label not in self.index_of:
-                raise ValueError(f"sample {sample.key}: label {sample.label} is not among dataset.json's class_ids",
+            if label not in self.index_of:
+                raise ValueError(f"sample {sample.key}: label {label!r} is not among the classes trained on",
                                  sample.shard)
-            return transform(sample.image), self.index_of[sample.label]
+            return transform(sample.image), self.index_of[label]
 
         return extract
 
 
-def _seeded_shuffle(seed: int):
-    """WebDataset's shuffle buffer, seeded per (seed, rank, worker) once the stream starts in its
-    process (wds.shuffle alone seeds from the clock)."""
+def dealt_shards(count: int, seed: int, slot: int, slots: int) -> Iterator[tuple[int, list[int]]]:
+    """Training's shards for loader worker SLOT of SLOTS (ranks x workers), as (round, shard indices).
 
-    def stage(samples):
-        rank, _, worker, _ = wds.utils.pytorch_worker_info()
-        return wds.shuffle(SHUFFLE_BUFFER, initial=SHUFFLE_BUFFER // 2, seed=derive_seed(seed, rank, worker))(samples)
+    The shards' order is an endless sequence of permutations of all COUNT shards, each seeded from
+    (SEED, round) and the same in every process, dealt position by position to the slots in turn:
+    every shard is read once before any is read again. A slot's shards of one round come as one
+    group, which the pipeline shuffles on its own, so a round's samples all come out before the
+    next round's. An epoch therefore trains on each image once, but for the slots' uneven shares:
+    a slot short of an epoch's images goes on into the next round, one with more stops inside its
+    own (docs/results.md gives the shares at 1,300 shards over 64 ranks x 8 workers)."""
+    position, current, group = slot, 0, []
+    order = _round_order(count, seed, 0)
+    while True:
+        round_, k = divmod(position, count)
+        if round_ != current:
+            if group:
+                yield current, group
+            current, group, order = round_, [], _round_order(count, seed, round_)
+        group.append(order[k])
+        position += slots
 
-    return stage
+
+def _round_order(count: int, seed: int, round_: int) -> list[int]:
+    return np.random.default_rng(derive_seed(seed, "deal", round_)).permutation(count).tolist()
