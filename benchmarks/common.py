@@ -25,6 +25,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,7 +98,22 @@ def module_command(module: str, *args: object) -> list[str]:
 @dataclass(frozen=True)
 class ToolRun:
     seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: float | None  # the tool's own process, its children aside; None where it was killed
+
+
+# Runs a tool's module as __main__ and, at its exit, writes the process's peak RSS (VmHWM) to the
+# file named in argv[1]. The peak a parent could read from wait4 would include its own: the kernel
+# carries a process's peak across exec, and a forked or vforked child starts from the parent's.
+_PEAK_RUNNER = """
+import atexit, runpy, sys
+out, module = sys.argv[1], sys.argv[2]
+def peak():
+    line = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:'))
+    open(out, 'w').write(line.split()[1])
+atexit.register(peak)
+sys.argv = [module, *sys.argv[3:]]
+runpy.run_module(module, run_name='__main__', alter_sys=True)
+"""
 
 
 def run_tool(tool: str, *args: object) -> ToolRun:
@@ -105,19 +121,14 @@ def run_tool(tool: str, *args: object) -> ToolRun:
     root, echoing the command; raise CalledProcessError when it fails."""
     cmd = module_command(tool, *args)
     print("$", shlex.join(["python", *cmd[1:]]), flush=True)
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT)
-    # wait4 rather than proc.wait(): it also returns this child's own peak RSS, which
-    # RUSAGE_CHILDREN would merge with every earlier child's.
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    # Popen would otherwise try to reap the child again when collected.
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, cmd)
-    return ToolRun(seconds, usage.ru_maxrss / 1024)  # Linux reports KiB
-
-
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RUNNER, peak, tool, *cmd[3:]], cwd=ROOT)
+        seconds = time.perf_counter() - start
+        if proc.returncode:
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
+        return ToolRun(seconds, int(peak.read_text()) / 1024 if peak.exists() else None)  # KiB
 def train_until_finished(command: str, out: Path, *args: object) -> ToolRun | None:
     """`pttrain COMMAND ARGS --out OUT --quiet`, resumed when OUT holds an unfinished run;
     None, without running, when OUT already holds a finished run."""

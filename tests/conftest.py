@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,16 @@ def target(tmp_path_factory):
             path = root / split / name
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("L", (12, 12), 40 * (i + 1)).save(path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def validated(target, tmp_path_factory):
+    """The target with a val/ part (its one test image), so that each epoch of a run on it also ends
+    in the validation (and, on several processes, its collective)."""
+    root = tmp_path_factory.mktemp("validated") / "data"
+    shutil.copytree(target, root)
+    shutil.copytree(root / "test", root / "val")
     return root
 
 

@@ -7,9 +7,7 @@ interpreter is about to finalize: a thread running torch code then (gloo's worke
 writer) is what aborts a process at exit, and only sometimes, so the report is checked on every run."""
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +18,9 @@ import pytest
 import torch
 
 from conftest import ROOT
-from ptcommon.launcher import PORT_BASE
+import two_ranks
 from rank_at_exit import MARK
+from two_ranks import free_job_id, srun_task
 from train.cli import main as pttrain
 from train.runs import CHECKPOINT_FILE, LOCK_FILE
 
@@ -29,7 +28,6 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="re
 
 RANK = [sys.executable, str(ROOT / "tests" / "rank_at_exit.py")]
 EPOCHS = 16  # one step each: enough that an interrupt lands mid-run, few enough to finish on resume
-FAST = ["--arch", "test_resnet", "--img-size", "16", "--min-steps", "0", "--quiet", "--workers", "0"]
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # Native threads that may not outlive a command: gloo's workers and transport loop, the TCP store's.
 GROUP_THREADS = ("pt_gloo", "gloo", "pt_tcpstore")
@@ -40,19 +38,7 @@ ABORT_SIGNS = ("terminate called", "Signal 6", "SIGABRT", "core dumped")
 
 
 def finetune(data, out, *extra):
-    """3 training images, batches of 2 on each of 2 processes: one step an epoch, a global batch of 4;
-    a checkpoint and a collective (the logged means) after every step."""
-    return ["finetune", "--data", str(data), "--init", "none", "--epochs", str(EPOCHS), "--batch-size", "2",
-            "--checkpoint-every", "1", "--out", str(out), *FAST, *extra]
-
-
-@pytest.fixture(scope="module")
-def validated(target, tmp_path_factory):
-    """The target with a val/ part, so that each epoch also ends in the validation's collective."""
-    root = tmp_path_factory.mktemp("validated") / "data"
-    shutil.copytree(target, root)
-    shutil.copytree(root / "test", root / "val")
-    return root
+    return two_ranks.finetune(data, out, EPOCHS, *extra)
 
 
 def clean_env(**extra) -> dict:
@@ -172,25 +158,11 @@ def test_ctrl_c_stops_a_torchrun_run_and_it_resumes(cli, validated, tmp_path):
     resume_to_the_end(cli, validated, run, checkpoint_step(run))
 
 
-def free_job_id() -> int:
-    """A SLURM job id whose master port (ptcommon/launcher.py derives it from the id) is free here."""
-    for job in range(os.getpid() % 1000, 20000, 997):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", PORT_BASE + job))
-                return job
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
-
-
 def srun_step(args: list[str], log_dir: Path, name: str) -> list[Launched]:
     """The two tasks of an srun step on one node, as srun starts them: SLURM's variables, no torchrun's."""
-    job = free_job_id()
-    return [Launched([*RANK, *args], log_dir / f"{name}{rank}.log", clean_env(
-        SLURM_STEP_ID="0", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODEID="0",
-        SLURM_STEP_NUM_TASKS="2", SLURM_STEP_TASKS_PER_NODE="2", SLURM_STEP_NODELIST="localhost",
-        SLURM_JOB_ID=str(job))) for rank in range(2)]
+    job = free_job_id(os.getpid())
+    return [Launched([*RANK, *args], log_dir / f"{name}{rank}.log", clean_env(**srun_task(rank, 2, job)))
+            for rank in range(2)]
 
 
 def test_ctrl_c_stops_an_srun_step_with_loader_workers_and_it_resumes(cli, validated, tmp_path):

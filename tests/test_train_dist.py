@@ -11,30 +11,17 @@ import socket
 import pytest
 import torch
 
-from ptcommon.launcher import PORT_BASE
+import two_ranks
+from two_ranks import free_job_id, srun_task
 from train.cli import main as pttrain
 from train.runs import LOCK_FILE, RunLock
 from train.trainer import Trainer
 
-FAST = ["--arch", "test_resnet", "--img-size", "16", "--min-steps", "0", "--quiet", "--workers", "0"]
+EPOCHS = 6
 
 
 def finetune(target, out, *extra):
-    """3 training images in batches of 2 on each of 2 processes: a global batch of 4, 1 step an epoch, 6 in all."""
-    return ["finetune", "--data", str(target), "--init", "none", "--epochs", "6", "--batch-size", "2",
-            "--checkpoint-every", "1", "--out", str(out), *FAST, *extra]
-
-
-def free_job_id() -> int:
-    """A SLURM job id whose derived master port (ptcommon/launcher.py) is free on this machine."""
-    for job in random.Random().sample(range(20000), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", PORT_BASE + job))
-                return job
-            except OSError:
-                continue
-    raise RuntimeError("no free port")
+    return two_ranks.finetune(target, out, EPOCHS, *extra)
 
 
 def srun_task_until(rank: int, world: int, job: int, args: list[str], stop: int) -> None:
@@ -43,9 +30,7 @@ def srun_task_until(rank: int, world: int, job: int, args: list[str], stop: int)
     for name in [n for n in os.environ if n.startswith("SLURM_") or n in ("RANK", "WORLD_SIZE", "MASTER_ADDR",
                                                                          "MASTER_PORT", "LOCAL_RANK")]:
         del os.environ[name]
-    os.environ.update(SLURM_STEP_ID="0", SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank), SLURM_NODEID="0",
-                      SLURM_STEP_NUM_TASKS=str(world), SLURM_STEP_TASKS_PER_NODE=str(world),
-                      SLURM_STEP_NODELIST="localhost", SLURM_JOB_ID=str(job), OMP_NUM_THREADS="1")
+    os.environ.update(srun_task(rank, world, job), OMP_NUM_THREADS="1")
     checkpoint = Trainer._checkpoint
 
     def interrupt(self):
@@ -61,20 +46,11 @@ def srun_task_until(rank: int, world: int, job: int, args: list[str], stop: int)
 
 
 @pytest.fixture(scope="module")
-def validated(target, tmp_path_factory):
-    """The target with a val/ part: its one test image, which the curve is drawn on."""
-    root = tmp_path_factory.mktemp("validated") / "data"
-    shutil.copytree(target, root)
-    shutil.copytree(root / "test", root / "val")
-    return root
-
-
-@pytest.fixture(scope="module")
 def started_on_two(validated, tmp_path_factory):
     """A finetune run on 2 processes, stopped after step 3 of 6."""
     out = tmp_path_factory.mktemp("dist") / "run"
     spawn = multiprocessing.get_context("spawn")
-    job = free_job_id()
+    job = free_job_id(random.randrange(20000))
     procs = [spawn.Process(target=srun_task_until, args=(r, 2, job, finetune(validated, out), 3)) for r in range(2)]
     for p in procs:
         p.start()
