@@ -20,6 +20,12 @@ the main comparison (benchmarks/reproduce.py), at one labeled budget (5 a class 
   pp_size      synthetic images a source class in {1, 3, 10, 30} (5 epochs), then PP -> finetune
   pp_format    the PP shards' image format: PNG (lossless, what --image-format auto writes for the
                built-in world), JPEG at quality 95 and 90, WebP at 95; then PP -> finetune
+  filtering    PP shards kept by the source classifier at P >= 0.5 and 0.8 (ptgen synth --classifier
+               --min-confidence), against no filter, all at the generator's guidance 2 and on the classes a
+               probe finds it can serve (filter_classes); then PP -> finetune on digits
+               (filtering_lookalikes: on lookalikes); the report gives the candidates drawn a kept image
+  guidance     PP shards at guidance 2 against a scale drawn per sample in [1, 3]; then PP -> finetune on
+               digits (guidance_lookalikes: on lookalikes)
   pp_epochs    PP epochs in {2, 5, 15} (10 images a class), then PP -> finetune; in both, pp keeps
                its --min-steps floor like every route, so short runs are lifted to 300 steps (the
                report gives each pp run's steps)
@@ -47,13 +53,14 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from benchmarks import reproduce, targets
 from benchmarks.common import (
     ROOT, RUNS, Kept, cli, describe_paired, doc_flag, flag, ints, paired, pyplot, read_json, spread, table, words,
     write_section,
 )
-from benchmarks.reproduce import FULL, Cell, Settings, mask_rate, ssl_flags
+from benchmarks.reproduce import FULL, SOURCE, Cell, Settings, mask_rate, ssl_flags
 
 WORK = RUNS / "ablations"
 PLOT = ROOT / "docs" / "ablations.png"
@@ -100,6 +107,55 @@ def coverage(target: str) -> list[Variant]:
             pseudo("PP + P-SSL, weight 0 (control)", *ALL, on=on, weight=0), oracle("oracle (real unlabeled)", on=on)]
 
 
+# The built-in generator's own guidance, named, so that these groups' PP shards are made and
+# trained by the code they measure rather than taken from the main comparison's cache.
+FIXED_GUIDANCE = ("--guidance", 2)
+
+
+# Some glyph classes the generator draws so that its own classifier rarely recognises them: a filter
+# at any useful P would stop at those (ptgen synth stops a class that cannot fill its quota). The
+# filtering groups therefore train on the classes whose 3 probe samples all reach PROBE_FLOOR, the
+# unfiltered variant included; `filter_classes` says how they were found.
+PROBE_FLOOR = 0.7
+
+
+def filter_classes() -> str:
+    """--class-ids of the classes the filter can serve: from `ptgen synth --per-class 3` scored by
+    the source classifier at --min-confidence 0.001 (which keeps every sample and records its
+    confidence), those whose every sample reaches PROBE_FLOOR; made once and kept."""
+    key = "filter_classes"
+    if key not in kept().scores:
+        import pyarrow.parquet as pq
+
+        probe = reproduce.CACHE / "filter-probe"
+        if reproduce.made_seconds(probe) is None:
+            reproduce.run_tool("generate", "synth", "--out", probe, "--per-class", 3, "--seed", 0, "--classifier",
+                               SOURCE, "--min-confidence", 0.001, "--quiet")
+            (probe / reproduce.MADE).write_text("{}")
+        rows = pq.read_table(probe / "manifest.parquet", columns=["label", "confidence"]).to_pylist()
+        lowest: dict[int, float] = {}
+        for row in rows:
+            lowest[row["label"]] = min(lowest.get(row["label"], 1.0), row["confidence"])
+        kept().update({key: [c for c in sorted(lowest) if lowest[c] >= PROBE_FLOOR]})
+    return ",".join(map(str, kept().scores[key]))
+
+
+def filtering(target: str = "digits") -> list[Variant]:
+    """PP -> finetune on shards kept by the source classifier at two levels of P, against none, on
+    the classes of `filter_classes`."""
+    on, classes = {"target": target}, ("--class-ids", filter_classes())
+    return [Variant("no filter", "pp", {**on, "synth_extra": (*FIXED_GUIDANCE, *classes)})] + [
+        Variant(f"P >= {p}", "pp", {**on, "synth_extra": (*FIXED_GUIDANCE, *classes, "--classifier", SOURCE,
+                                                           "--min-confidence", p)}) for p in (0.5, 0.8)]
+
+
+def guidance(target: str = "digits") -> list[Variant]:
+    """PP -> finetune on shards sampled at the generator's guidance 2, against a scale drawn per sample."""
+    on = {"target": target}
+    return [Variant("guidance 2", "pp", {**on, "synth_extra": FIXED_GUIDANCE}),
+            Variant("guidance 1:3 a sample", "pp", {**on, "synth_extra": ("--guidance", "1:3")})]
+
+
 # The PCS top-k at which the temperature is varied, and the soft label of the `pcs` group: a soft
 # label kept to a few classes (at top-k 1, the default, the temperature changes nothing).
 CHOSEN_TOP_K = 5
@@ -107,7 +163,8 @@ CHOSEN_TOP_K = 5
 # Every variant of a setting that pttrain/ptgen has a default for names its value explicitly, so that
 # a result never silently stands for a default that has since changed (--condition random ignores
 # PCS's top-k and temperature).
-GROUPS: dict[str, tuple[str, list[Variant]]] = {
+# A group's variants, or what makes them where that needs a run first (filter_classes).
+GROUPS: dict[str, tuple[str, list[Variant] | Callable[[], list[Variant]]]] = {
     "top_k": ("PCS top-k (T = 1)", [pseudo(f"k={k}", "--top-k", k, "--temperature", 1) for k in (1, 5, "all")]),
     "temperature": (f"PCS temperature T (top-k {CHOSEN_TOP_K})", [
         pseudo(f"T={t}", "--top-k", CHOSEN_TOP_K, "--temperature", t) for t in (0.5, 1, 2)]),
@@ -138,6 +195,11 @@ GROUPS: dict[str, tuple[str, list[Variant]]] = {
     "pp_format": ("image format of the PP shards", [Variant("png", "pp", {})] + [
         Variant(f"{fmt} q{q}", "pp", {"synth_extra": ("--image-format", fmt, "--quality", q)})
         for fmt, q in (("jpg", 95), ("jpg", 90), ("webp", 95))]),
+    "filtering": ("PP shards filtered by the source classifier (digits)", filtering),
+    "filtering_lookalikes": ("PP shards filtered by the source classifier (lookalikes)",
+                             functools.partial(filtering, "lookalikes")),
+    "guidance": ("guidance of the PP shards (digits)", guidance()),
+    "guidance_lookalikes": ("guidance of the PP shards (lookalikes)", guidance("lookalikes")),
     "pp_epochs": ("PP epochs", [
         Variant(f"{e} epochs", "pp", {} if e == FULL.pp_epochs else {"pp_epochs": e}) for e in (2, 5, 15)]),
 }
@@ -147,7 +209,7 @@ def run(args: argparse.Namespace) -> None:
     start = time.monotonic()
     for group in args.groups:
         for seed in args.seeds:
-            for variant in GROUPS[group][1]:
+            for variant in variants_of(group):
                 cell = variant.cell(args.budget, seed)
                 if top1(variant, args.budget, seed) is not None:
                     continue
@@ -156,6 +218,11 @@ def run(args: argparse.Namespace) -> None:
                           file=sys.stderr)
                     return
                 cell.run(variant.row)
+
+
+def variants_of(group: str) -> list[Variant]:
+    variants = GROUPS[group][1]
+    return variants() if callable(variants) else variants
 
 
 @functools.cache
@@ -201,10 +268,31 @@ def pp_schedules(variants: list[Variant], args: argparse.Namespace) -> str:
     return "The pp runs, as they trained: " + "; ".join(out) + "." if out else ""
 
 
+def filtering_cost(variants: list[Variant], args: argparse.Namespace) -> str:
+    """Candidates drawn a kept image, and the kept images' mean confidence, from each filtered
+    variant's PP shards (the manifest's `candidates` and `confidence`)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for v in variants:
+        folder = v.cell(args.budget, args.seeds[0]).synth_path()
+        key = f"cache/{folder.name}/filtering"
+        manifest = folder / "manifest.parquet"
+        if manifest.exists() and "candidates" in pq.read_schema(manifest).names:
+            rows = pq.read_table(manifest, columns=["candidates", "confidence"]).to_pydict()
+            summary = {"candidates_per_kept": sum(rows["candidates"]) / len(rows["candidates"]),
+                       "mean_confidence": statistics.mean(rows["confidence"])}
+            kept().update({key: summary})
+        if (summary := kept().scores.get(key)) is not None:
+            out.append(f"{v.label}: {summary['candidates_per_kept']:.2f} candidates a kept image, "
+                       f"kept confidence {summary['mean_confidence']:.3f} on average")
+    return "Cost of the filter: " + "; ".join(out) + "." if out else ""
+
+
 def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], list[float]]:
     """A group's table (and, for its kind, the pp schedules or the paired lines), with each
     variant's mean and sd for the plot."""
-    title, variants = GROUPS[group]
+    title, variants = GROUPS[group][0], variants_of(group)
     rows, means, sds = [], [], []
     for v in variants:
         values = [t for s in args.seeds if (t := top1(v, args.budget, s)) is not None]
@@ -217,10 +305,13 @@ def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], 
     if all(row[-1] == "—" for row in rows):  # no P-SSL run in the group
         header, rows = header[:-1], [row[:-1] for row in rows]
     parts = [f"{title}:", table(header, rows)]
-    if group in ("pp_size", "pp_epochs", "pp_format"):
+    shard_groups = ("pp_format", "filtering", "filtering_lookalikes", "guidance", "guidance_lookalikes")
+    if group in ("pp_size", "pp_epochs", *shard_groups):
         parts.append(pp_schedules(variants, args))
-    if group == "pp_format":
+    if group in shard_groups:
         parts.append(paired_lines(variants, args, rows=("pp",)))
+    if group.startswith("filtering"):
+        parts.append(filtering_cost(variants, args))
     part = "\n\n".join(p for p in parts if p)
     target = variants[0].change.get("target")
     if target:
@@ -236,14 +327,14 @@ def report(args: argparse.Namespace) -> None:
     if args.groups:  # each its own section, beside the whole study's (which needs every group's runs)
         for group in args.groups:
             part = group_part(group, args)[0]
-            target = GROUPS[group][1][0].change.get("target", "digits")
+            target = variants_of(group)[0].change.get("target", "digits")
             write_section(f"ablations_{group}", f"Command: `python -m benchmarks.ablations run --groups {group} --budget "
                           f"{args.budget} --seeds {','.join(map(str, args.seeds))}`, then `python -m benchmarks.ablations "
                           f"report --groups {group}` (benchmarks/ablations.py says what the group varies); test top-1 "
                           f"on {target} at {args.budget} labels a class, mean ± sd over seeds.\n\n" + part, args.doc)
         return
     plt = pyplot()
-    present = [g for g in GROUPS if any(top1(v, args.budget, s) is not None for v in GROUPS[g][1] for s in args.seeds)]
+    present = [g for g in GROUPS if any(top1(v, args.budget, s) is not None for v in variants_of(g) for s in args.seeds)]
     if not present:
         raise SystemExit(f"no ablation results under {WORK}: run `python -m benchmarks.ablations run` first")
     cols = min(4, len(present))
@@ -253,7 +344,7 @@ def report(args: argparse.Namespace) -> None:
         ax.set_visible(False)
     parts = []
     for ax, group in zip(axes.flat, present):
-        title, variants = GROUPS[group]
+        title, variants = GROUPS[group][0], variants_of(group)
         part, means, sds = group_part(group, args)
         parts.append(part)
         ax.bar(range(len(variants)), means, yerr=sds, capsize=3, color=[f"C{i}" for i in range(len(variants))])

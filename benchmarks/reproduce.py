@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import statistics
 import sys
@@ -111,8 +112,11 @@ LABELS = {"logreg": "logistic regression, pixels", "svm": "RBF SVM, pixels", "sc
 
 
 def _tag(extra: tuple) -> str:
-    """A cache folder's name part for the flags EXTRA."""
+    """A cache folder's name part for the flags EXTRA (a digest of them where they would make a
+    name too long, as a list of class ids would)."""
     tag = "".join(str(e).lstrip("-") for e in extra)
+    if len(tag) > 80:
+        tag = tag[:40] + "-" + hashlib.sha256(tag.encode()).hexdigest()[:12]
     return "-" + tag if tag else ""
 
 

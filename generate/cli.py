@@ -11,6 +11,8 @@ from ptcommon.cli import Group, packed
 from ptcommon.outputs import human_bytes
 from ptcommon.shards import IMAGE_FORMATS, ReadPolicy, read_options
 
+from .generator import GuidanceRange
+from .filtering import DEFAULT_MAX_CANDIDATES
 from .jobs import CONFIRM_BYTES, CONFIRM_SECONDS, Generation
 from .models import DTYPES
 
@@ -48,6 +50,29 @@ class TopK(click.ParamType):
         self.fail(f"{value!r} is neither a positive number of classes nor 'all'", param, ctx)
 
 
+class Guidance(click.ParamType):
+    """--guidance: one scale (a number, 0 or more), or a range LO:HI each sample draws its scale from."""
+
+    name = "S|LO:HI"
+    _scale = click.FloatRange(min=0)
+
+    def convert(self, value, param, ctx):
+        if value is None or isinstance(value, (float, int)):
+            return value
+        parts = str(value).split(":")
+        if len(parts) == 1:
+            return self._scale.convert(value, param, ctx)
+        if len(parts) != 2 or not all(part.strip() for part in parts):
+            self.fail(f"{value!r} is neither a scale nor a range LO:HI; give e.g. 2 or 1:3", param, ctx)
+        low, high = (self._scale.convert(part, param, ctx) for part in parts)
+        if low > high:
+            self.fail(f"{value!r}: LO {low:g} is above HI {high:g}; give LO:HI with LO at most HI, e.g. 1:3",
+                      param, ctx)
+        if high == float("inf"):
+            self.fail(f"{value!r}: HI must be finite, e.g. 1:3", param, ctx)
+        return GuidanceRange(low, high)
+
+
 def generation_options(default_out: str):
     """The flags synth and pseudo share: model, sampling, output, ranks."""
     options = [
@@ -59,14 +84,24 @@ def generation_options(default_out: str):
                      help="builtin:NAME, a diffusers folder (`ptgen models` lists the kinds), a hub id, or "
                           "noise:CLASSESxSIZE[x1] (seeded noise, no network: a dry run of a job's storage at full size)."),
         click.option("--steps", type=click.IntRange(min=1), help="Sampling steps. [default: the model's own]"),
-        click.option("--guidance", type=click.FloatRange(min=0), help="Classifier-free guidance scale; 1 or less "
-                     "turns it off. [default: the model's own]"),
+        click.option("--guidance", type=Guidance(), help="Classifier-free guidance scale; 1 or less turns it off. "
+                     "LO:HI draws each sample's scale uniformly in [LO, HI] from its own seed and records it in the "
+                     "sample's .json (`guidance`); a sample at 1 or less is unguided. [default: the model's own]"),
         click.option("--image-size", type=click.IntRange(min=1), help="Pixels a side; text-to-image models "
                      "only, any other takes its native size alone. [default: the model's native size]"),
         click.option("--class-names", type=click.Path(path_type=Path), help="Text-to-image models only: a file "
                      "of class names, one a line, the first line class 0. [default: ImageNet-1k's, in index order]"),
-        click.option("--prompt", help="Text-to-image models only: the prompt of each class, with {} where its "
-                     "name goes. [default: 'a photo of a {}.']"),
+        click.option("--prompt", multiple=True, help="Text-to-image models only: the prompt of each class, with {} "
+                     "where its name goes. Give it several times for several templates, or set:photo for ptgen's "
+                     "set of eight photographic ones (a default, not a tuned choice); each sample takes one, picked "
+                     "from its own seed, and records it in its .json (`prompt`). [default: 'a photo of a {}.']"),
+        click.option("--prompts", type=click.Path(path_type=Path), help="Text-to-image models only: classes' own "
+                     "prompts, whole sentences: a JSON object of class name -> list of prompts, or in a .jsonl file "
+                     "one {\"class\": NAME, \"prompts\": [TEXT, ...]} a line. Each sample takes one of its class's, "
+                     "picked from its own seed, and records it in its .json (`prompt`); a class the file does not "
+                     "name takes the --prompt templates."),
+        click.option("--negative-prompt", help="Text-to-image models only: the prompt classifier-free guidance "
+                     "steers away from, in place of the empty prompt. Needs guidance above 1."),
         click.option("--seed", type=int, default=0, show_default=True,
                      help="Base seed; sample i's noise is seeded by (seed, i)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH, show_default=True,
@@ -115,24 +150,53 @@ def generation_options(default_out: str):
     return packed(Generation, "gen", options)
 
 
+# synth's and pseudo's: the source classifier's weights where it is a timm model.
+classifier_weights_option = click.option(
+    "--classifier-weights", type=click.Path(path_type=Path),
+    help="For timm:NAME without network access: a local state dict (.safetensors, or .pth read with "
+         "weights_only). [default: timm's pretrained weights from the hub]")
+
+
 @main.command()
 @click.option("--classes", type=click.IntRange(min=1), help="Use the first N source classes. [default: all]")
 @click.option("--class-ids", help="Source class ids to use, e.g. '3,7,100-199'.")
 @click.option("--per-class", type=click.IntRange(min=1), default=DEFAULT_PER_CLASS, show_default=True,
               help="Images per class. The default finishes in minutes for 1000 classes of the built-in model "
                    "on a laptop CPU; pre-training wants more (see docs/results.md).")
+@click.option("--classifier", help="Keep only samples that this source classifier (builtin:NAME, a pttrain run "
+              "folder, or timm:NAME, an ImageNet-1k model whose classes map onto a DiT's or BigGAN's by index) "
+              "gives their own class with probability at least --min-confidence, each through its own "
+              "preprocessing; a sample draws candidates until one passes, so each class still gets --per-class. "
+              "Its classes map onto the generator's by source class id. [default: no filtering]")
+@classifier_weights_option
+@click.option("--min-confidence", type=click.FloatRange(0, 1, min_open=True),
+              help="With --classifier: the probability of its own class (0 < P <= 1) a sample needs to be kept. "
+                   "Part of the config hash.")
+@click.option("--max-candidates", type=click.IntRange(min=1),
+              help="With --classifier: the candidates a sample may draw; a sample that reaches it without one "
+                   "kept stops the job and names its class, keeping the finished shards. Part of the config "
+                   f"hash. [default: {DEFAULT_MAX_CANDIDATES}]")
 @generation_options(default_out="shards")
-def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Generation) -> None:
+def synth(classes: int | None, class_ids: str | None, per_class: int, classifier: str | None,
+          classifier_weights: Path | None, min_confidence: float | None, max_candidates: int | None,
+          gen: Generation) -> None:
     """Write class-conditional samples with their labels as WebDataset shards.
 
     Sample i has class ids[i mod n] and noise seeded by (--seed, i); shard k holds samples
     [k*M, (k+1)*M) for M = --shard-size. So shards are byte-identical however the work is split
     over ranks (--rank/--world, or torchrun) and however often it is interrupted and rerun: a
     rerun skips finished shards. See docs/shards.md for the format.
+
+    With --classifier and --min-confidence, sample i is the first of its candidates 0, 1, ... that
+    the classifier keeps: candidate 0 is the sample above, candidate c a fresh seed of (--seed, i,
+    c). Each kept sample's .json adds confidence and candidates; `ptgen inspect` shows the
+    acceptance per class.
     """
+    from .filtering import check_filter
     from .jobs import run_synth
 
-    run_synth(gen, classes, class_ids, per_class)
+    run_synth(gen, classes, class_ids, per_class,
+              check_filter(classifier, min_confidence, max_candidates, classifier_weights))
 
 
 @main.command()
@@ -144,9 +208,7 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
               help="The source classifier C_s: builtin:NAME, a pttrain run folder, or timm:NAME (an ImageNet-1k "
                    "model, whose classes map onto a DiT's or BigGAN's by index). Its classes map onto the "
                    "generator's by source class id.")
-@click.option("--classifier-weights", type=click.Path(path_type=Path),
-              help="For timm:NAME without network access: a local state dict (.safetensors, or .pth read with "
-                   "weights_only). [default: timm's pretrained weights from the hub]")
+@classifier_weights_option
 @click.option("--per-target", type=click.IntRange(min=1), default=DEFAULT_PER_TARGET, show_default=True,
               help="Pseudo samples per target image.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -160,21 +222,32 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, gen: Gener
 @click.option("--condition", type=click.Choice(["soft", "random"]), default="soft", show_default=True,
               help="soft: condition on the soft label p (pseudo conditional sampling). random: each sample a uniformly "
                    "random source class, ignoring the target: the ablation baseline (docs/results.md).")
+@click.option("--strength", type=float, default=1.0, show_default=True, metavar="S",
+              help="In (0, 1]. 1: each sample starts from noise. Below 1: each starts from its own target image, "
+                   "resized to the generator's size and channels (for DiT and Stable Diffusion encoded by the VAE), "
+                   "noised with the sample's seeded noise to the step S names, and only the last round(steps*S) "
+                   "steps (rounded half up, at least one) run, under its soft label (SDEdit): the lower, the closer "
+                   "to the target and the less of the source's look. Diffusion models only (unet, dit, sd); below 1 "
+                   "part of the config hash and of each sample's .json.")
 @generation_options(default_out="shards/pseudo")
 def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_target: int, temperature: float,
-           top_k: int | None, condition: str, gen: Generation) -> None:
+           top_k: int | None, condition: str, strength: float, gen: Generation) -> None:
     """Pseudo conditional sampling: source-domain look-alikes of the target images, unlabeled.
 
     For every image x of the target's train/, p = softmax(C_s(x)/T) from the source classifier
     (with its own preprocessing: a run folder's recorded resize, a timm: model's evaluation
     transform), optionally kept to its top-k, then --per-target samples
     G_s(z, p) conditioned on the probability-weighted mixture of class embeddings. Shards as
-    ptgen synth's, without .cls; each .json holds target_key, the classifier's confidence on that
-    target (target_confidence, which pttrain pssl's --guard reads) and the top source classes.
+    ptgen synth's, without .cls; each .json holds target_key, the target's class where the target
+    has labels (target_class: its train/ folder, or its ClassLabel's name), the classifier's
+    confidence on that target (target_confidence, which pttrain pssl's --guard reads) and the top
+    source classes. With --strength below 1 each sample grows from its own target image instead of
+    from noise.
     """
     from .jobs import PseudoRequest, run_pseudo
 
-    run_pseudo(gen, PseudoRequest(target, classifier, classifier_weights, per_target, temperature, top_k, condition))
+    run_pseudo(gen, PseudoRequest(target, classifier, classifier_weights, per_target, temperature, top_k, condition,
+                                  strength))
 
 
 @main.command()
@@ -182,9 +255,10 @@ def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_t
 @click.option("--grid", type=click.Path(path_type=Path), help="Write a contact sheet PNG: rows are classes, columns samples.")
 @click.option("--rows", type=click.IntRange(min=1), default=10, show_default=True, help="Classes in the contact sheet.")
 @click.option("--cols", type=click.IntRange(min=1), default=8, show_default=True, help="Samples per class in the sheet.")
-@click.option("--target", type=click.Path(path_type=Path), help="For pseudo shards: the --target folder they were "
-              "made from; each row of the contact sheet then starts with its target image (framed in red), "
-              "captioned with its top source classes (id:probability).")
+@click.option("--target", type=click.Path(path_type=Path), help="For pseudo shards: the --target they were made "
+              "from (an ImageFolder tree or a Hugging Face dataset); each row of the contact sheet then starts with "
+              "its target image (framed in red) beside its samples, captioned with its top source classes "
+              "(id:probability).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @read_options
 def inspect(folder: Path, grid: Path | None, rows: int, cols: int, target: Path | None, as_json: bool,

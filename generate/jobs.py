@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -17,8 +17,11 @@ from ptcommon.shards import sample_bytes_bound
 from ptcommon.storage import Location
 
 from .distributed import rank_and_world
-from .generator import Generator
+from .generator import Generator, GuidanceRange
 from .models import choose_dtype, load_generator, takes_option
+
+if TYPE_CHECKING:
+    from .filtering import FilterSettings
 
 # Above these a job is more likely a slip of the keyboard than a plan: it waits for --yes.
 CONFIRM_BYTES = 10**12
@@ -83,10 +86,12 @@ class Generation:
     out: str
     model: str
     steps: int | None
-    guidance: float | None
+    guidance: float | GuidanceRange | None
     image_size: int | None
     class_names: Path | None
-    prompt: str | None
+    prompt: tuple[str, ...]  # --prompt, once or more; () when not given
+    prompts: Path | None
+    negative_prompt: str | None
     seed: int
     batch_size: int
     shard_size: int
@@ -138,8 +143,8 @@ class Generation:
                                 f"decoding {self.batch_size} at a time")
             self.decode_batch = self.batch_size
         self.dtype, self.dtype_reason = choose_dtype(self.model, self.device, self.dtype)
-        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt,
-                   "decode_batch": self.decode_batch}
+        options = {"image_size": self.image_size, "class_names": self.class_names, "prompt": self.prompt or None,
+                   "prompts": self.prompts, "negative_prompt": self.negative_prompt, "decode_batch": self.decode_batch}
         generator = load_generator(self.model, device=self.device, dtype=self.dtype, options=options)
         if self.compile_:
             generator.compile()
@@ -151,8 +156,16 @@ class Generation:
                 raise InputError(self._quality_refusal("png (what --image-format auto chose for this model)"))
         steps = self.steps if self.steps is not None else generator.defaults.steps
         guidance = self.guidance if self.guidance is not None else generator.defaults.guidance
-        if guidance > 1 and not generator.supports_guidance:
+        ranged = isinstance(guidance, GuidanceRange)
+        if ranged and not generator.supports_guidance:
+            raise InputError(f"--guidance {guidance}: {self.model} has no null class, so it takes no guidance range; "
+                             "give one scale of 1 or less, or leave --guidance out")
+        if not ranged and guidance > 1 and not generator.supports_guidance:
             raise InputError(f"--guidance {guidance}: {self.model} has no null class, so guidance must be 1 or less")
+        if self.negative_prompt and (guidance.high if ranged else guidance) <= 1:
+            raise InputError(f"--negative-prompt {self.negative_prompt!r}: guidance {guidance} is 1 or less, so no "
+                             "sample takes the unconditional pass it steers; give --guidance above 1, or drop "
+                             "--negative-prompt")
         return generator, {"model": self.model, "steps": steps, "guidance": guidance, "seed": self.seed,
                            "shard_size": self.shard_size, "image_format": self.image_format, "quality": self.quality,
                            "dtype": self.dtype, "compiled": self.compile_, "batch_size": self.batch_size}
@@ -207,37 +220,65 @@ class Generation:
                            f"{self.encode_workers} encoder{'s' if self.encode_workers > 1 else ''} a rank; "
                            f"{self._space_note(job, bound)})", err=True)
 
-        def estimate(rate: float, left: int) -> None:
-            seconds = left / rate
+        def estimate(rate: float, left: int, screened: tuple[int, int] | None) -> None:
+            # With a screen RATE counts candidates, and each image costs drawn/kept of them: where the
+            # first batch kept none, at least all it drew.
+            kept, drawn = screened or (1, 1)
+            cost = drawn / max(kept, 1)
+            seconds = left * cost / rate
+            unit, about = ("img/s", "about") if screened is None else ("candidates/s", "about" if kept else "at least")
             if seconds > CONFIRM_SECONDS and not self.yes:
-                raise InputError(f"at the first batch's {rate:.1f} img/s, rank {rank}'s {left:,} remaining images "
-                                 f"take {human_seconds(seconds)}, more than {CONFIRM_SECONDS // 86400} days; check "
-                                 "--classes/--per-class, or pass --yes to run it")
+                raise InputError(f"at the first batch's {rate:.1f} {unit}{_cost_note(job, screened)}, rank {rank}'s "
+                                 f"{left:,} remaining images take {about} {human_seconds(seconds)}, more than "
+                                 f"{CONFIRM_SECONDS // 86400} days; check --classes/--per-class, or pass --yes to run "
+                                 "it")
             if rank == 0:
-                click.echo(f"ptgen: first batch at {rate:.1f} img/s; the rest takes about {human_seconds(seconds)}",
-                           err=True)
+                click.echo(f"ptgen: first batch at {rate:.1f} {unit}{_cost_note(job, screened)}; the rest takes "
+                           f"{about} {human_seconds(seconds)}", err=True)
 
         stats = generate_shards(job, self.location, rank=rank, world=world, overwrite=self.overwrite,
                                 encode_workers=self.encode_workers, progress=not self.quiet and rank == 0,
                                 on_ready=announce, on_first_batch=estimate, staging=self.staging)
         state = "folder complete" if stats.complete else "other ranks' shards still missing"
         fitted = f" at batch {stats.batch_size} (what fitted in memory)" if stats.batch_size < self.batch_size else ""
+        screened = (f", {stats.sampled / stats.kept:.2f} candidates a kept image ({stats.kept} of {stats.sampled})"
+                    if getattr(job, "screen", None) is not None and stats.kept else "")
         click.echo(f"rank {rank}: wrote {stats.images} images in {stats.shards_written} shards "
                    f"({stats.shards_skipped} already done) to {out} in {stats.seconds:.1f} s, "
-                   f"{stats.images_per_s:.1f} img/s{fitted}; {state}")
+                   f"{stats.images_per_s:.1f} img/s{fitted}{screened}; {state}")
+
+
+def _cost_note(job, screened: tuple[int, int] | None) -> str:
+    """What the first batch says of a screened job's extra cost: candidates drawn per image kept."""
+    if screened is None:
+        return ""
+    kept, drawn = screened
+    at = f"at --min-confidence {job.screen.settings.min_confidence:g}"
+    if not kept:
+        return f", none of its {drawn} candidates kept {at}: over {drawn} candidates per image"
+    return f", {kept} of its {drawn} candidates kept {at}: {drawn / kept:.1f} candidates per image"
 
 
 
 
-def run_synth(gen: Generation, classes: int | None, class_ids: str | None, per_class: int) -> None:
+def run_synth(gen: Generation, classes: int | None, class_ids: str | None, per_class: int,
+              screen: FilterSettings | None = None) -> None:
     """`ptgen synth`: PER_CLASS labeled samples of each chosen class (the first CLASSES, the ids CLASS_IDS
-    names, or all)."""
+    names, or all); with SCREEN, each one the source classifier recognises (generate/filtering.py)."""
+    from .filtering import load_screen
     from .synth import SynthJob, SynthSettings
 
     generator, common = gen.open()
     ids = choose_classes(classes, class_ids, generator.num_classes)
     settings = SynthSettings(**common, class_ids=tuple(ids), per_class=per_class)
-    gen.write(SynthJob(settings, generator), f"images ({len(ids)} classes x {per_class})")
+    what = f"images ({len(ids)} classes x {per_class})"
+    if screen is None:
+        gen.write(SynthJob(settings, generator), what)
+        return
+    # Loaded before anything is written, since loading checks its classes against the generator's.
+    job = SynthJob(settings, generator, load_screen(screen, generator, ids, gen.seed))
+    gen.write(job, f"{what[:-1]}, each the first candidate {screen.classifier} gives its class at least "
+                   f"{screen.min_confidence:g}, up to {screen.max_candidates} a sample)")
 
 
 @dataclass(frozen=True)
@@ -251,22 +292,30 @@ class PseudoRequest:
     temperature: float
     top_k: int | None  # None: every class keeps its probability
     condition: str  # soft (PCS) or random (the ablation baseline)
+    strength: float = 1.0  # below 1: each sample begins from its target image (SDEdit)
 
 
 def run_pseudo(gen: Generation, req: PseudoRequest) -> None:
     """`ptgen pseudo`: REQ.per_target samples conditioned on each target image's soft label."""
     from ptcommon.classifiers import check_classifier, classifier_digest
 
-    from .pseudo import PseudoJob, PseudoSettings, target_images, targets_digest
+    from .pseudo import PseudoJob, PseudoSettings, check_readable, target_images, targets_digest
     from .soft_labels import (check_soft_labels, confidence_note, load_source, preprocessing, shared_soft_labels,
                               soft_labels)
 
     if req.top_k == 1 and req.temperature != 1 and req.condition == "soft":
         raise InputError(f"--temperature {req.temperature:g} does nothing at --top-k 1 (the default): the most "
                          "probable class is the same at every T; add --top-k 5 or --top-k all to soften the condition")
-    paths, keys = target_images(req.target)
+    if not 0 < req.strength <= 1:
+        raise InputError(f"--strength {req.strength:g}: give a number in (0, 1]; 1 samples from noise, less begins "
+                         "each sample from its target image (the lower, the closer to it)")
+    targets = target_images(req.target)
+    check_readable(req.target, targets)
+    paths, keys = targets.items, targets.keys
     check_classifier(req.classifier, "--classifier", req.classifier_weights)
     generator, common = gen.open()
+    if req.strength < 1:
+        generator.check_start(f"--strength {req.strength:g}")
     digest = classifier_digest(req.classifier, req.classifier_weights)
     key = {"classifier_sha256": digest, "preprocessing": preprocessing(req.classifier),
            "targets_sha256": targets_digest(keys), "temperature": req.temperature, "top_k": req.top_k,
@@ -276,8 +325,8 @@ def run_pseudo(gen: Generation, req: PseudoRequest) -> None:
     source = load_source(req.classifier, generator, req.classifier_weights)
     settings = PseudoSettings(**common, classifier=req.classifier, per_target=req.per_target,
                               temperature=req.temperature, top_k=req.top_k, condition=req.condition,
-                              preprocessing=key["preprocessing"])
-    job = PseudoJob(settings, generator, keys, None, digest)
+                              preprocessing=key["preprocessing"], strength=req.strength)
+    job = PseudoJob(settings, generator, targets, None, digest)
 
     def label_targets() -> None:  # once --out is checked and prepared, so that a refusal writes nothing
         job.probs, job.confidence = shared_soft_labels(gen.location, gen.local_dir, key, lambda: soft_labels(
@@ -286,4 +335,5 @@ def run_pseudo(gen: Generation, req: PseudoRequest) -> None:
             note, unsure = confidence_note(job.confidence)
             click.echo(("warning: " if unsure else "") + note, err=unsure)
 
-    gen.write(job, f"pseudo samples ({len(paths)} targets x {req.per_target})", on_ready=label_targets)
+    grown = f", grown from the targets at strength {req.strength:g}" if req.strength < 1 else ""
+    gen.write(job, f"pseudo samples ({len(paths)} targets x {req.per_target}{grown})", on_ready=label_targets)

@@ -83,7 +83,7 @@ def _download(repo_id: str) -> Path:
 def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32", options: dict | None = None) -> Generator:
     """Load the generator a SPEC names, on `device` in `dtype` (fp32, fp16 or bf16).
 
-    `options` are flags that only some backends take (image_size, class_names, prompt; None
+    `options` are flags that only some backends take (image_size, class_names, prompt, ...; None
     values count as not given), passed to the backend's constructor as keyword arguments of the
     same names. A backend whose constructor lacks one refuses it in one line, except image_size,
     which every generator has and so accepts at its native value.
@@ -109,7 +109,8 @@ def load_generator(spec: str, device: str = "cpu", dtype: str = "fp32", options:
             del given[name]
             continue
         takers = ", ".join(b.name for b in BACKENDS if _takes(b, name))
-        raise InputError(f"{flag} {value}: {spec} is a {backend.name} model, which does not take {flag}; "
+        shown = ", ".join(value) if isinstance(value, tuple) else value  # a flag given several times
+        raise InputError(f"{flag} {shown}: {spec} is a {backend.name} model, which does not take {flag}; "
                          f"only these backends do: {takers} (`ptgen models` lists them)")
     return backend(folder, device=device, dtype=DTYPES[dtype], **given)
 

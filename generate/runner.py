@@ -21,7 +21,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol, Sequence
 
 import click
 import numpy as np
@@ -33,7 +33,8 @@ from ptcommon.outputs import disk_full_error, is_disk_full
 from ptcommon.shards import DATASET_FILE, MANIFEST_COLUMNS, sample_bytes_bound
 from ptcommon.storage import Location
 
-from .generator import Generator
+from .filtering import Screen
+from .generator import Generator, Start
 from .plan import WorkPlan
 from .store import ShardFolder
 from .writer import DEFAULT_QUALITY, SampleRecord, ShardWriter, encode_sample, sample_bytes
@@ -58,7 +59,8 @@ def default_encode_workers() -> int:
 
 
 class Job(Protocol):
-    """What the runner needs from a kind of generation job (class-conditional synthesis, PCS)."""
+    """What the runner needs from a kind of generation job (class-conditional synthesis, PCS). A job
+    whose `screen` attribute is set (ptgen synth --classifier) also has `label(index)`."""
 
     plan: WorkPlan
     generator: Generator
@@ -69,6 +71,9 @@ class Job(Protocol):
     def hashed_config(self) -> dict: ...
 
     def condition(self, indices: range) -> torch.Tensor: ...
+
+    def start(self, indices: Sequence[int]) -> Start | None:
+        """The images these samples begin from (`Generator.sample`'s `start`); None: from noise."""
 
     def seed(self, index: int) -> int: ...
 
@@ -109,6 +114,8 @@ class RunStats:
     seconds: float = 0.0
     complete: bool = False
     batch_size: int = 0  # the sampling batch that fitted in memory (below --batch-size after an out-of-memory)
+    sampled: int = 0  # images the generator made: with a screen, every candidate
+    kept: int = 0  # samples decided: with a screen, those whose slot kept a candidate; else as sampled
 
     @property
     def images_per_s(self) -> float:
@@ -222,33 +229,95 @@ def _is_out_of_memory(err: BaseException) -> bool:
                                       "CUDNN_STATUS_ALLOC_FAILED")))
 
 
-def _sample(job: Job, indices: range, steps: int, guidance: float, stats: RunStats) -> np.ndarray:
-    """The batch's images, in sub-batches of `stats.batch_size`, halved at each out-of-memory.
+def _sample(job: Job, indices: Sequence[int], seeds: Sequence[int], steps: int, guidance: float,
+            stats: RunStats) -> np.ndarray:
+    """The images of samples INDICES from SEEDS (with a screen, an index recurs for each of its
+    candidates), in sub-batches of `stats.batch_size`, halved at each out-of-memory.
 
     A sample's pixels depend on its own seed alone, not on its batch-mates, so a smaller batch
     gives the same images; the size that fitted is kept for the rest of the run."""
-    parts, start = [], indices.start
-    while start < indices.stop:
-        chunk = range(start, min(start + stats.batch_size, indices.stop))
+    parts, start = [], 0
+    while start < len(indices):
+        chunk = slice(start, start + stats.batch_size)
         try:
-            parts.append(job.generator.sample(job.condition(chunk), [job.seed(i) for i in chunk], steps, guidance))
-            start = chunk.stop
+            parts.append(job.generator.sample(job.condition(indices[chunk]), seeds[chunk], steps, guidance,
+                                              start=job.start(indices[chunk])))
+            start += stats.batch_size
             continue
         except RuntimeError as err:  # torch.OutOfMemoryError is one
             if not _is_out_of_memory(err):
                 raise
         # Out of memory. Only here, past the except block, is the traceback gone, and with it the
         # failed batch's tensors that CUDA's cache could not give back while it lived.
-        if len(chunk) == 1:
-            raise click.ClickException(f"--batch-size: out of memory even at one image (sample {chunk.start}): the "
+        if len(indices[chunk]) == 1:
+            raise click.ClickException(f"--batch-size: out of memory even at one image (sample {indices[start]}): the "
                                        f"model does not fit this device at --dtype {job.settings.dtype}; try a "
                                        "half-precision --dtype or a device with more memory")
-        stats.batch_size = len(chunk) // 2
-        click.echo(f"ptgen: out of memory at a batch of {len(chunk)}; going on at {stats.batch_size} "
+        stats.batch_size = len(indices[chunk]) // 2
+        click.echo(f"ptgen: out of memory at a batch of {len(indices[chunk])}; going on at {stats.batch_size} "
                    "(each image keeps its own noise)", err=True)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _batches(job: Job, shard: int, batch_size: int, steps: int, guidance: float,
+             stats: RunStats) -> Iterator[tuple[range, np.ndarray | None]]:
+    """The shard's samples in order, in runs of consecutive ones with their images, a run after
+    each generator batch. A job with a screen (ptgen synth --classifier) has its own."""
+    screen = getattr(job, "screen", None)
+    if screen is not None:
+        yield from _screened(job, screen, job.plan.samples(shard), batch_size, steps, guidance, stats)
+        return
+    for indices in job.plan.batches(shard, batch_size):
+        images = _sample(job, indices, [job.seed(i) for i in indices], steps, guidance, stats)
+        stats.sampled += len(indices)
+        stats.kept += len(indices)
+        yield indices, images
+
+
+def _screened(job: Job, screen: Screen, samples: range, batch_size: int, steps: int, guidance: float,
+              stats: RunStats) -> Iterator[tuple[range, np.ndarray | None]]:
+    """SAMPLES, each its slot's first candidate that SCREEN keeps (generate/filtering.py), in runs of
+    consecutive samples as they are decided: after each generator batch, the run from the first
+    sample not yet handed on up to the first undecided one (empty while that one waits).
+
+    A batch gives each undecided sample its next candidate, earliest samples first; once fewer are
+    left than a batch holds, each gets several, up to the candidates a kept sample has cost so far,
+    so that the batches stay about full to the shard's end. A candidate drawn after its sample's
+    kept one is wasted, never used: which candidates share a batch changes the speed, not what a
+    sample keeps."""
+    cap = screen.settings.max_candidates
+    undecided = dict.fromkeys(samples, 0)  # sample -> its next candidate
+    kept: dict[int, np.ndarray] = {}
+    handed = samples.start
+    while undecided:
+        draws: list[tuple[int, int]] = []
+        for depth in range(min(cap, screen.cost())):
+            more = [(i, c + depth) for i, c in undecided.items() if c + depth < cap]
+            draws += more[: batch_size - len(draws)]
+            if not more or len(draws) == batch_size:
+                break
+        slots = [i for i, _ in draws]
+        images = _sample(job, slots, [screen.candidate_seed(i, c) for i, c in draws], steps, guidance, stats)
+        labels = [job.label(i) for i in slots]
+        stats.sampled += len(draws)
+        # In order: a sample's candidates come in the order drawn, so its first kept one is kept.
+        for (i, c), image, label, confidence in zip(draws, images, labels, screen.confidence(images, labels)):
+            if i not in undecided:  # an earlier candidate of it was kept
+                continue
+            if screen.decide(i, label, c, confidence):
+                kept[i] = image
+                del undecided[i]
+                stats.kept += 1
+            else:
+                undecided[i] = c + 1
+        end = handed
+        while end in kept:
+            end += 1
+        run = range(handed, end)
+        yield run, np.stack([kept.pop(i) for i in run]) if run else None
+        handed = end
 
 
 def run_job(
@@ -264,12 +333,13 @@ def run_job(
     quality: int | None = None,
     encode_workers: int = 1,
     progress: bool = True,
-    on_first_batch: Callable[[float, int], None] | None = None,
+    on_first_batch: Callable[[float, int, tuple[int, int] | None], None] | None = None,
 ) -> RunStats:
     """Write this rank's unfinished shards, then merge the manifest if the folder is complete.
 
-    `on_first_batch(images_per_s, images_left)` sees the rate of the first batch, before the
-    rest of the job starts. A full disk stops the run with one line saying how much more space
+    `on_first_batch(images_per_s, images_left, screened)` sees the rate of the first batch, before
+    the rest of the job starts; with a screen, the rate is of candidates, and SCREENED is (kept,
+    drawn) of that batch (else None). A full disk stops the run with one line saying how much more space
     it needs; the shard being written is removed, so a rerun resumes from the last one finished."""
     plan = job.plan
     stats = RunStats(batch_size=batch_size)
@@ -287,11 +357,12 @@ def run_job(
                     bar.total = total
                     bar.refresh()
                     continue
-                for indices in plan.batches(shard, batch_size):
-                    images = _sample(job, indices, steps, guidance, stats)
-                    _put(writer, (shard, indices, writer.encode(indices, images)))
+                for indices, images in _batches(job, shard, batch_size, steps, guidance, stats):
+                    if indices:
+                        _put(writer, (shard, indices, writer.encode(indices, images)))
                     if on_first_batch is not None:
-                        on_first_batch(len(indices) / (time.perf_counter() - start), total - len(indices))
+                        screened = (stats.kept, stats.sampled) if getattr(job, "screen", None) else None
+                        on_first_batch(stats.sampled / (time.perf_counter() - start), total - stats.kept, screened)
                         on_first_batch = None
                 _put(writer, (shard, None, None))
         finally:
@@ -320,7 +391,7 @@ def _put(writer: _Writer, item: tuple) -> None:
 
 def generate_shards(job: Job, out: Location | Path, *, rank: int = 0, world: int = 1, overwrite: bool = False,
                     encode_workers: int = 1, progress: bool = True, on_ready: Callable[[Job], None] | None = None,
-                    on_first_batch: Callable[[float, int], None] | None = None,
+                    on_first_batch: Callable[[float, int, tuple[int, int] | None], None] | None = None,
                     staging: Path | None = None) -> RunStats:
     """Check and prepare `out` for this job, then write this rank's unfinished shards (for a URL,
     through the local folder STAGING).

@@ -14,6 +14,7 @@ reuses them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -45,10 +46,14 @@ _STALE_CLAIM_S = 60
 def classifier_input(paths: list, config: ModelConfig) -> torch.Tensor:
     """Images (paths, or generate.pseudo's target images) as the classifier saw them in training: its
     channels, size and normalisation."""
+    return resized_input([open_target(Path(path) if isinstance(path, str) else path) for path in paths], config)
+
+
+def resized_input(images: list[Image.Image], config: ModelConfig) -> torch.Tensor:
+    """Decoded images as a run folder's classifier saw them in training (`classifier_input`)."""
     mode = "L" if config.in_chans == 1 else "RGB"
     arrays = []
-    for path in paths:
-        image = open_target(Path(path) if isinstance(path, str) else path)
+    for image in images:
         image = image.convert(mode).resize((config.image_size, config.image_size), Image.Resampling.BILINEAR)
         arrays.append(np.asarray(image, dtype=np.float32).reshape(config.image_size, config.image_size, -1))
     x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
@@ -61,13 +66,17 @@ def preprocessing(spec: str) -> str:
     return TIMM_EVAL if is_timm(spec) else RESIZE
 
 
-def timm_input(paths: list, spec: str) -> torch.Tensor:
-    """Images through timm's evaluation transform for the weights of timm SPEC, as timm evaluates them."""
+@functools.lru_cache(maxsize=4)
+def _timm_transform(spec: str) -> Callable:
     from timm.data import create_transform
 
-    transform = create_transform(**data_config(timm_name(spec)))
-    images = [transform(open_target(path).convert("RGB")) for path in paths]
-    return torch.stack(images)
+    return create_transform(**data_config(timm_name(spec)))
+
+
+def timm_input(images: list[Image.Image], spec: str) -> torch.Tensor:
+    """Decoded images through timm's evaluation transform for the weights of timm SPEC, as timm evaluates them."""
+    transform = _timm_transform(spec)
+    return torch.stack([transform(image.convert("RGB")) for image in images])
 
 
 def class_map(config: ModelConfig, generator: Generator, spec: str) -> torch.Tensor:
@@ -109,17 +118,25 @@ def load_source(spec: str, generator: Generator, weights: Path | None = None) ->
     return SourceClassifier(spec, model.to(generator.device), config, class_map(config, generator, spec))
 
 
+def source_input(images: list[Image.Image], source: SourceClassifier) -> torch.Tensor:
+    """Decoded images through the source classifier's own preprocessing, on the CPU."""
+    return timm_input(images, source.spec) if is_timm(source.spec) else resized_input(images, source.config)
+
+
+@torch.inference_mode()
+def source_logits(images: list[Image.Image], source: SourceClassifier) -> torch.Tensor:
+    """The source classifier's logits for decoded images, computed on its device, returned in fp32 on the CPU."""
+    device = next(source.model.parameters()).device
+    return source.model(source_input(images, source).to(device)).float().cpu()
+
+
 @torch.inference_mode()
 def soft_labels(paths: list, source: SourceClassifier, generator: Generator, temperature: float,
                 top_k: int | None, batch_size: int = 256) -> SoftLabels:
     """Probabilities over the generator's classes for each target, and how sure the classifier is of it."""
-    model, config = source.model, source.config
-    device = next(model.parameters()).device
     rows, confidence = [], []
     for i in range(0, len(paths), batch_size):
-        batch = paths[i : i + batch_size]
-        x = timm_input(batch, source.spec) if is_timm(source.spec) else classifier_input(batch, config)
-        logits = model(x.to(device)).float().cpu()
+        logits = source_logits([open_target(path) for path in paths[i : i + batch_size]], source)
         confidence.append(torch.softmax(logits, dim=1).amax(1))
         p = torch.softmax(logits / temperature, dim=1)
         if top_k is not None and top_k < p.shape[1]:

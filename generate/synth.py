@@ -1,14 +1,17 @@
 """`ptgen synth`: a labeled pseudo source dataset, (G_s(z, y_s), y_s) with y_s balanced over the
-chosen source classes (docs/method.md, PP step 1)."""
+chosen source classes (docs/method.md, PP step 1), optionally each sample one that the source
+classifier recognises (generate/filtering.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
 from ptcommon.shards import FORMAT, sample_key
 
+from .filtering import CONFIDENCE_DIGITS, Screen
 from .generator import Generator
 from .plan import WorkPlan, sample_seed
 from .runner import JobSettings
@@ -25,11 +28,13 @@ class SynthSettings(JobSettings):
 
 
 class SynthJob:
-    """Sample i has class class_ids[i mod n]: labels interleave, so every shard is class-balanced."""
+    """Sample i has class class_ids[i mod n]: labels interleave, so every shard is class-balanced.
+    With a SCREEN, sample i is the first of its candidates the source classifier keeps."""
 
-    def __init__(self, settings: SynthSettings, generator: Generator):
+    def __init__(self, settings: SynthSettings, generator: Generator, screen: Screen | None = None):
         self.settings = settings
         self.generator = generator
+        self.screen = screen
         self.plan = WorkPlan(len(settings.class_ids) * settings.per_class, settings.shard_size, PREFIX)
 
     def label(self, index: int) -> int:
@@ -41,13 +46,22 @@ class SynthJob:
     def condition(self, indices: range) -> torch.Tensor:
         return torch.tensor([self.label(i) for i in indices], dtype=torch.long)
 
+    def start(self, indices: Sequence[int]) -> None:
+        return None  # every sample begins from noise
+
     def record(self, index: int) -> SampleRecord:
-        label = self.label(index)
+        label, seed, screened = self.label(index), self.seed(index), {}
+        if self.screen is not None:  # the kept candidate's seed made the image
+            candidate, confidence = self.screen.outcomes.pop(index)
+            seed = self.screen.candidate_seed(index, candidate)
+            screened = {"confidence": round(confidence, CONFIDENCE_DIGITS), "candidates": candidate + 1}
         meta = {
             "index": index,
             "label": label,
             "class_name": self.generator.class_names[label],
-            "seed": self.seed(index),
+            "seed": seed,
+            **self.generator.record_fields(label, seed, self.settings.guidance),
+            **screened,
         }
         return SampleRecord(sample_key(index), label, meta)
 
@@ -62,10 +76,12 @@ class SynthJob:
             "class_ids": list(s.class_ids),
             "per_class": s.per_class,
             **s.hashed(),
+            **(self.screen.hashed() if self.screen is not None else {}),
         }
 
     def header(self) -> dict:
         g, ids = self.generator, list(self.settings.class_ids)
+        screened = {} if self.screen is None else {"classifier": self.screen.settings.classifier}
         return dataset_header(self, {"class_ids": ids, "num_classes": len(ids),
                                      "class_names": [g.class_names[c] for c in ids],
-                                     "model_num_classes": g.num_classes}, labeled=True)
+                                     "model_num_classes": g.num_classes, **screened}, labeled=True)

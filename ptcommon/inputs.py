@@ -23,6 +23,11 @@ def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def unreadable(what: str | Path, err: Exception) -> InputError:
+    """The one line for an image that PIL cannot read, naming it (a path, or a dataset's row)."""
+    return InputError(f"{what}: cannot read this image ({err.__class__.__name__}); fix or remove it")
+
+
 def load_image(path: str | Path) -> Image.Image:
     """An image file, decoded; an unreadable one stops with a line that names it."""
     try:
@@ -30,7 +35,17 @@ def load_image(path: str | Path) -> Image.Image:
             image.load()
             return image
     except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{path}: cannot read this image ({err.__class__.__name__}); fix or remove it") from None
+        raise unreadable(path, err) from None
+
+
+def image_header(path: str | Path) -> tuple[str, tuple[int, int]]:
+    """An image file's mode and (width, height), from its header without decoding the pixels; an
+    unreadable one stops as in `load_image`."""
+    try:
+        with Image.open(path) as image:
+            return image.mode, image.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise unreadable(path, err) from None
 
 
 def read_class_names(path: Path, flag: str = "--class-names") -> list[str]:

@@ -57,7 +57,10 @@ RERUN = "rerun the same ptgen command: it writes this shard again, byte for byte
 # A pseudo sample's `.json` fields. `target_confidence` is the source classifier's top-1 probability
 # on the target image that conditioned the sample: ptgen pseudo writes it, pttrain pssl's guard reads it.
 TARGET_CONFIDENCE = "target_confidence"
-PSEUDO_FIELDS = ("index", "seed", TARGET_CONFIDENCE, "target_key", "top_classes")
+# The class name of that target image where the target has labels (null where not): pttrain's
+# --extra-labeled reads it.
+TARGET_CLASS = "target_class"
+PSEUDO_FIELDS = ("index", "seed", TARGET_CLASS, TARGET_CONFIDENCE, "target_key", "top_classes")
 # Below this mean target confidence the source classifier recognises few of the targets, and their
 # pseudo samples follow its guesses: ptgen pseudo warns there, and pssl's guard defaults to it
 # (docs/results.md, "P-SSL that never costs").

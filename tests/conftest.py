@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ptcommon.runfolder import ModelConfig, create_model
-from tiny_models import save_tiny_unet
+from tiny_models import SD_NAMES, save_tiny_sd, save_tiny_unet
 from train.models import save_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,27 @@ def target(tmp_path_factory):
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.new("L", (12, 12), 40 * (i + 1)).save(path)
     return root
+
+
+@pytest.fixture(scope="session")
+def sd(tmp_path_factory):
+    """A tiny random-weight Stable Diffusion folder (tiny_models.save_tiny_sd)."""
+    return save_tiny_sd(tmp_path_factory.mktemp("sd") / "model")
+
+
+@pytest.fixture(scope="session")
+def names(tmp_path_factory):
+    """A class-names file of SD_NAMES, for the text-to-image tests."""
+    path = tmp_path_factory.mktemp("names") / "names.txt"
+    path.write_text("\n".join(SD_NAMES) + "\n\n")  # blank trailing lines are no classes
+    return path
+
+
+@pytest.fixture(scope="session")
+def gen(sd, names):
+    from generate.backends.text_to_image import TextToImageGenerator
+
+    return TextToImageGenerator(sd, class_names=names)
 
 
 @pytest.fixture(scope="session")

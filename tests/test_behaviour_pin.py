@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PINNED = {
     "synth": "eb493ff0e3a3f88a90b7d677e1c9845f0be49f27c84109c84060e58b5f3ad481",
-    "pseudo": "6eeab87b846e95d596815fce0133a8adfabf941cbed6e4090a53348597fd81bd",
+    "pseudo": "0acaa1456bf3317db9fdbc0f11de7942546b1ef302cb8bb7c8e1263886165a90",
     "pp": "a9a0c4096e7b6562ceef524cdfb90a5da1451d57efeaa0add3779e7fe6040838",
     "finetune": "2a6ac5c865e863f6bf89ba5d85a0ee13e402be4053e7c8e825756729ac92c4ec",
 }

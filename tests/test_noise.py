@@ -77,6 +77,16 @@ def test_gray_noise_and_its_listing(cli, tmp_path):
     assert "noise  no folder: --model noise:CLASSESxSIZE[xCHANNELS]" in listing
 
 
+def test_pseudo_samples_of_noise_rehearse_a_pseudo_job(cli, tmp_path, target, classifier):
+    """ptgen pseudo with noise in place of the generator: the source classifier still scores the
+    targets on the generator's device."""
+    out = tmp_path / "pseudo"
+    result = cli(ptgen, ["pseudo", "--model", "noise:5x8x1", "--classifier", classifier, "--target", target,
+                         "--per-target", 2, "--out", out, "--quiet"])
+    assert result.exit_code == 0, result.output + result.stderr
+    assert ShardSet(out, labeled=False).count == 6
+
+
 @pytest.mark.parametrize("spec, expected", [
     ("noise:abc", "--model noise:abc: expected noise:CLASSESxSIZE[xCHANNELS], e.g. noise:1000x32"),
     ("noise:0x32", "--model noise:0x32: 0 classes; give at least 1"),

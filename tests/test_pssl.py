@@ -38,7 +38,13 @@ def test_pssl_on_pseudo_shards_lowers_its_loss(cli, target, pseudo_shards, tmp_p
     assert result.exit_code == 0, result.output + result.stderr
     rows = [r for r in metrics(out) if "loss" in r]
     # An epoch is finetune's: one pass over the 3 labeled images in batches of 2.
-    assert rows[-1]["step"] == 12 * 2 and rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["step"] == 12 * 2
+    # The total is noisy a logged interval (the unlabeled term follows each strong view's draw);
+    # the run's second half against its first is not.
+    half = len(rows) // 2
+    mean = lambda part, key: sum(r[key] for r in part) / len(part)  # noqa: E731
+    assert mean(rows[half:], "loss") < mean(rows[:half], "loss")
+    assert mean(rows[half:], "loss_x") < mean(rows[:half], "loss_x")
     assert all(r["mask"] == 1.0 for r in rows)
     assert (out / "model.safetensors").exists()
     assert "bn_stats='labeled'" in json.loads((out / "train.json").read_text())["algorithm"]

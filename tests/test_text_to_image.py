@@ -13,31 +13,13 @@ from generate.backends.text_to_image import TextToImageGenerator, imagenet_class
 from generate.cli import main as ptgen
 from ptcommon.cli import InputError
 from ptcommon.shards import read_samples
-from tiny_models import save_tiny_sd
+from tiny_models import SD_NAMES as NAMES
 
 STEPS = 2
 # The conftest classifier's 5 source classes, named in a file as a user would.
-NAMES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def sd(tmp_path_factory):
-    return save_tiny_sd(tmp_path_factory.mktemp("sd") / "model")
-
-
-@pytest.fixture(scope="module")
-def names(tmp_path_factory):
-    path = tmp_path_factory.mktemp("names") / "names.txt"
-    path.write_text("\n".join(NAMES) + "\n\n")  # blank trailing lines are no classes
-    return path
-
-
-@pytest.fixture(scope="module")
-def gen(sd, names):
-    return TextToImageGenerator(sd, class_names=names)
 
 
 def _write(tmp_path, text, name="names.txt"):
@@ -61,7 +43,7 @@ def test_metadata_and_defaults(gen):
     assert (gen.num_classes, gen.image_size, gen.channels) == (5, 8, 3)
     assert gen.class_names == NAMES and gen.supports_guidance
     assert (gen.defaults.steps, gen.defaults.guidance) == (25, 2.0)
-    assert gen._prompts.shape == (5, 32, 32) and gen._empty.shape == (1, 32, 32)
+    assert gen._prompts.shape == (5, 32, 32) and gen._unconditional.shape == (1, 32, 32)
     assert getattr(gen, gen.network) is gen.unet  # what --compile compiles
     assert gen.fingerprint()["scheduler"]["class"] == "DPMSolverMultistepScheduler"
 
@@ -111,7 +93,7 @@ def test_guidance_off_runs_the_conditional_half_only(gen):
 
 def test_guidance_uses_the_empty_prompt_and_changes_the_image(gen):
     context = gen.prompt_embeddings(torch.tensor([4, 1]), guided=True)
-    assert torch.equal(context[2:], gen._empty.expand(2, -1, -1))
+    assert torch.equal(context[2:], gen._unconditional.expand(2, -1, -1))
     plain = gen.sample(torch.tensor([2]), [3], steps=STEPS, guidance=1.0)
     assert not np.array_equal(plain, gen.sample(torch.tensor([2]), [3], steps=STEPS, guidance=4.0))
 

@@ -15,6 +15,7 @@ from ptcommon.outputs import check_output_dir
 from ptcommon.shards import UNSURE_CONFIDENCE, ForeignKeys, ReadPolicy, foreign_options, read_options
 
 from .commands import TargetRequest
+from .data.extra import DEFAULT_EXTRA_WEIGHT
 from .data import digits as digits_data
 from .guard import DEFAULT_GUARD, GUARDS
 from .jobs import ModelStart, RunRequest, Teacher
@@ -187,6 +188,29 @@ def supervised_options(command):
     return command
 
 
+def extra_options(command):
+    """--extra-labeled and --extra-weight: labeled extra images for the target's loss (finetune, and pssl's
+    labeled branch); the weight reaches TrainSettings."""
+    for option in reversed([
+        click.option("--extra-labeled", help="Synthetic images as labeled extra data, their labels matched to "
+                     "DATA's classes by name: a ptgen synth folder (its dataset.json class names, e.g. a "
+                     "text-to-image model sampled with the target's own names, ptgen synth --class-names), ptgen "
+                     "pseudo shards (each sample's target_class, the class of the target image it was grown from), "
+                     "or another tool's labeled shards as a brace list (class names from its _info.json); a path "
+                     "or URL. Every class it names must be one of DATA's. Each step adds a batch of them as large "
+                     "as the target batch (--batch-size), streamed from their shards, and the "
+                     "labeled loss becomes CE(target batch) + --extra-weight x CE(extra batch); both batches "
+                     "pass through the model together, so batch norm's statistics come from both. train.json "
+                     "records them (extra_labeled). [default: none]"),
+        click.option("--extra-weight", type=click.FloatRange(min=0),
+                     help=f"With --extra-labeled: the weight of the extra images' cross-entropy. 0 is the control: "
+                     f"they are checked but not read, and the run is the one without them. [default: "
+                     f"{DEFAULT_EXTRA_WEIGHT:g}, an extra image counts as much as a target image]"),
+    ]):
+        command = option(command)
+    return command
+
+
 TARGET_OPTIONS = [
     click.option("--val-split", type=click.FloatRange(0, 1, min_open=True, max_open=True),
                  help="Hold out this fraction of each class of the training images (drawn by --seed) for the "
@@ -254,10 +278,11 @@ def pp(shards: str, arch: str, val_shards: int | None, skip_corrupt: bool, polic
 @skip_corrupt_option
 @read_options
 @supervised_options
+@extra_options
 @foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
 def finetune(data: str, start: ModelStart, target: TargetRequest, skip_corrupt: bool, policy: ReadPolicy,
-             keys: ForeignKeys, run: RunRequest) -> None:
+             keys: ForeignKeys, run: RunRequest, extra_labeled: str | None) -> None:
     """Fine-tune on the target task: the --init backbone with a fresh head for the target classes.
 
     With --init none the model starts from random weights (the scratch baseline). An epoch is one
@@ -267,7 +292,7 @@ def finetune(data: str, start: ModelStart, target: TargetRequest, skip_corrupt: 
     """
     from .jobs import finetune as run_finetune
 
-    done("finetune", run_finetune(data, start, target, skip_corrupt, policy, keys, run))
+    done("finetune", run_finetune(data, start, target, skip_corrupt, policy, keys, run, extra_labeled))
 
 
 SSL_OPTIONS = [
@@ -314,10 +339,11 @@ SSL_OPTIONS = [
 @target_options
 @read_options
 @supervised_options
+@extra_options
 @foreign_options
 @training_options(epochs=30, batch_size=64, lr=1e-3)
 def pssl(data: Path, unlabeled: str, start: ModelStart, ssl: SSLOptions, target: TargetRequest, policy: ReadPolicy,
-         keys: ForeignKeys, run: RunRequest) -> None:
+         keys: ForeignKeys, run: RunRequest, extra_labeled: str | None) -> None:
     """Pseudo semi-supervised learning: labeled target images plus unlabeled pseudo samples.
 
     \b
@@ -328,12 +354,12 @@ def pssl(data: Path, unlabeled: str, start: ModelStart, ssl: SSLOptions, target:
     Strong views: the weak view plus RandAugment (2 ops, magnitude 9; torchvision's under the glyph
     policy, timm's under the natural one) and random erasing. The labeled branch is finetune's,
     flag for flag (its batch, epochs, --min-steps floor, schedule, optimizer, --smoothing, --mixup,
-    --cutmix and evaluation), so that --unlabeled-weight 0 gives finetune's model; the unlabeled
-    batches come on top of it.
+    --cutmix, --extra-labeled and evaluation), so that --unlabeled-weight 0 gives finetune's model;
+    the unlabeled batches come on top of it.
     """
     from .jobs import pssl as run_pssl
 
-    done("pssl", run_pssl(data, unlabeled, start, ssl, target, policy, keys, run))
+    done("pssl", run_pssl(data, unlabeled, start, ssl, target, policy, keys, run, extra_labeled))
 
 
 TEACHER_OPTIONS = [

@@ -24,6 +24,7 @@ from ptcommon.storage import is_url
 from ptcommon.timm_specs import base_arch, data_config, is_timm, timm_name
 
 from .data.folder import UnlabeledImages, labeled_split
+from .data.extra import DEFAULT_EXTRA_WEIGHT, ExtraData, match_classes
 from .data.foreign import ForeignShards, is_foreign
 from .data.hf import hf_part
 from .data.labeled import LabeledImages, split_off
@@ -43,6 +44,8 @@ from .validation import Scorer, held_out_names, hold_out_shards, image_scorer, s
 VAL_SPLIT_HINT = 0.1  # the fraction the start line suggests to a target without validation images
 
 DEFAULT_MEAN_STD = (0.5, 0.5)  # a new model's normalisation under the glyph policy
+
+EXTRA_SEED_OFFSET = 2  # the extra labeled images' stream (pssl's folder of unlabeled images takes 1)
 
 
 @dataclass
@@ -197,6 +200,21 @@ def is_real_images(unlabeled: ShardSet | UnlabeledImages) -> bool:
     return not (isinstance(unlabeled, ShardSet) and unlabeled.made_by_ptgen)
 
 
+def open_extra(spec: str | None, weight: float | None, data: LabeledData, policy: ReadPolicy,
+               skip_corrupt: bool = False) -> ExtraData | None:
+    """--extra-labeled SPEC at --extra-weight WEIGHT: labeled shards (a ptgen synth folder at a path or
+    URL, or another tool's brace list whose _info.json names its classes) or ptgen pseudo shards, their
+    classes matched by name to DATA's (train/data/extra.py); None without SPEC."""
+    if spec is None:
+        if weight is not None:
+            raise InputError(f"--extra-weight {weight:g}: weighs the loss of --extra-labeled's images; give "
+                             "--extra-labeled SHARDS or drop --extra-weight")
+        return None
+    shards = open_shards(spec, "--extra-labeled", policy=policy, skip_corrupt=skip_corrupt)
+    return match_classes(shards, DEFAULT_EXTRA_WEIGHT if weight is None else weight, data.target.classes,
+                         f"--data {data.root}")
+
+
 def open_unlabeled(path: str | Path, policy: ReadPolicy, keys: ForeignKeys = ForeignKeys()) -> ShardSet | UnlabeledImages:
     """--unlabeled: pseudo shards from ptgen pseudo, shards from another tool, or a folder of real images (the oracle)."""
     path = str(path)
@@ -305,19 +323,21 @@ def _loader(dataset, batch_size: int, workers: int, pin: bool = False) -> DataLo
 
 
 def _shard_batches(data: ShardSet, transform, batch_size: int, ctx: RunContext, with_labels: bool = True,
-                   steps: int | None = None, weight_of: Callable[[dict], float] | None = None):
+                   steps: int | None = None, weight_of: Callable[[dict], float] | None = None, seed_offset: int = 0):
     """Shard batches: `steps` optimizer steps per epoch on every rank (by default count / global
     batch), each of --accum-steps batches; with `weight_of`, unlabeled batches carry each sample's
-    weight (ShardSet.pipeline)."""
+    weight (ShardSet.pipeline). A second stream of a run takes a `seed_offset` of its own, so that
+    its shard order and draws are not the first one's."""
     steps = steps or max(1, data.count // ctx.per_step(batch_size))
     per_worker = math.ceil(steps * ctx.settings.accum_steps / max(1, ctx.workers))
+    seed = ctx.settings.seed + seed_offset
 
     def pipeline(epoch: int):
-        return data.pipeline(transform, batch_size, train=True, seed=ctx.settings.seed * 100_003 + epoch,
+        return data.pipeline(transform, batch_size, train=True, seed=seed * 100_003 + epoch,
                              with_labels=with_labels, corrupt=data.corrupt, batches_per_worker=per_worker,
                              weight_of=weight_of)
 
-    return stream_batches(pipeline, ctx.settings.seed, ctx.dist.rank, ctx.workers, ctx.pin), steps
+    return stream_batches(pipeline, seed, ctx.dist.rank, ctx.workers, ctx.pin), steps
 
 
 def _folder_batches(dataset, batch_size: int, ctx: RunContext, steps: int | None = None, seed_offset: int = 0):
@@ -326,6 +346,33 @@ def _folder_batches(dataset, batch_size: int, ctx: RunContext, steps: int | None
     steps = steps or max(1, math.ceil(len(dataset) / ctx.per_step(batch_size)))
     return drawn_batches(dataset, batch_size, steps * ctx.settings.accum_steps, ctx.settings.seed + seed_offset,
                          ctx.dist.rank, ctx.workers, ctx.pin), steps
+
+
+def _beside(first: Callable[[int], object], second: Callable[[int], object]) -> Callable[[int], object]:
+    """batches(epoch) of two streams drawn side by side: a batch of each a step, FIRST's before SECOND's
+    in the step's random state."""
+    return lambda epoch: zip(first(epoch), second(epoch))
+
+
+def _with_extra(batches: Callable[[int], object], steps: int, extra: ExtraData | None, transform,
+                ctx: RunContext) -> tuple[Callable[[int], object], ShardSet | None]:
+    """A target's labeled BATCHES with a batch of EXTRA's images beside each, of --batch-size and
+    drawn from their shards as the unlabeled ones of pssl are: (target batch, extra batch), and the
+    shards read. At --extra-weight 0 the extra images are left unread (the batches as they were)."""
+    if extra is None:
+        return batches, None
+    if not extra.weight:
+        if ctx.dist.main:
+            print(f"pttrain {ctx.command}: --extra-weight 0: the extra images are not read, so the labeled loss is "
+                  "the target images' alone")
+        return batches, None
+    extra_batches, _ = _shard_batches(extra.shards, transform, ctx.settings.batch_size, ctx, steps=steps,
+                                      seed_offset=EXTRA_SEED_OFFSET)
+    return _beside(batches, extra_batches), extra.shards
+
+
+def _extra_record(extra: ExtraData | None) -> dict:
+    return extra.record() if extra is not None else {}
 
 
 def _scorers(data: LabeledData, config: ModelConfig, ctx: RunContext) -> tuple[Scorer | None, Scorer | None]:
@@ -399,18 +446,20 @@ def run_pp(data: ShardSet, val: ShardSet | None, model: torch.nn.Module, config:
 
 
 def run_finetune(data: LabeledData, init: str, model: torch.nn.Module, config: ModelConfig, algorithm: Supervised,
-                 ctx: RunContext) -> Trainer:
-    """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline)."""
+                 ctx: RunContext, extra: ExtraData | None = None) -> Trainer:
+    """Supervised training on the target's labeled images (fine-tuning, or the scratch baseline), with
+    EXTRA's labeled images beside them where given."""
     transform = _preprocess(config, ctx.augment).transform(augment=True)
     if data.shards is not None:
         batches, steps = _shard_batches(data.shards, transform, ctx.settings.batch_size, ctx)
     else:
         data.train_set.transform = transform
         batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
+    batches, extra_read = _with_extra(batches, steps, extra, transform, ctx)
     validate, test = _scorers(data, config, ctx)
     return fit_and_save(ctx, model, algorithm, batches, steps, config,
-                        {"data": str(data.root), "init": init, **data.record()}, validate=validate,
-                        data=data.shards, test=test)
+                        {"data": str(data.root), "init": init, **data.record(), **_extra_record(extra)},
+                        validate=validate, data=data.shards or extra_read, test=test)
 
 
 def guard_record(unlabeled: ShardSet | UnlabeledImages, guard: Guard) -> dict:
@@ -437,7 +486,7 @@ def _idle_unlabeled_branch(algorithm: FixMatch, guard: Guard, guarded: dict) -> 
 
 def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str, model: torch.nn.Module,
              config: ModelConfig, algorithm: FixMatch, ratio: int, guard: Guard, guarded: dict,
-             ctx: RunContext) -> Trainer:
+             ctx: RunContext, extra: ExtraData | None = None) -> Trainer:
     """SSL on the labeled target images plus unlabeled samples (docs/method.md, P-SSL step 2).
 
     The labeled branch is finetune's own: the same batches, steps, schedule and evaluation, so at
@@ -447,10 +496,11 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     pre = _preprocess(config, ctx.augment)
     data.train_set.transform = pre.transform(augment=True)
     labeled_batches, steps = _folder_batches(data.train_set, ctx.settings.batch_size, ctx)
+    labeled_batches, _ = _with_extra(labeled_batches, steps, extra, data.train_set.transform, ctx)
     views = weak_and_strong(pre)
     batch_u = ctx.settings.batch_size * ratio
     record = {"data": str(data.root), "unlabeled": str(unlabeled.root), "init": init,
-              "algorithm": repr(algorithm), "ratio": ratio, **guarded, **data.record()}
+              "algorithm": repr(algorithm), "ratio": ratio, **guarded, **data.record(), **_extra_record(extra)}
     validate, test = _scorers(data, config, ctx)
     idle = _idle_unlabeled_branch(algorithm, guard, guarded)
     if idle is not None:
@@ -464,11 +514,8 @@ def run_pssl(data: LabeledData, unlabeled: ShardSet | UnlabeledImages, init: str
     else:
         unlabeled.transform = views
         unlabeled_batches, _ = _folder_batches(unlabeled, batch_u, ctx, steps=steps, seed_offset=1)
-
-    def batches(epoch: int):
-        return zip(labeled_batches(epoch), unlabeled_batches(epoch))
-
-    return fit_and_save(ctx, model, algorithm, batches, steps, config, record, validate=validate, test=test,
+    return fit_and_save(ctx, model, algorithm, _beside(labeled_batches, unlabeled_batches), steps, config, record,
+                        validate=validate, test=test,
                         data=unlabeled if isinstance(unlabeled, ShardSet) else None)
 
 

@@ -15,9 +15,10 @@ from ptcommon.cli import InputError
 from ptcommon.shards import ForeignKeys, ReadPolicy
 from ptcommon.timm_specs import check_spec
 
-from .commands import (RunContext, TargetInfo, TargetRequest, choose_augment, guard_record, is_real_images,
-                       model_input, open_labeled, open_shards, open_unlabeled, pp_validation, prepare_model,
-                       run_finetune, run_kd, run_pp, run_pssl)
+from .commands import (LabeledData, RunContext, TargetInfo, TargetRequest, choose_augment, guard_record,
+                       is_real_images, model_input, open_extra, open_labeled, open_shards, open_unlabeled,
+                       pp_validation, prepare_model, run_finetune, run_kd, run_pp, run_pssl)
+from .data.extra import ExtraData
 from .data.loading import choose_workers
 from .distributed import setup
 from .guard import choose_guard
@@ -59,6 +60,14 @@ class RunRequest:
     def seeded(self, request: TargetRequest) -> TargetRequest:
         """REQUEST with the run's --seed, which draws a --val-split."""
         return replace(request, seed=self.settings.seed)
+
+    def extra(self, spec: str | None, labeled: LabeledData, policy: ReadPolicy,
+              skip_corrupt: bool = False) -> ExtraData | None:
+        """--extra-labeled SPEC, matched to LABELED's classes (commands.open_extra), and its weight settled in
+        the settings, where the loss (Supervised.of) and a resume read it."""
+        extra = open_extra(spec, self.settings.extra_weight, labeled, policy, skip_corrupt)
+        self.settings = replace(self.settings, extra_weight=extra.weight if extra is not None else None)
+        return extra
 
     def prepare(self, target, init: str, arch: str, init_weights: Path | None = None):
         """The model for TARGET (commands.prepare_model) and the augmentation policy, which --augment
@@ -139,24 +148,28 @@ def pp(shards: str, arch: str, val_shards: int | None, skip_corrupt: bool, polic
 
 
 def finetune(data: str, start: ModelStart, target: TargetRequest, skip_corrupt: bool, policy: ReadPolicy,
-             keys: ForeignKeys, run: RunRequest) -> Path | None:
-    """`pttrain finetune`: START's backbone with a fresh head, trained on the target's labels; the run folder (on rank 0)."""
+             keys: ForeignKeys, run: RunRequest, extra_labeled: str | None = None) -> Path | None:
+    """`pttrain finetune`: START's backbone with a fresh head, trained on the target's labels (and on
+    EXTRA_LABELED's, matched by class name); the run folder (on rank 0)."""
     check_spec(start.init, "--init", start.init_weights)
     labeled = open_labeled(data, "--data", policy, skip_corrupt, request=run.seeded(target), keys=keys)
+    extra = run.extra(extra_labeled, labeled, policy, skip_corrupt)
     check_mixing(run.settings, len(labeled.target.classes), f"--data {data}")
     model, config, augment = run.prepare(labeled.target, start.init, start.arch, start.init_weights)
     ctx = run.start("finetune", augment, labeled.validation)
-    run_finetune(labeled, start.init, model, config, Supervised.of(ctx.settings, config.num_classes), ctx)
+    run_finetune(labeled, start.init, model, config, Supervised.of(ctx.settings, config.num_classes), ctx, extra)
     return ctx.run_dir if ctx.dist.main else None
 
 
 def pssl(data: Path, unlabeled: str, start: ModelStart, ssl: SSLOptions, target: TargetRequest, policy: ReadPolicy,
-         keys: ForeignKeys, run: RunRequest) -> Path | None:
-    """`pttrain pssl`: finetune's run plus the SSL algorithm's loss on UNLABELED; the run folder (on rank 0)."""
+         keys: ForeignKeys, run: RunRequest, extra_labeled: str | None = None) -> Path | None:
+    """`pttrain pssl`: finetune's run (with EXTRA_LABELED as finetune takes it) plus the SSL algorithm's
+    loss on UNLABELED; the run folder (on rank 0)."""
     from ptcommon.launcher import detect
 
     check_spec(start.init, "--init", start.init_weights)
     labeled = open_labeled(data, "--data", policy, shards_allowed=False, request=run.seeded(target))
+    extra = run.extra(extra_labeled, labeled, policy)
     source = open_unlabeled(unlabeled, policy, keys)
     guard = choose_guard(ssl.guard, ssl.guard_threshold, real_images=is_real_images(source), unlabeled=unlabeled)
     guarded = guard_record(source, guard)
@@ -165,7 +178,7 @@ def pssl(data: Path, unlabeled: str, start: ModelStart, ssl: SSLOptions, target:
     algorithm = ssl.algorithm(Supervised.of(run.settings, config.num_classes), detect().world > 1,
                               run.settings.batch_size)
     ctx = run.start("pssl", augment, labeled.validation)
-    run_pssl(labeled, source, start.init, model, config, algorithm, ssl.ratio, guard, guarded, ctx)
+    run_pssl(labeled, source, start.init, model, config, algorithm, ssl.ratio, guard, guarded, ctx, extra)
     return ctx.run_dir if ctx.dist.main else None
 
 

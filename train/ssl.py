@@ -1,8 +1,9 @@
 """Consistency-based semi-supervised learning on labeled target data plus unlabeled (pseudo)
 samples (docs/method.md, P-SSL step 2). Each algorithm says only how its unlabeled loss differs.
 
-A batch is ((images, labels), (weak views, strong views[, weights])); the labeled part is finetune's
-loss (`trainer.Supervised`: cross-entropy, with its label smoothing and mixup / CutMix) for both
+A batch is (labeled part, (weak views, strong views[, weights])); the labeled part, (images, labels)
+or with --extra-labeled ((images, labels), (extra images, extra labels)), is finetune's loss
+(`trainer.Supervised`: cross-entropy, with its label smoothing, mixup / CutMix and extra term) for both
 algorithms, and each unlabeled image's loss counts by its weight (the guard's, train/guard.py; 1 when
 the batch carries none).
 """
@@ -78,10 +79,9 @@ class FixMatch(Algorithm):
         return _weighted_mean(F.cross_entropy(strong_logits, targets, reduction="none") * mask, weights), mask.mean()
 
     def loss(self, model, batch, device):
-        (images, labels), (weak, strong, *weights) = batch
+        labeled_part, (weak, strong, *weights) = batch
         weights = weights[0].to(device) if weights else None
-        labels = torch.as_tensor(labels).to(device)
-        images, targets = self.labeled.inputs(images.to(device), labels)
+        images, score = self.labeled.prepare(labeled_part, device)
         m = len(weak)
         if self.bn_stats == "mixed":
             # One forward pass over all three parts keeps batch-norm statistics consistent.
@@ -92,10 +92,10 @@ class FixMatch(Algorithm):
             with running_stats_frozen(model):
                 unlabeled = model(torch.cat([weak, strong]).to(device))
         weak_logits, strong_logits = unlabeled[:m], unlabeled[m:]
-        supervised = self.labeled.criterion(labeled, targets)
+        supervised, figures = score(labeled)
         unsupervised, used = self.unlabeled_loss(weak_logits.detach(), strong_logits, weights)
         loss = supervised + self.weight * unsupervised
-        return loss, {"loss_x": supervised.detach(), "loss_u": unsupervised.detach(), "mask": used.detach()}
+        return loss, {**figures, "loss_x": supervised.detach(), "loss_u": unsupervised.detach(), "mask": used.detach()}
 
 
 @dataclass

@@ -65,6 +65,7 @@ class TrainSettings:
     smoothing: float = 0.0  # label smoothing of the supervised loss
     mixup: float = 0.0  # mixup's alpha (0: off)
     cutmix: float = 0.0  # CutMix's alpha (0: off)
+    extra_weight: float | None = None  # --extra-weight: the extra labeled images' loss (None: no --extra-labeled)
     warmup_epochs: float = 1.0
     ema_decay: float = 0.0  # 0 turns EMA off
     checkpoint_every: int = 200  # steps
@@ -125,13 +126,17 @@ class Supervised(Algorithm):
 
     @classmethod
     def of(cls, settings: TrainSettings, num_classes: int) -> "Supervised":
-        """The loss --smoothing, --mixup and --cutmix ask for (checked by `check_mixing`)."""
-        if not (settings.mixup or settings.cutmix):
-            return cls(settings.smoothing)
-        from timm.data import Mixup
+        """The loss --smoothing, --mixup and --cutmix ask for (checked by `check_mixing`), with the extra
+        labeled images' term where --extra-weight gives it one."""
+        mixup = None
+        if settings.mixup or settings.cutmix:
+            from timm.data import Mixup
 
-        return cls(settings.smoothing, Mixup(mixup_alpha=settings.mixup, cutmix_alpha=settings.cutmix,
-                                             label_smoothing=settings.smoothing, num_classes=num_classes))
+            mixup = Mixup(mixup_alpha=settings.mixup, cutmix_alpha=settings.cutmix,
+                          label_smoothing=settings.smoothing, num_classes=num_classes)
+        if settings.extra_weight:
+            return WithExtra(settings.smoothing, mixup, settings.extra_weight)
+        return cls(settings.smoothing, mixup)
 
     def inputs(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What the model sees and what its logits answer: the batch as it is, or mixed (mixup / CutMix)
@@ -143,12 +148,45 @@ class Supervised(Algorithm):
             return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
         return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
 
-    def loss(self, model, batch, device):
-        images, labels = batch
+    def prepare(self, part, device: torch.device) -> tuple[torch.Tensor, Callable[[torch.Tensor], tuple[torch.Tensor, dict]]]:
+        """A batch's labeled PART (images, labels) as what the model sees, and how its logits are scored:
+        score(logits) -> (loss, figures to log)."""
+        images, labels = part
         labels = torch.as_tensor(labels).to(device)
         inputs, targets = self.inputs(images.to(device), labels)
-        logits = model(inputs)
-        return self.criterion(logits, targets), {"train_top1": (logits.argmax(1) == labels).float().mean()}
+
+        def score(logits: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            return self.criterion(logits, targets), {"train_top1": (logits.argmax(1) == labels).float().mean()}
+
+        return inputs, score
+
+    def loss(self, model, batch, device):
+        inputs, score = self.prepare(batch, device)
+        return score(model(inputs))
+
+
+class WithExtra(Supervised):
+    """Supervised, plus a second labeled batch of extra (synthetic) images beside each target batch:
+    CE(target batch) + extra_weight x CE(extra batch), each mixed (--mixup, --cutmix) within itself.
+    Both go through the model in one pass, which DistributedDataParallel takes, so batch norm
+    normalises them together."""
+
+    def __init__(self, label_smoothing: float = 0.0, mixup=None, extra_weight: float = 1.0):
+        super().__init__(label_smoothing, mixup)
+        self.extra_weight = extra_weight
+
+    def prepare(self, part, device):
+        target, extra = part
+        inputs, score = super().prepare(target, device)
+        extra_inputs, extra_score = super().prepare(extra, device)
+
+        def both(logits: torch.Tensor) -> tuple[torch.Tensor, dict]:
+            loss, figures = score(logits[: len(inputs)])
+            extra_loss, extra_figures = extra_score(logits[len(inputs):])
+            return loss + self.extra_weight * extra_loss, {**figures, "loss_extra": extra_loss.detach(),
+                                                           "extra_top1": extra_figures["train_top1"]}
+
+        return torch.cat([inputs, extra_inputs]), both
 
 
 def check_mixing(settings: TrainSettings, num_classes: int, what: str) -> None:

@@ -46,7 +46,7 @@ import torch
 from ptcommon.cli import InputError
 from ptcommon.weights import read_state_dict
 
-from ..generator import Generator, SamplingDefaults, check_condition, to_uint8
+from ..generator import Generator, SamplingDefaults, Start, check_condition, to_uint8
 from .folder import INDEX_FILE, META_FILE, read_json, read_meta, weights_digest
 
 CONFIG_NAME = "config.json"  # the package's CONFIG_NAME and WEIGHTS_NAME, without importing it
@@ -211,6 +211,11 @@ class BigGANGenerator(Generator):
     def fingerprint(self) -> dict:
         return self._fingerprint
 
+    def check_start(self, flag: str) -> None:
+        raise InputError(f"{flag}: {self.folder} is a BigGAN, which maps noise to an image in one pass and has no "
+                         "way back from an image to start from; give 1 (samples from noise) or a diffusion model "
+                         "(unet, dit, sd)")
+
     def class_vectors(self, condition: torch.Tensor) -> torch.Tensor:
         """What the model's class input gets: probabilities as they are, class ids as one-hot rows."""
         check_condition(condition, self.num_classes)
@@ -220,9 +225,12 @@ class BigGANGenerator(Generator):
 
     @torch.inference_mode()
     def sample(
-        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
+        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float, *,
+        start: Start | None = None,
     ) -> np.ndarray:
         """One forward pass; `steps` is ignored (a GAN has no sampling steps)."""
+        if start is not None:
+            self.check_start("start")
         labels = self.class_vectors(condition)
         if len(seeds) != len(condition):
             raise ValueError(f"{len(seeds)} seeds for {len(condition)} conditions")

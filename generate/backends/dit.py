@@ -20,6 +20,7 @@ fidelity; a pseudo dataset needs the diversity).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -31,7 +32,8 @@ from torch import nn
 from ptcommon.cli import InputError
 
 from ..conditioning import mix
-from ..generator import Generator, SamplingDefaults, check_condition, decode_latents, denoise, to_uint8
+from ..generator import (Generator, GuidanceRange, SamplingDefaults, Start, batch_guidance, check_condition,
+                         decode_latents, denoise, encode_images, is_guided, to_uint8)
 from .folder import (SCHEDULER_CONFIG, folder_sampler, load_component, pipeline_class, public_config, read_json,
                      read_meta, vae_scale_factor, weights_digest)
 
@@ -234,15 +236,18 @@ class DiTGenerator(Generator):
 
     @torch.inference_mode()
     def sample(
-        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
+        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float | GuidanceRange, *,
+        start: Start | None = None,
     ) -> np.ndarray:
         check_condition(condition, self.num_classes)
-        guided = guidance > 1.0
+        scales = batch_guidance(guidance, seeds)
+        guided = is_guided(scales)
         if guided and not self.supports_guidance:
             raise ValueError("classifier-free guidance needs a model trained with a null class")
         size = self.transformer.config.sample_size
-        scheduler, generators, x = self._sampler.start(steps, seeds, len(condition),
-                                                       (self._latent_channels, size, size), self.device, self.dtype)
+        scheduler, generators, x, begin = self._sampler.start(
+            steps, seeds, len(condition), (self._latent_channels, size, size), self.device, self.dtype, start,
+            functools.partial(encode_images, self.vae, batch=self.decode_batch))
 
         labels = self.class_labels(condition, guided)
         c = self._latent_channels
@@ -251,5 +256,5 @@ class DiTGenerator(Generator):
             out = self.transformer(x_in, timestep=t.expand(len(x_in)), class_labels=labels).sample
             return out if self._pass_variance else out[:, :c]
 
-        x = denoise(scheduler, x, generators, predict, guidance, guided_channels=c)
+        x = denoise(scheduler, x, generators, predict, scales, guided_channels=c, begin=begin)
         return to_uint8(decode_latents(self.vae, x, self.decode_batch))

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 
 from ptcommon.cli import InputError
 from ptcommon.weights import sha256_of
 
-from ..generator import seeded_latents
+from ..generator import Start, seeded_latents, seeded_noise, start_latents
 
 if TYPE_CHECKING:
     from diffusers import SchedulerMixin
@@ -80,14 +80,27 @@ class Sampler:
         return scheduler
 
     def start(self, steps: int, seeds: Sequence[int], conditions: int, shape: tuple[int, ...],
-              device: torch.device, dtype: torch.dtype) -> tuple[SchedulerMixin, list[torch.Generator], torch.Tensor]:
-        """What every backend's sampling loop begins with: a fresh scheduler for `steps`, and each
-        sample's initial noise (of `shape`) from its own seed, one seed for each of `conditions`."""
+              device: torch.device, dtype: torch.dtype, start: Start | None = None,
+              encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+              ) -> tuple[SchedulerMixin, list[torch.Generator], torch.Tensor, int]:
+        """What every backend's sampling loop begins with: a fresh scheduler for `steps`, each
+        sample's initial noise (of `shape`) from its own seed, one seed for each of `conditions`,
+        and the index of the first timestep to run (`denoise`'s `begin`). With `start` the samples
+        begin from its images instead, taken into the model's space by `encode` (a latent model's
+        VAE; None: the model works on pixels) and noised with that same noise (`start_latents`)."""
         if len(seeds) != conditions:
             raise ValueError(f"{len(seeds)} seeds for {conditions} conditions")
         scheduler = self.scheduler(steps, device)
-        generators, x = seeded_latents(scheduler, seeds, shape, device, dtype)
-        return scheduler, generators, x
+        if start is None:
+            generators, x = seeded_latents(scheduler, seeds, shape, device, dtype)
+            return scheduler, generators, x, 0
+        x0 = start.images if encode is None else encode(start.images)
+        if tuple(x0.shape) != (conditions, *shape):
+            raise ValueError(f"start images of shape {tuple(x0.shape)} in the model's space; "
+                             f"expected {(conditions, *shape)}")
+        generators, noise = seeded_noise(seeds, shape, device, dtype)
+        x, begin = start_latents(scheduler, x0.to(device, dtype), noise, steps, start.strength)
+        return scheduler, generators, x, begin
 
     def fingerprint(self) -> dict:
         return {"class": self.cls.__name__, **public_config(self.config)}

@@ -22,7 +22,7 @@ import torch
 
 from ptcommon.cli import InputError
 
-from ..generator import Generator, SamplingDefaults, check_condition
+from ..generator import Generator, SamplingDefaults, Start, check_condition
 
 PREFIX = "noise:"
 _FORM = f"{PREFIX}CLASSESxSIZE[xCHANNELS]"
@@ -75,6 +75,7 @@ class NoiseGenerator(Generator):
     def __init__(self, spec: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
         self.spec = str(spec)
         self._classes, self._size, self._channels = parse(self.spec)
+        self.device = torch.device(device)  # where a source classifier runs beside it (ptgen pseudo)
 
     @property
     def num_classes(self) -> int:
@@ -108,6 +109,13 @@ class NoiseGenerator(Generator):
         return {"backend": "noise", "spec": f"{PREFIX}{self._classes}x{self._size}x{self._channels}",
                 "bits": "PCG64(sample seed).random_raw, little-endian"}
 
-    def sample(self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float) -> np.ndarray:
+    def check_start(self, flag: str) -> None:
+        raise InputError(f"{flag}: {self.spec} has no model, so nothing can start from an image; give 1 (its "
+                         "seeded noise) or a diffusion model (unet, dit, sd)")
+
+    def sample(self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float, *,
+               start: Start | None = None) -> np.ndarray:
         check_condition(condition, self._classes)
+        if start is not None:
+            self.check_start("start")
         return np.stack([noise_image(seed, self._size, self._channels) for seed in seeds])

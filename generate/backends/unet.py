@@ -20,7 +20,8 @@ from ptcommon.cli import InputError
 from ptcommon.weights import sha256_of
 
 from ..conditioning import mix
-from ..generator import Generator, SamplingDefaults, denoise, to_uint8
+from ..generator import (Generator, GuidanceRange, SamplingDefaults, Start, batch_guidance, denoise, is_guided,
+                         to_uint8)
 from .folder import META_FILE, folder_sampler, pipeline_class, public_config, read_json, read_meta, weights_digest
 
 
@@ -149,14 +150,16 @@ class UNetGenerator(Generator):
 
     @torch.inference_mode()
     def sample(
-        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float
+        self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float | GuidanceRange, *,
+        start: Start | None = None,
     ) -> np.ndarray:
-        guided = guidance > 1.0
+        scales = batch_guidance(guidance, seeds)
+        guided = is_guided(scales)
         if guided and not self._has_null:
             raise ValueError("classifier-free guidance needs a model trained with a null class")
-        scheduler, generators, x = self._sampler.start(steps, seeds, len(condition),
-                                                       (self.channels, self.image_size, self.image_size),
-                                                       self.device, self.dtype)
+        scheduler, generators, x, begin = self._sampler.start(steps, seeds, len(condition),
+                                                              (self.channels, self.image_size, self.image_size),
+                                                              self.device, self.dtype, start)
 
         emb = self.class_embedding(condition)
         if guided:
@@ -173,4 +176,4 @@ class UNetGenerator(Generator):
                 x_in = torch.cat([x_in, template], dim=1)
             return self.unet(x_in, t, class_labels=emb).sample
 
-        return to_uint8(denoise(scheduler, x, generators, predict, guidance))
+        return to_uint8(denoise(scheduler, x, generators, predict, scales, begin=begin))

@@ -76,11 +76,15 @@ class ForeignShards(ShardSet):
                              f"{keys.label_key}); they have {_listed(extensions)}: name the label member with "
                              "--label-key")
         self.count = count
-        self.class_names = self._class_names(keys, max(labels, default=-1), flag)
+        top = max(labels, default=-1)
+        named = self._class_names(keys, top, flag)
+        self.class_names = named or [str(i) for i in range(top + 1)]
         self.class_ids = list(range(len(self.class_names)))
         self.index_of = {i: i for i in self.class_ids}
         self.image_size, self.channels = self._peek(where)
-        self.header = {"count": count, "image_size": self.image_size, "channels": self.channels, "labeled": self.labeled}
+        # What a dataset.json would say; class_names only where the set names its classes.
+        self.header = {"count": count, "image_size": self.image_size, "channels": self.channels, "labeled": self.labeled,
+                       **({"class_names": named} if named else {})}
 
     def _count(self, where: str) -> tuple[int, list[int], set[str]]:
         """Samples with an image, their labels and every member extension, from one pass over the headers."""
@@ -106,8 +110,9 @@ class ForeignShards(ShardSet):
             count += len(keyed)
         return count, labels, extensions
 
-    def _class_names(self, keys: ForeignKeys, top: int, flag: str) -> list[str]:
-        """--class-names, else the set's _info.json `class_names`, else the ids seen; every label must have one."""
+    def _class_names(self, keys: ForeignKeys, top: int, flag: str) -> list[str] | None:
+        """--class-names, else the set's _info.json `class_names`, else None (the set names no class);
+        every label must have one."""
         if keys.class_names is not None:
             names = read_class_names(keys.class_names)
             source = f"--class-names {keys.class_names}"
@@ -116,7 +121,7 @@ class ForeignShards(ShardSet):
             info = json.loads(folder.read_bytes(INFO_FILE)) if folder.exists(INFO_FILE) else {}
             names = info.get("class_names") if isinstance(info, dict) else None
             if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-                return [str(i) for i in range(top + 1)]
+                return None
             source = f"{folder}/{INFO_FILE}"
         if top >= len(names):
             raise InputError(f"{source}: names {len(names)} classes, but {flag} {self.root} holds class id {top}")
