@@ -21,6 +21,8 @@ Rows, each at pttrain's defaults, so every deep route gets its schedule by the s
   source arch     finetune --init builtin:glyphs-1k: the source classifier's own architecture and
                   weights, for reference (the case the method does not assume)
   control         pp+fixmatch at unlabeled weight 0: the pseudo samples ignored
+  pp+extra        finetune --init PP --extra-labeled PSEUDO: the pseudo samples as labeled data, each
+                  with its target's class (the look-alike study, benchmarks/lookalikes.py)
 
     python -m benchmarks.reproduce run [--budgets 2,5,10] [--seeds 0,1,2] [--rows ...] [--max-minutes 55]
     python -m benchmarks.reproduce report     # table, bar chart and reading into docs/results.md
@@ -100,11 +102,12 @@ def current_pssl(weight: float = 1, guard: str | None = None) -> tuple:
 FULL = Settings(pseudo_extra=("--top-k", "all", "--temperature", 1))
 QUICK = Settings(pp_per_class=3, pp_epochs=3, per_target=5, extra=("--min-steps", 100),
                  pseudo_extra=("--top-k", 1, "--temperature", 1),
-                 row_flags=(("pp+fixmatch", current_pssl()), ("control", current_pssl(weight=0))))
+                 row_flags=(("pp+fixmatch", current_pssl()), ("control", current_pssl(weight=0)),
+                            ("oracle", ssl_flags(batch_size=64, ratio=1))))
 
 PIXEL_ROWS = ("logreg", "svm")
 DEEP_ROWS = ("scratch", "kd", "pp", "pssl", "pp+fixmatch", "pp+uda", "oracle", "source arch", "control")
-QUICK_ROWS = ("logreg", "svm", "scratch", "kd", "pp", "control", "pp+fixmatch")
+QUICK_ROWS = ("logreg", "svm", "scratch", "kd", "pp", "control", "pp+fixmatch", "oracle")
 LABELS = {"logreg": "logistic regression, pixels", "svm": "RBF SVM, pixels", "scratch": "scratch", "kd": "KD",
           "pp": "PP -> finetune", "pssl": "P-SSL from scratch", "pp+fixmatch": "**PP + P-SSL (FixMatch)**",
           "pp+uda": "PP + P-SSL (UDA)", "oracle": "oracle: PP + SSL on real unlabeled",
@@ -188,6 +191,7 @@ class Cell:
             "control": lambda: ["pssl", *data, "--unlabeled", self.pseudo(), "--init", self.pp_run()],
             "pp+uda": lambda: ["pssl", *data, "--unlabeled", self.pseudo(), "--init", self.pp_run(), "--algo", "uda"],
             "oracle": lambda: ["pssl", *data, "--unlabeled", self.tree / "unlabeled", "--init", self.pp_run()],
+            "pp+extra": lambda: ["finetune", *data, "--init", self.pp_run(), "--extra-labeled", self.pseudo()],
             "source arch": lambda: ["finetune", *data, "--init", SOURCE],
         }[row]()
 

@@ -344,6 +344,11 @@ def run_job(
     plan = job.plan
     stats = RunStats(batch_size=batch_size)
     total = plan.rank_samples(rank, world)
+    # What the first batch's estimate counts: the images of this rank's shards not yet in the folder,
+    # from one listing (each shard's own check comes as the loop reaches it).
+    landed = folder.landed()
+    unwritten = sum(len(plan.samples(shard)) for shard in plan.shards_for_rank(rank, world)
+                    if plan.shard_name(shard) not in landed)
     bar = tqdm(total=total, unit="img", disable=not progress, desc=f"rank {rank}" if world > 1 else "synth")
     writer = _Writer(job, folder, image_format, quality, bar, stats, encode_workers)
     writer.start()
@@ -362,7 +367,8 @@ def run_job(
                         _put(writer, (shard, indices, writer.encode(indices, images)))
                     if on_first_batch is not None:
                         screened = (stats.kept, stats.sampled) if getattr(job, "screen", None) else None
-                        on_first_batch(stats.sampled / (time.perf_counter() - start), total - stats.kept, screened)
+                        on_first_batch(stats.sampled / (time.perf_counter() - start), unwritten - stats.kept,
+                                       screened)
                         on_first_batch = None
                 _put(writer, (shard, None, None))
         finally:

@@ -95,10 +95,10 @@ class _Tight:
     def __init__(self, generator, room):
         base = type(generator)
 
-        def sample(this, condition, seeds, steps, guidance):
+        def sample(this, condition, seeds, steps, guidance, **options):
             if len(seeds) > room:
                 raise torch.OutOfMemoryError(f"tried to allocate for {len(seeds)} images")
-            return base.sample(this, condition, seeds, steps, guidance)
+            return base.sample(this, condition, seeds, steps, guidance, **options)
 
         generator.__class__ = type("Tight" + base.__name__, (base,), {"sample": sample})
         self.generator = generator
@@ -111,8 +111,8 @@ class _Unencodable:
     def __init__(self, generator, bad_seed):
         base = type(generator)
 
-        def sample(this, condition, seeds, steps, guidance):
-            images = base.sample(this, condition, seeds, steps, guidance)
+        def sample(this, condition, seeds, steps, guidance, **options):
+            images = base.sample(this, condition, seeds, steps, guidance, **options)
             if bad_seed in seeds:
                 return np.repeat(images[..., :1], 4, axis=3)
             return images
@@ -155,10 +155,10 @@ def test_a_stop_at_out_of_memory_leaves_a_folder_that_a_rerun_finishes(tiny_mode
     generator = load_generator(str(tiny_model))
     base = type(generator)
 
-    def sample(this, condition, seeds, steps, guidance):
+    def sample(this, condition, seeds, steps, guidance, **options):
         if full_from & set(seeds):
             raise torch.OutOfMemoryError("tried to allocate")
-        return base.sample(this, condition, seeds, steps, guidance)
+        return base.sample(this, condition, seeds, steps, guidance, **options)
 
     generator.__class__ = type("Filling" + base.__name__, (base,), {"sample": sample})
     out = tmp_path / "out"
@@ -234,3 +234,14 @@ def test_auto_format_keeps_the_hash_of_the_format_it_chose(cli, tiny_model, tmp_
     auto, png = (json.loads((tmp_path / name / "dataset.json").read_text()) for name in ("auto", "png"))
     assert auto["image_format"] == "png" and auto["config_hash"] == png["config_hash"]
     assert shard_bytes(tmp_path / "auto") == shard_bytes(tmp_path / "png")
+
+
+def test_a_resumes_estimate_counts_only_the_shards_still_to_write(tiny_model, tmp_path):
+    """The first batch's estimate on a resume: the images of the shards not in the folder, whichever
+    of them comes first (here the first of 4 shards of 7, deleted after a whole run)."""
+    job = SynthJob(settings(7), load_generator(str(tiny_model)))
+    generate_shards(job, tmp_path / "out", progress=False)
+    (tmp_path / "out" / job.plan.shard_name(0)).unlink()
+    left = []
+    generate_shards(job, tmp_path / "out", progress=False, on_first_batch=lambda rate, n, screened: left.append(n))
+    assert left == [0]  # the first batch is the deleted shard's 7 images: none left after it

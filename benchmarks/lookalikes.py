@@ -1,0 +1,142 @@
+"""Look-alikes grown from the target images (`ptgen pseudo --strength S`) against today's P-SSL,
+PP -> finetune and the oracle.
+
+Source: the built-in world; targets (benchmarks/targets.py) digits at 2 and 5 labels a class, and
+lookalikes and lookalikes-sharp at 2; resnet18; seeds 0, 1, 2, each drawing the labeled images and
+seeding every run of its cell. All rows of a seed start from the same pp run (the main comparison's
+cache), so their differences are paired. Pseudo shards are 10 a labeled image, top-1 soft label.
+
+Rows (every flag a default could change spelled out):
+
+  pp              finetune --init PP
+  control         pssl --init PP at --unlabeled-weight 0 (the labeled branch alone)
+  noise-gate      pssl on pseudo samples drawn from noise (S = 1), --guard gate: today's method
+  grown-S         pssl on look-alikes grown at strength S (0.5, 0.8), --guard none: whether the
+                  gate, set for samples from noise, should hold them back too
+  extra-S-wW      finetune --init PP --extra-labeled LOOK-ALIKES(S) --extra-weight W (W 0.5, 1): the
+                  look-alikes as labeled data, each with its own target's class
+  oracle          pssl on the target's real unlabeled images (what unlabeled data can give)
+
+    python -m benchmarks.lookalikes run [--seeds 0,1,2] [--jobs 2] [--cells digits/2,...]
+    python -m benchmarks.lookalikes report [--doc FILE|-]
+
+`run` skips every cell kept in benchmarks/results/lookalikes.json or present under runs/, so it
+resumes by running it again; every training runs on one thread (OMP_NUM_THREADS=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+from concurrent.futures import ThreadPoolExecutor
+
+from benchmarks.common import (
+    RUNS, Kept, cli, describe_paired, doc_flag, eval_top1, flag, ints, paired, spread, table, words, write_section,
+)
+from benchmarks.pssl_guard import BATCH, PSEUDO, pssl_row
+from benchmarks.reproduce import Cell, Settings, ssl_flags
+
+WORK = RUNS / "lookalikes"
+SEEDS = [0, 1, 2]
+STRENGTHS = (0.5, 0.8)
+WEIGHTS = (0.5, 1)
+CELLS = ("digits/2", "digits/5", "lookalikes/2", "lookalikes-sharp/2")
+GATE = ("--guard", "gate", "--guard-threshold", 0.3)
+
+
+def grown(strength: float) -> tuple:
+    return (*PSEUDO, "--strength", strength)
+
+
+# row -> (the main comparison's command row, ptgen pseudo's flags, the row's own training flags, label)
+ROWS: dict[str, tuple[str, tuple, tuple, str]] = {
+    "pp": ("pp", PSEUDO, (), "PP -> finetune"),
+    "control": ("pp+fixmatch", PSEUDO, pssl_row(weight=0), "P-SSL at weight 0 (control)"),
+    "noise-gate": ("pp+fixmatch", PSEUDO, pssl_row(guard=GATE), "P-SSL, samples from noise, --guard gate"),
+    **{f"grown-{s}": ("pp+fixmatch", grown(s), pssl_row(), f"P-SSL, look-alikes at S={s}, --guard none")
+       for s in STRENGTHS},
+    **{f"extra-{s}-w{w}": ("pp+extra", grown(s), ("--extra-weight", w), f"look-alikes at S={s} as labeled, W={w}")
+       for s in STRENGTHS for w in WEIGHTS},
+    "oracle": ("oracle", PSEUDO, ssl_flags(batch_size=BATCH, ratio=1), "oracle: real unlabeled images"),
+}
+
+
+def cell(target: str, budget: int, seed: int, row: str) -> Cell:
+    _, pseudo, own, _ = ROWS[row]
+    return Cell(WORK / target, Settings(target=target, pseudo_extra=pseudo, row_extra=own), budget, seed, name=row)
+
+
+def key(target: str, budget: int, seed: int, row: str) -> str:
+    return f"{target}/{budget}/{seed}/{row}"
+
+
+def parse_cells(cells: list[str]) -> list[tuple[str, int]]:
+    return [(c.split("/")[0], int(c.split("/")[1])) for c in cells]
+
+
+def run_task(task: tuple) -> None:
+    target, budget, seed, row = task
+    c = cell(*task)
+    if key(*task) not in kept() and not c.result(row).exists():
+        c.run(ROWS[row][0])
+
+
+def run(args: argparse.Namespace) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    kept()
+    tasks = [(t, b, s, r) for s in args.seeds for t, b in parse_cells(args.cells) for r in ROWS]
+    # What the trainings share, first and one at a time: the synthetic shards, a pp run a seed.
+    for seed in args.seeds:
+        cell("digits", 5, seed, "pp").pp_run()
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(run_task, tasks))
+
+
+@functools.cache
+def kept() -> dict[str, float]:
+    """Every cell's test top-1: the kept file (benchmarks/results/lookalikes.json), updated from runs/."""
+    scores = Kept("lookalikes")
+    scores.update({key(t, b, s, r): eval_top1(c.result(r)) for t, b in parse_cells(list(CELLS)) for s in SEEDS
+                   for r in ROWS if (c := cell(t, b, s, r)).result(r).exists()})
+    return scores.scores
+
+
+def top1(target: str, budget: int, seed: int, row: str) -> float | None:
+    return kept().get(key(target, budget, seed, row))
+
+
+def report(args: argparse.Namespace) -> None:
+    body = []
+    for target, budget in parse_cells(list(CELLS)):
+        base = {s: top1(target, budget, s, "pp") for s in SEEDS}
+        oracle_gain = paired({s: top1(target, budget, s, "oracle") for s in SEEDS}, base)
+        for row, (_, _, _, label) in ROWS.items():
+            values = [v for s in SEEDS if (v := top1(target, budget, s, row)) is not None]
+            if not values:
+                continue
+            diffs = paired({s: top1(target, budget, s, row) for s in SEEDS}, base) if row != "pp" else {}
+            share = (statistics.mean(diffs.values()) / statistics.mean(oracle_gain.values())
+                     if diffs and oracle_gain and statistics.mean(oracle_gain.values()) > 0 else None)
+            body.append([f"{target}, {budget}/class", label, f"{spread(values)} (n={len(values)})",
+                         describe_paired(diffs) if diffs else "—", f"{share:+.0%}" if share is not None else "—"])
+    text = ("Command: `python -m benchmarks.lookalikes run --seeds 0,1,2`, then `python -m benchmarks.lookalikes "
+            "report` (benchmarks/lookalikes.py says what each row runs). Built-in source world, resnet18, 10 pseudo "
+            f"samples a labeled image (top-1 soft label); P-SSL is FixMatch at finetune's labeled batch ({BATCH}), "
+            "ratio 1; every run on one thread. Test top-1, mean ± sd over seeds; each row minus PP -> finetune seed by "
+            "seed; and the share of the oracle's mean gain over PP -> finetune that the row's mean gain makes.\n\n"
+            + table(["target", "route", "test top-1", "minus PP -> finetune, paired", "share of the oracle's gain"],
+                    body))
+    write_section("lookalikes", text, args.doc)
+
+
+def main() -> None:
+    cli(__doc__,
+        run=(run, [flag("--seeds", type=ints, default=SEEDS), flag("--jobs", type=int, default=2),
+                   flag("--cells", type=words, default=list(CELLS), help="TARGET/BUDGET, e.g. digits/2.")]),
+        report=(report, [doc_flag()]))
+
+
+if __name__ == "__main__":
+    main()
