@@ -26,7 +26,7 @@ from PIL import Image
 
 from ptcommon.cli import InputError
 
-from .generator import Generator
+from .generator import CANDIDATE_STREAM, Generator
 from .plan import sample_seed
 
 if TYPE_CHECKING:
@@ -43,12 +43,14 @@ CONFIDENCE_DIGITS = 6  # as a pseudo sample's target_confidence
 
 def candidate_seed(seed: int, index: int, candidate: int) -> int:
     """The noise seed of sample INDEX's candidate CANDIDATE: the unfiltered sample's seed for candidate
-    0, else a 63-bit seed of SeedSequence([sample_seed(seed, index), candidate]), a function of
-    (seed, index, candidate) alone."""
+    0, else a 63-bit seed of SeedSequence([sample_seed(seed, index), CANDIDATE_STREAM, candidate]), a
+    function of (seed, index, candidate) alone and apart from the seed's other streams (its prompt's
+    and its guidance scale's draws)."""
     first = sample_seed(seed, index)
     if candidate == 0:
         return first
-    return int(np.random.SeedSequence([first, candidate]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+    words = np.random.SeedSequence([first, CANDIDATE_STREAM, candidate]).generate_state(1, np.uint64)
+    return int(words[0] >> np.uint64(1))
 
 
 @dataclass(frozen=True)

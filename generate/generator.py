@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # purpose, so that drawing a prompt or a guidance scale leaves the noise as it is.
 PROMPT_STREAM = 1
 GUIDANCE_STREAM = 2
+CANDIDATE_STREAM = 3  # the seeds of a filtered sample's further candidates (generate/filtering.py)
 
 
 def seed_word(seed: int, stream: int) -> int:
