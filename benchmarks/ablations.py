@@ -78,7 +78,8 @@ class Variant:
         settings: Settings = dataclasses.replace(FULL, **self.change)
         # Named by what changes, not by the label, so that two groups asking for the same run share it.
         tag = "-".join(f"{k}{''.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in sorted(self.change.items()))
-        return Cell(WORK, settings, budget, seed, name=f"{self.row}-{tag.replace('--', '').replace('_', '')}")
+        return Cell(WORK, settings, budget, seed,
+                    name=f"{self.row}-{reproduce.short_name(tag.replace('--', '').replace('_', ''))}")
 
 
 def pseudo(label: str, *flags, on: dict | None = None, **fixmatch_flags) -> Variant:

@@ -114,12 +114,15 @@ LABELS = {"logreg": "logistic regression, pixels", "svm": "RBF SVM, pixels", "sc
           "source arch": "reference: source classifier finetuned", "control": "P-SSL at weight 0 (control)"}
 
 
+def short_name(name: str) -> str:
+    """NAME, or where it would be too long for a folder's name (a list of class ids in it) its
+    start and a digest of the whole."""
+    return name if len(name) <= 80 else name[:40] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
 def _tag(extra: tuple) -> str:
-    """A cache folder's name part for the flags EXTRA (a digest of them where they would make a
-    name too long, as a list of class ids would)."""
-    tag = "".join(str(e).lstrip("-") for e in extra)
-    if len(tag) > 80:
-        tag = tag[:40] + "-" + hashlib.sha256(tag.encode()).hexdigest()[:12]
+    """A cache folder's name part for the flags EXTRA."""
+    tag = short_name("".join(str(e).lstrip("-") for e in extra))
     return "-" + tag if tag else ""
 
 
