@@ -101,6 +101,12 @@ class WorkPlan:
     def shard_names(self) -> list[str]:
         return [self.shard_name(k) for k in range(self.num_shards)]
 
+    def shard_of(self, name: str) -> int | None:
+        """The shard a file NAME of this plan's is (`shard_name`'s inverse); None for another name."""
+        head, tail = f"{self.prefix}-", ".tar"
+        digits = name[len(head):-len(tail)] if name.startswith(head) and name.endswith(tail) else ""
+        return int(digits) if digits.isdigit() and self.shard_name(int(digits)) == name else None
+
     def samples(self, shard: int) -> range:
         start = shard * self.shard_size
         return range(start, min(start + self.shard_size, self.count))

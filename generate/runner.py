@@ -345,10 +345,11 @@ def run_job(
     stats = RunStats(batch_size=batch_size)
     total = plan.rank_samples(rank, world)
     # What the first batch's estimate counts: the images of this rank's shards not yet in the folder,
-    # from one listing (each shard's own check comes as the loop reaches it).
-    landed = folder.landed()
-    unwritten = sum(len(plan.samples(shard)) for shard in plan.shards_for_rank(rank, world)
-                    if plan.shard_name(shard) not in landed)
+    # from one listing and by arithmetic, since a plan may hold more shards than can be gone through
+    # before the first starts (each shard's own check comes as the loop reaches it).
+    mine = plan.shards_for_rank(rank, world)
+    unwritten = total - sum(len(plan.samples(k)) for k in map(plan.shard_of, folder.landed())
+                            if k is not None and k in mine)
     bar = tqdm(total=total, unit="img", disable=not progress, desc=f"rank {rank}" if world > 1 else "synth")
     writer = _Writer(job, folder, image_format, quality, bar, stats, encode_workers)
     writer.start()

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from generate.plan import sample_seed
+from generate.plan import WorkPlan, sample_seed
 
 
 def seed_sequence(seed: int, index: int) -> int:
@@ -24,3 +24,10 @@ def test_sample_seed_at_random_seeds_and_indices():
     rng = np.random.default_rng(0)
     pairs = [(int(rng.integers(2**63)), int(rng.integers(10**9))) for _ in range(300)]
     assert [sample_seed(s, i) for s, i in pairs] == [seed_sequence(s, i) for s, i in pairs]
+
+
+def test_a_shard_file_name_gives_back_its_shard():
+    plan = WorkPlan(count=25, shard_size=10, prefix="synth")
+    assert [plan.shard_of(plan.shard_name(k)) for k in range(plan.num_shards)] == [0, 1, 2]
+    assert plan.shard_of("pseudo-000001.tar") is None and plan.shard_of("synth-1.tar") is None
+    assert plan.shard_of("synth-00000x.tar") is None and plan.shard_of(".synth-000001.tar.tmp") is None
