@@ -1,6 +1,9 @@
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +108,20 @@ def cli():
 def run_module(*args: str, **kwargs) -> subprocess.CompletedProcess:
     """Run `python -m ...` in a child process, as a user's shell would."""
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, **kwargs)
+
+
+def synth_killed_after(args: list[str], out: Path, shards: int = 2, timeout: float = 120) -> int:
+    """`ptgen synth ARGS` (writing into OUT) killed by SIGKILL once SHARDS shards have landed, or at
+    TIMEOUT; how many had landed."""
+    proc = subprocess.Popen([sys.executable, "-m", "generate", "synth", *map(str, args)], cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while len(list(out.glob("synth-*.tar"))) < shards and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(list(out.glob("synth-*.tar")))
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,10 @@
 """Shards are a pure function of (config, shard index): splits over ranks, torchrun and SIGKILL +
 rerun all give the bytes of one uninterrupted process."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, run_module
+from conftest import run_module, synth_killed_after
 from generate.cli import main as ptgen
 
 ARGS = ["--per-class", 8, "--shard-size", 6, "--batch-size", 4, "--dtype", "fp32", "--quiet"]  # 40 images, 7 shards
@@ -72,15 +66,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(tiny_model, tmp_path, referenc
     out = tmp_path / "killed"
     # Many sampling steps slow the job down enough to kill it part-way.
     slow = [*map(str, synth_args(tiny_model, out)), "--steps", "4"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "generate", *slow], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(list(out.glob("synth-*.tar"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(out.glob("synth-*.tar")))
+    done = synth_killed_after(slow[1:], out)
     assert 2 <= done < 7, f"kill landed after {done} shards; the test needs it part-way"
     assert not (out / "manifest.parquet").exists()
 

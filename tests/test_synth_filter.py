@@ -3,18 +3,13 @@ classifier recognises, with the same bytes over ranks, batch sizes and a kill an
 sample that runs out of candidates stops the job in one line; bad input is one line."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from conftest import ROOT, run_module
+from conftest import run_module, synth_killed_after
 from generate.cli import main as ptgen
 
 P = 0.9
@@ -129,17 +124,10 @@ def test_ranks_and_batch_sizes_give_the_same_bytes(cli, reference, tmp_path):
 
 def test_kill_then_resume_gives_the_same_bytes(reference, tmp_path):
     out = tmp_path / "killed"
-    args = [sys.executable, "-m", "generate", "synth", "--out", str(out), *map(str, ARGS)]
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while len(list(out.glob("synth-*.tar"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(list(out.glob("synth-*.tar")))
+    args = ["--out", out, *ARGS]
+    done = synth_killed_after(args, out, timeout=180)
     assert 2 <= done < SHARDS, f"kill landed after {done} shards; the test needs it part-way"
-    rerun = run_module(*args[1:], timeout=300)
+    rerun = run_module("-m", "generate", "synth", *map(str, args), timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"({done} already done)" in rerun.stdout
     assert not list(out.glob(".*.tmp"))
