@@ -7,6 +7,7 @@ through this class, so a new backend (a DiT pipeline, a GAN) plugs in by impleme
 from __future__ import annotations
 
 import abc
+import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +282,9 @@ def denoise(
     """
     guided = is_guided(guidance)
     per_row = isinstance(guidance, torch.Tensor)
+    # A sampler that draws noise in its steps takes the samples' own generators; a deterministic one
+    # (PNDM, UniPC) has no such argument and needs none.
+    drawn = {"generator": generators} if "generator" in inspect.signature(scheduler.step).parameters else {}
     if per_row:
         scales = guidance.to(x.device, torch.float32).view(-1, *(1,) * (x.dim() - 1))
     for t in scheduler.timesteps[begin:]:
@@ -297,7 +301,7 @@ def denoise(
                 out = uncond[:, :c] + guidance * diff
             if c < cond.shape[1]:
                 out = torch.cat([out, cond[:, c:]], dim=1)
-        x = scheduler.step(out, t, x, generator=generators).prev_sample
+        x = scheduler.step(out, t, x, **drawn).prev_sample
     return x
 
 

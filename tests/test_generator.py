@@ -68,6 +68,18 @@ def test_ancestral_scheduler_is_seeded_per_sample(tmp_path):
     np.testing.assert_array_equal(together[1], alone[0])
 
 
+@pytest.mark.parametrize("scheduler", ["PNDMScheduler", "UniPCMultistepScheduler"])
+def test_a_scheduler_whose_steps_draw_nothing_samples_too(tmp_path, scheduler):
+    """PNDM and UniPC take no generator in their steps (they draw no noise there): a folder of
+    either samples, each image still its own seed's alone."""
+    from tiny_models import save_tiny_unet
+
+    gen = load_generator(str(save_tiny_unet(tmp_path / "model", scheduler=scheduler)))
+    together = gen.sample(torch.tensor([0, 1]), [1, 2], steps=5, guidance=2.0)
+    alone = gen.sample(torch.tensor([1]), [2], steps=5, guidance=2.0)
+    np.testing.assert_array_equal(together[1], alone[0])
+
+
 def test_template_channel_follows_the_soft_label(tmp_path):
     from tiny_models import save_tiny_unet
 
