@@ -191,6 +191,31 @@ class Generator(abc.ABC):
         return {"guidance": guidance.scale(seed)} if isinstance(guidance, GuidanceRange) else {}
 
 
+class OnePassGenerator(Generator):
+    """A generator that turns a sample's noise into its image in one pass (a GAN, or seeded noise
+    itself): no classifier-free guidance, one step, and no way from an image back into sampling."""
+
+    from_noise: str = "samples from noise"  # what --strength 1 gives, in the refusal of any other
+
+    @abc.abstractmethod
+    def no_way_back(self) -> str:
+        """Why this generator cannot start from an image, for the --strength refusal."""
+
+    @property
+    def supports_guidance(self) -> bool:
+        return False
+
+    @property
+    def defaults(self) -> SamplingDefaults:
+        return SamplingDefaults(steps=1, guidance=1.0)
+
+    def check_start(self, flag: str) -> None:
+        from ptcommon.cli import InputError
+
+        raise InputError(f"{flag}: {self.no_way_back()}; give 1 ({self.from_noise}) or a diffusion model "
+                         "(unet, dit, sd)")
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Map model-space images in [-1, 1], shaped (B, C, H, W), to uint8 (B, H, W, C)."""
     scaled = ((images.float().clamp(-1, 1) + 1) * 127.5).round()

@@ -46,7 +46,7 @@ import torch
 from ptcommon.cli import InputError
 from ptcommon.weights import read_state_dict
 
-from ..generator import Generator, SamplingDefaults, Start, check_condition, to_uint8
+from ..generator import OnePassGenerator, Start, check_condition, to_uint8
 from .folder import INDEX_FILE, META_FILE, read_json, read_meta, weights_digest
 
 CONFIG_NAME = "config.json"  # the package's CONFIG_NAME and WEIGHTS_NAME, without importing it
@@ -111,7 +111,7 @@ def convert_to_safetensors(folder: str | Path) -> Path:
     return path
 
 
-class BigGANGenerator(Generator):
+class BigGANGenerator(OnePassGenerator):
     """Samples a pytorch-pretrained-biggan `BigGAN` in one pass per batch."""
 
     name = "biggan"
@@ -200,21 +200,12 @@ class BigGANGenerator(Generator):
     def channels(self) -> int:
         return 3
 
-    @property
-    def supports_guidance(self) -> bool:
-        return False
-
-    @property
-    def defaults(self) -> SamplingDefaults:
-        return SamplingDefaults(steps=1, guidance=1.0)
-
     def fingerprint(self) -> dict:
         return self._fingerprint
 
-    def check_start(self, flag: str) -> None:
-        raise InputError(f"{flag}: {self.folder} is a BigGAN, which maps noise to an image in one pass and has no "
-                         "way back from an image to start from; give 1 (samples from noise) or a diffusion model "
-                         "(unet, dit, sd)")
+    def no_way_back(self) -> str:
+        return (f"{self.folder} is a BigGAN, which maps noise to an image in one pass and has no way back from an "
+                "image to start from")
 
     def class_vectors(self, condition: torch.Tensor) -> torch.Tensor:
         """What the model's class input gets: probabilities as they are, class ids as one-hot rows."""

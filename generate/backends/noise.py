@@ -22,7 +22,7 @@ import torch
 
 from ptcommon.cli import InputError
 
-from ..generator import Generator, SamplingDefaults, Start, check_condition
+from ..generator import OnePassGenerator, Start, check_condition
 
 PREFIX = "noise:"
 _FORM = f"{PREFIX}CLASSESxSIZE[xCHANNELS]"
@@ -56,7 +56,7 @@ def noise_image(seed: int, size: int, channels: int) -> np.ndarray:
     return words.astype("<u8").view(np.uint8)[:count].reshape(size, size, channels)
 
 
-class NoiseGenerator(Generator):
+class NoiseGenerator(OnePassGenerator):
     """Class-conditional in name only: every image is its seed's noise."""
 
     name = "noise"
@@ -93,14 +93,6 @@ class NoiseGenerator(Generator):
     def channels(self) -> int:
         return self._channels
 
-    @property
-    def supports_guidance(self) -> bool:
-        return False
-
-    @property
-    def defaults(self) -> SamplingDefaults:
-        return SamplingDefaults(steps=1, guidance=1.0)
-
     def compile(self) -> None:
         raise InputError(f"--compile: {self.spec} has no network to compile; drop --compile")
 
@@ -109,9 +101,10 @@ class NoiseGenerator(Generator):
         return {"backend": "noise", "spec": f"{PREFIX}{self._classes}x{self._size}x{self._channels}",
                 "bits": "PCG64(sample seed).random_raw, little-endian"}
 
-    def check_start(self, flag: str) -> None:
-        raise InputError(f"{flag}: {self.spec} has no model, so nothing can start from an image; give 1 (its "
-                         "seeded noise) or a diffusion model (unet, dit, sd)")
+    from_noise = "its seeded noise"
+
+    def no_way_back(self) -> str:
+        return f"{self.spec} has no model, so nothing can start from an image"
 
     def sample(self, condition: torch.Tensor, seeds: Sequence[int], steps: int, guidance: float, *,
                start: Start | None = None) -> np.ndarray:
