@@ -86,7 +86,8 @@ def run_task(task: tuple) -> None:
 def run(args: argparse.Namespace) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     kept()
-    tasks = [(t, b, s, r) for s in args.seeds for t, b in parse_cells(args.cells) for r in ROWS]
+    # A cell's seeds before the next cell, so that a partial run already holds whole paired comparisons.
+    tasks = [(t, b, s, r) for t, b in parse_cells(args.cells) for s in args.seeds for r in ROWS]
     # What the trainings share, first and one at a time: the synthetic shards, a pp run a seed.
     for seed in args.seeds:
         cell("digits", 5, seed, "pp").pp_run()

@@ -2,6 +2,7 @@
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -74,6 +75,10 @@ def test_pseudo_then_pssl_and_kd_on_a_saved_dataset(cli, saved, tiny_model, clas
     assert result.exit_code == 0, result.output
     header = json.loads((shards / "dataset.json").read_text())
     assert header["num_targets"] == 6 and header["count"] == 6
+    classes = pq.read_table(shards / "manifest.parquet", columns=["target_class"]).column(0).to_pylist()
+    assert classes == [CLASSES[i % 3] for i in range(6)]
+    run(cli, "finetune", "--data", saved, "--extra-labeled", shards, "--init", "none", "--out", tmp_path / "extra", *FAST)
+    assert json.loads((tmp_path / "extra" / "train.json").read_text())["extra_labeled"]["labels"] == "target_class"
     run(cli, "pssl", "--data", saved, "--unlabeled", shards, "--init", "none", "--guard", "none",
         "--out", tmp_path / "pssl", *FAST)
     run(cli, "kd", "--data", saved, "--teacher", classifier, "--out", tmp_path / "kd", *FAST)
