@@ -151,9 +151,14 @@ def filtering(target: str = "digits") -> list[Variant]:
 
 
 def guidance(target: str = "digits") -> list[Variant]:
-    """PP -> finetune on shards sampled at the generator's guidance 2, against a scale drawn per sample."""
+    """PP -> finetune on shards sampled at the generator's guidance 2, against a scale drawn per sample.
+    While 2 is the generator's own default its flag is left out: the same bytes, so the fixed variant
+    is the main comparison's shards and pp runs, made once."""
+    from generate.models import load_generator
+
     on = {"target": target}
-    return [Variant("guidance 2", "pp", {**on, "synth_extra": FIXED_GUIDANCE}),
+    fixed = {} if load_generator(SOURCE).defaults.guidance == 2 else {"synth_extra": FIXED_GUIDANCE}
+    return [Variant("guidance 2", "pp", {**on, **fixed}),
             Variant("guidance 1:3 a sample", "pp", {**on, "synth_extra": ("--guidance", "1:3")})]
 
 
@@ -199,8 +204,8 @@ GROUPS: dict[str, tuple[str, list[Variant] | Callable[[], list[Variant]]]] = {
     "filtering": ("PP shards filtered by the source classifier (digits)", filtering),
     "filtering_lookalikes": ("PP shards filtered by the source classifier (lookalikes)",
                              functools.partial(filtering, "lookalikes")),
-    "guidance": ("guidance of the PP shards (digits)", guidance()),
-    "guidance_lookalikes": ("guidance of the PP shards (lookalikes)", guidance("lookalikes")),
+    "guidance": ("guidance of the PP shards (digits)", guidance),
+    "guidance_lookalikes": ("guidance of the PP shards (lookalikes)", functools.partial(guidance, "lookalikes")),
     "pp_epochs": ("PP epochs", [
         Variant(f"{e} epochs", "pp", {} if e == FULL.pp_epochs else {"pp_epochs": e}) for e in (2, 5, 15)]),
 }
