@@ -8,8 +8,8 @@ cache), so their differences are paired. Pseudo shards are 10 a labeled image, t
 
 Rows (every flag a default could change spelled out):
 
-  pp              finetune --init PP
-  control         pssl --init PP at --unlabeled-weight 0 (the labeled branch alone)
+  pp              finetune --init PP (also the P-SSL control: pssl at --unlabeled-weight 0 ends with
+                  these weights to the bit, tests/test_pssl.py)
   noise-gate      pssl on pseudo samples drawn from noise (S = 1), --guard gate: today's method
   grown-S         pssl on look-alikes grown at strength S (0.5, 0.8), --guard none: whether the
                   gate, set for samples from noise, should hold them back too
@@ -53,7 +53,6 @@ def grown(strength: float) -> tuple:
 # row -> (the main comparison's command row, ptgen pseudo's flags, the row's own training flags, label)
 ROWS: dict[str, tuple[str, tuple, tuple, str]] = {
     "pp": ("pp", PSEUDO, (), "PP -> finetune"),
-    "control": ("pp+fixmatch", PSEUDO, pssl_row(weight=0), "P-SSL at weight 0 (control)"),
     "noise-gate": ("pp+fixmatch", PSEUDO, pssl_row(guard=GATE), "P-SSL, samples from noise, --guard gate"),
     **{f"grown-{s}": ("pp+fixmatch", grown(s), pssl_row(), f"P-SSL, look-alikes at S={s}, --guard none")
        for s in STRENGTHS},
