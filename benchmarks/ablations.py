@@ -323,9 +323,11 @@ def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], 
     if target:
         tree = variants[0].cell(args.budget, args.seeds[0]).exported()  # the test split is the same for every seed
         seen = targets.source_recognition(tree)
-        part += (f"\n\nThe source classifier's top-1, over its 1000 classes, on {target}'s test images: "
-                 f"{seen['top1']:.3f}; its mean top-1 probability on seed {args.seeds[0]}'s labeled images: "
-                 f"{seen['mean_top_prob']:.2f}. " + paired_lines(variants, args))
+        top1_line = (f"top-1, over its 1000 classes, on the {target} test images: {seen['top1']:.3f}; its "
+                     if seen["top1"] is not None else "")  # only a lookalikes tree's classes are source classes
+        part += (f"\n\nThe source classifier's {top1_line}mean top-1 probability on seed {args.seeds[0]}'s labeled "
+                 f"{target} images: {seen['mean_top_prob']:.2f}."
+                 + ("" if group in shard_groups else " " + paired_lines(variants, args)))
     return part, means, sds
 
 

@@ -23,6 +23,8 @@ README = ROOT / "README.md"
 REBUILT = [
     (["benchmarks.pssl_guard", "report"], ["pssl_guard"]),
     (["benchmarks.ablations", "report", "--groups", "pp_format"], ["ablations_pp_format"]),
+    (["benchmarks.ablations", "report", "--groups", "filtering,filtering_lookalikes,guidance,guidance_lookalikes"],
+     ["ablations_filtering", "ablations_filtering_lookalikes", "ablations_guidance", "ablations_guidance_lookalikes"]),
     (["benchmarks.train_data_path", "report", "--gpu-rate", "3000"], ["train_data_path"]),
     (["benchmarks.rehearsal", "report"], ["rehearsal"]),
 ]
