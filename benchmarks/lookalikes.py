@@ -30,6 +30,7 @@ import argparse
 import functools
 import os
 import statistics
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from benchmarks.common import (
@@ -75,10 +76,18 @@ def parse_cells(cells: list[str]) -> list[tuple[str, int]]:
     return [(c.split("/")[0], int(c.split("/")[1])) for c in cells]
 
 
+# What rows of one seed share (its labeled draw, and pseudo shards: grown-S's are extra-S-wW's too) is
+# made by one job at a time, so that two jobs never write the same folder at once.
+_MAKING = threading.Lock()
+
+
 def run_task(task: tuple) -> None:
     target, budget, seed, row = task
     c = cell(*task)
     if key(*task) not in kept() and not c.result(row).exists():
+        with _MAKING:
+            c.exported()
+            c.pseudo()
         c.run(ROWS[row][0])
 
 
