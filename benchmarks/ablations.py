@@ -150,14 +150,20 @@ def filtering(target: str = "digits") -> list[Variant]:
                                                            "--min-confidence", p)}) for p in (0.5, 0.8)]
 
 
+@functools.cache
+def source_guidance() -> float:
+    """The built-in generator's own guidance, loaded once however often the groups are listed."""
+    from generate.models import load_generator
+
+    return load_generator(SOURCE).defaults.guidance
+
+
 def guidance(target: str = "digits") -> list[Variant]:
     """PP -> finetune on shards sampled at the generator's guidance 2, against a scale drawn per sample.
     While 2 is the generator's own default its flag is left out: the same bytes, so the fixed variant
     is the main comparison's shards and pp runs, made once."""
-    from generate.models import load_generator
-
     on = {"target": target}
-    fixed = {} if load_generator(SOURCE).defaults.guidance == 2 else {"synth_extra": FIXED_GUIDANCE}
+    fixed = {} if source_guidance() == 2 else {"synth_extra": FIXED_GUIDANCE}
     return [Variant("guidance 2", "pp", {**on, **fixed}),
             Variant("guidance 1:3 a sample", "pp", {**on, "synth_extra": ("--guidance", "1:3")})]
 

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 
+from ptcommon.cli import InputError
+
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, SchedulerMixin
 
@@ -210,8 +212,6 @@ class OnePassGenerator(Generator):
         return SamplingDefaults(steps=1, guidance=1.0)
 
     def check_start(self, flag: str) -> None:
-        from ptcommon.cli import InputError
-
         raise InputError(f"{flag}: {self.no_way_back()}; give 1 ({self.from_noise}) or a diffusion model "
                          "(unet, dit, sd)")
 
