@@ -298,7 +298,8 @@ def filtering_cost(variants: list[Variant], args: argparse.Namespace) -> str:
         if (summary := kept().scores.get(key)) is not None:
             out.append(f"{v.label}: {summary['candidates_per_kept']:.2f} candidates a kept image, "
                        f"kept confidence {summary['mean_confidence']:.3f} on average")
-    return "Cost of the filter: " + "; ".join(out) + "." if out else ""
+    classes = len(kept().scores["filter_classes"])
+    return f"Cost of the filter, over the {classes} classes every variant samples: " + "; ".join(out) + "." if out else ""
 
 
 def group_part(group: str, args: argparse.Namespace) -> tuple[str, list[float], list[float]]:
