@@ -228,7 +228,8 @@ def synth(classes: int | None, class_ids: str | None, per_class: int, classifier
                    "noised with the sample's seeded noise to the step S names, and only the last round(steps*S) "
                    "steps (rounded half up, at least one) run, under its soft label (SDEdit): the lower, the closer "
                    "to the target and the less of the source's look. Diffusion models only (unet, dit, sd); below 1 "
-                   "part of the config hash and of each sample's .json.")
+                   "part of the config hash and of each sample's .json. Measured as unlabeled and as labeled data "
+                   "(pttrain --extra-labeled) in docs/method.md, \"Look-alikes grown from the target images\".")
 @generation_options(default_out="shards/pseudo")
 def pseudo(target: Path, classifier: str, classifier_weights: Path | None, per_target: int, temperature: float,
            top_k: int | None, condition: str, strength: float, gen: Generation) -> None:

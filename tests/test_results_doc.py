@@ -27,6 +27,7 @@ REBUILT = [
      ["ablations_filtering", "ablations_filtering_lookalikes", "ablations_guidance", "ablations_guidance_lookalikes"]),
     (["benchmarks.train_data_path", "report", "--gpu-rate", "3000"], ["train_data_path"]),
     (["benchmarks.rehearsal", "report"], ["rehearsal"]),
+    (["benchmarks.lookalikes", "report"], ["lookalikes"]),
 ]
 
 

@@ -205,7 +205,8 @@ def extra_options(command):
         click.option("--extra-weight", type=click.FloatRange(min=0),
                      help=f"With --extra-labeled: the weight of the extra images' cross-entropy. 0 is the control: "
                      f"they are checked but not read, and the run is the one without them. [default: "
-                     f"{DEFAULT_EXTRA_WEIGHT:g}, an extra image counts as much as a target image]"),
+                     f"{DEFAULT_EXTRA_WEIGHT:g}, an extra image counts as much as a target image; 0.5 and 1 scored alike "
+                     f"in docs/method.md, \"Look-alikes grown from the target images\"]"),
     ]):
         command = option(command)
     return command
