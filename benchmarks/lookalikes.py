@@ -125,6 +125,7 @@ def top1(target: str, budget: int, seed: int, row: str) -> float | None:
 # least half the oracle's gain; no seed of any cell below PP -> finetune by more than 0.005; and
 # lookalikes-sharp's gain under today's method kept.
 UNKNOWN = (("digits", 2), ("lookalikes", 2))
+KNOWN = ("lookalikes-sharp", 2)
 FLOOR = -0.005
 
 
@@ -151,14 +152,14 @@ def percent(value: float | None) -> str:
 
 def goal_table() -> str:
     """Per route, each part of the goal as measured, and the seeds it rests on."""
-    sharp = mean_or_none(gains("lookalikes-sharp", 2, "noise-gate"))
+    sharp = mean_or_none(gains(*KNOWN, "noise-gate"))
     body = []
     for row, (_, _, _, label) in ROWS.items():
         if row in ("pp", "oracle"):
             continue
         shares = [percent(share(target, budget, row)) for target, budget in UNKNOWN]
         every = [d for t, b in parse_cells(list(CELLS)) for d in gains(t, b, row).values()]
-        own_sharp = mean_or_none(gains("lookalikes-sharp", 2, row))
+        own_sharp = mean_or_none(gains(*KNOWN, row))
         body.append([label, *shares, f"{min(every):+.3f} ({len(every)} seed-cells)" if every else "—",
                      f"{own_sharp:+.3f}" if own_sharp is not None else "—"])
     return ("Against the goal: the share of the oracle's mean gain where the source does not know the target "

@@ -105,7 +105,7 @@ QUICK = Settings(pp_per_class=3, pp_epochs=3, per_target=5, extra=("--min-steps"
                  row_flags=(("pp+fixmatch", current_pssl()), ("control", current_pssl(weight=0)),
                             ("oracle", ssl_flags(batch_size=64, ratio=1))))
 
-# The look-alike route of the quick table (benchmarks/lookalikes.py measured it against the others):
+# The look-alike route of the quick table, the best of benchmarks/lookalikes.py's on lookalikes at 2 labels a class:
 # pseudo samples grown from each labeled image at strength S, as labeled data at weight W.
 LOOKALIKE_STRENGTH, LOOKALIKE_WEIGHT = 0.8, 0.5
 QUICK_LOOKALIKES = replace(QUICK, pseudo_extra=(*QUICK.pseudo_extra, "--strength", LOOKALIKE_STRENGTH),
